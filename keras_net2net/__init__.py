@@ -1,0 +1,1 @@
+"""keras-net2net."""
