@@ -1,0 +1,38 @@
+"""Walks the graph once and asks each op's rule how channels flow through it."""
+
+from keras_net2net import rules
+from keras_net2net.graph import Graph
+
+
+def analyze(model):
+    """Builds the `Graph` of `model` and its channel groups.
+
+    Returns:
+        A `rules.Context`: per-tensor layouts, the union-find of groups with
+        freeze reasons and constraints, and each layer's role layouts.
+    """
+    graph = Graph(model)
+    ctx = rules.Context(graph)
+    for tensor, key in zip(_flat_inputs(graph.model), graph.inputs):
+        rank = len(graph.shapes[key])
+        ctx.fresh(key, rank - 1 if rank > 1 else None, f"input:{tensor.name}",
+                  frozen=f"model input {tensor.name!r}")
+    for call in graph.calls:
+        rule = rules.rule_for(call.op)
+        if rule is None:
+            ctx.barrier(call, rules.unknown_reason(call.op))
+            continue
+        try:
+            rule.propagate(ctx, call)
+        except Exception as e:  # A rule that cannot read a call keeps it as is.
+            ctx.barrier(call, f"could not follow channels through it ({type(e).__name__}: {e})")
+        for key in call.outputs:
+            ctx.layouts.setdefault(key, None)
+    for name, key in zip(graph.output_names, graph.outputs):
+        ctx.groups.freeze_layout(ctx.layout(key), f"model output {name!r}")
+    return ctx
+
+
+def _flat_inputs(model):
+    functional = getattr(model, "_functional", None) or model
+    return functional.inputs

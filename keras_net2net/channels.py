@@ -1,0 +1,149 @@
+"""Channel groups: union-find over the channel axes of a graph's tensors.
+
+Every tensor that carries channels gets a `Layout`: the axis holding them and a
+sequence of `Segment`s. A segment is a run of `width * inner` positions whose
+channel `i` of group `atom` owns the `inner` consecutive positions
+`[i * inner, (i + 1) * inner)`. Concatenate joins segments; channels_last
+Flatten repeats them once per spatial position; channels_first Flatten and
+depthwise multipliers grow `inner`. Tensors that must share one widening
+mapping (the inputs of an Add, the calls of a shared layer, ...) have their
+atoms unioned; an atom tied to something that cannot grow is frozen, with the
+reason kept for the report.
+"""
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    atom: int
+    width: int
+    inner: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    axis: int
+    segments: tuple
+
+    @property
+    def size(self):
+        return sum(s.width * s.inner for s in self.segments)
+
+    def atoms(self):
+        return {s.atom for s in self.segments}
+
+    def moved(self, axis):
+        return Layout(axis, self.segments)
+
+    def with_inner(self, factor):
+        return Layout(self.axis, tuple(
+            Segment(s.atom, s.width, s.inner * factor) for s in self.segments))
+
+
+class ChannelGroups:
+    """Union-find over atoms, with freeze reasons and mapping constraints."""
+
+    def __init__(self):
+        self._parent = []
+        self.widths = []
+        self.producers = {}  # root-independent: atom -> [layer path]
+        self.members = {}  # atom -> set of layer paths touching it
+        self._frozen = {}  # root -> [reason]
+        self._blocks = {}  # root -> block count for uniform replication (lcm)
+        self._block_reasons = {}
+        self.links = []  # (atom_a, atom_b, path of the op that coupled them)
+
+    def new_atom(self, width, producer=None):
+        atom = len(self._parent)
+        self._parent.append(atom)
+        self.widths.append(int(width))
+        self.members[atom] = set()
+        if producer is not None:
+            self.producers.setdefault(atom, []).append(producer)
+            self.members[atom].add(producer)
+        return atom
+
+    def find(self, atom):
+        root = atom
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[atom] != root:
+            self._parent[atom], atom = root, self._parent[atom]
+        return root
+
+    def union(self, a, b, by):
+        ra, rb = self.find(a), self.find(b)
+        self.links.append((a, b, by))
+        if ra == rb:
+            return ra
+        if self.widths[ra] != self.widths[rb]:
+            raise AssertionError(f"internal: coupled widths differ at {by}")
+        self._parent[rb] = ra
+        self._frozen.setdefault(ra, []).extend(self._frozen.pop(rb, []))
+        self.members[ra] |= self.members.pop(rb, set())
+        if rb in self._blocks:
+            self.require_blocks(ra, self._blocks.pop(rb), self._block_reasons.pop(rb))
+        return ra
+
+    def freeze(self, atom, reason):
+        root = self.find(atom)
+        reasons = self._frozen.setdefault(root, [])
+        if reason not in reasons:
+            reasons.append(reason)
+
+    def freeze_layout(self, layout, reason):
+        if layout is not None:
+            for s in layout.segments:
+                self.freeze(s.atom, reason)
+
+    def touch(self, layout, path):
+        if layout is not None:
+            for s in layout.segments:
+                self.members[self.find(s.atom)].add(path)
+
+    def frozen_reasons(self, atom):
+        return list(self._frozen.get(self.find(atom), []))
+
+    def is_frozen(self, atom):
+        return bool(self._frozen.get(self.find(atom)))
+
+    def require_blocks(self, atom, blocks, reason):
+        """Every channel must be copied the same number of times, copies kept
+        inside each of `blocks` equal consecutive blocks (normalisation groups)."""
+        root = self.find(atom)
+        old = self._blocks.get(root, 1)
+        self._blocks[root] = old * blocks // math.gcd(old, blocks)
+        self._block_reasons.setdefault(root, reason)
+
+    def blocks(self, atom):
+        root = self.find(atom)
+        if root not in self._blocks:
+            return None, None
+        return self._blocks[root], self._block_reasons[root]
+
+    def roots(self):
+        return sorted({self.find(a) for a in range(len(self._parent))})
+
+    def coupling_path(self, a, b):
+        """Names of the ops that couple atoms a and b (BFS over union links)."""
+        adjacency = {}
+        for x, y, by in self.links:
+            adjacency.setdefault(x, []).append((y, by))
+            adjacency.setdefault(y, []).append((x, by))
+        previous = {a: None}
+        frontier = [a]
+        while frontier:
+            nxt = []
+            for x in frontier:
+                for y, by in adjacency.get(x, []):
+                    if y not in previous:
+                        previous[y] = (x, by)
+                        nxt.append(y)
+            frontier = nxt
+        path, node = [], b
+        while previous.get(node):
+            node, by = previous[node]
+            path.append(by)
+        return list(dict.fromkeys(reversed(path)))

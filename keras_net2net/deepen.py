@@ -1,0 +1,271 @@
+"""Net2DeeperNet: where identity layers and zero-initialised residual blocks
+go, and how they are built at the student's width."""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_net2net import errors
+from keras_net2net import ops
+from keras_net2net.plan import resolve_layer
+from keras_net2net.rules import IDEMPOTENT
+
+L = keras.layers
+_CONVS = {L.Conv1D: 1, L.Conv2D: 2, L.Conv3D: 3}
+_DEPTHWISE = {L.DepthwiseConv1D: 1, L.DepthwiseConv2D: 2}
+_SEPARABLE = {L.SeparableConv1D: 1, L.SeparableConv2D: 2}
+DEEPENABLE = (L.Dense, *_CONVS, *_DEPTHWISE, *_SEPARABLE)
+_ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
+
+
+@dataclasses.dataclass
+class Insertion:
+    """New layers to insert after the call of `after` (end of the anchor's
+    Conv[-BN][-activation] pattern)."""
+
+    anchor: object
+    after: object
+    mode: str  # "identity" or "residual"
+    count: int
+    pattern: list  # teacher layers copied: anchor[, bn][, activation layer]
+    activation: str  # activation of the inserted block
+    exact_activation: bool
+    note: str = ""
+    tensor: object = None  # TensorKey at the insertion point
+    layers: list = dataclasses.field(default_factory=list)  # built layers, in order
+    identity_bns: list = dataclasses.field(default_factory=list)
+
+
+def plan_insertions(ctx, deepen):
+    """Reads the `deepen` option into `Insertion`s."""
+    if deepen is None:
+        return []
+    if isinstance(deepen, str):
+        deepen = [deepen]
+    if isinstance(deepen, (list, tuple)):
+        deepen = {name: 1 for name in deepen}
+    if not isinstance(deepen, dict):
+        raise errors.PlanError(
+            f"Expected deepen to be a list of layer names or a dict {{name: count | "
+            f"'residual'}}. Received: deepen={deepen!r} ({type(deepen).__name__}).")
+    out = []
+    for name, how in deepen.items():
+        anchor = resolve_layer(ctx.graph, name, "deepen")
+        mode, count = _mode_and_count(name, how)
+        if type(anchor) not in DEEPENABLE:
+            kinds = ", ".join(sorted(c.__name__ for c in DEEPENABLE))
+            raise errors.PlanError(
+                f"Expected deepen to name a layer after which an identity layer can be "
+                f"inserted ({kinds}). Received: deepen={{{name!r}: {how!r}}} for layer "
+                f"{name!r} of class {type(anchor).__name__}. Fix: name the Dense or conv "
+                f"layer before it.")
+        _check_spatial(anchor, name)
+        pattern, key = _pattern(ctx, anchor)
+        activation, exact, note = _inserted_activation(pattern, mode)
+        out.append(Insertion(anchor, pattern[-1], mode, count, pattern, activation,
+                             exact, note, key))
+    return out
+
+
+def _mode_and_count(name, how):
+    if how in ("identity", "residual"):
+        return how, 1
+    if isinstance(how, int) and not isinstance(how, bool) and how >= 1:
+        return "identity", how
+    raise errors.PlanError(
+        f"Expected a positive count, 'identity' or 'residual' for layer {name!r}. "
+        f"Received: deepen={{{name!r}: {how!r}}}. Fix: e.g. deepen={{{name!r}: 2}}.")
+
+
+def _check_spatial(anchor, name):
+    if type(anchor) in _CONVS and getattr(anchor, "padding", "same") == "causal":
+        raise errors.PlanError(
+            f"Expected a conv whose identity copy keeps the spatial size. Received: "
+            f"deepen={name!r}, a {type(anchor).__name__} with padding='causal'; a centred "
+            f"identity tap would shift the sequence. Fix: deepen another layer.")
+
+
+def _single_consumer(ctx, key):
+    consumers = ctx.graph.consumers.get(key, [])
+    if len(consumers) == 1 and key not in ctx.graph.outputs:
+        return consumers[0]
+    return None
+
+
+def _pattern(ctx, anchor):
+    """The anchor and the BatchNorm / activation layer that follow it alone."""
+    calls = ctx.graph.calls_of(anchor)
+    key = calls[0].outputs[0]
+    pattern = [anchor]
+    nxt = _single_consumer(ctx, key) if len(calls) == 1 else None
+    if nxt is not None and type(nxt.op) is L.BatchNormalization and \
+            ctx.io.get(id(nxt.op)) and ctx.io[id(nxt.op)].layouts.get("in") is not None:
+        pattern.append(nxt.op)
+        key = nxt.outputs[0]
+        nxt = _single_consumer(ctx, key)
+    if nxt is not None and type(nxt.op) in _ACTIVATION_LAYERS and \
+            len(ctx.graph.calls_of(nxt.op)) == 1:
+        pattern.append(nxt.op)
+        key = nxt.outputs[0]
+    return pattern, key
+
+
+def activation_of(layer):
+    """Name of the activation a layer applies ('linear' if none)."""
+    if type(layer) is L.ReLU:
+        if layer.negative_slope or layer.threshold:
+            return "leaky_relu"
+        return "relu6" if layer.max_value == 6 else ("relu" if layer.max_value is None else "clipped_relu")
+    if type(layer) is L.LeakyReLU:
+        return "leaky_relu"
+    if type(layer) is L.ELU:
+        return "elu"
+    if isinstance(layer, L.BatchNormalization):
+        return "linear"
+    fn = getattr(layer, "activation", None)
+    return getattr(fn, "__name__", "linear") if fn is not None else "linear"
+
+
+def _inserted_activation(pattern, mode):
+    last = pattern[-1]
+    act = activation_of(last)
+    if mode == "residual":
+        inner = activation_of(pattern[-1]) if pattern[-1] is not pattern[0] else activation_of(pattern[0])
+        return (inner if inner != "linear" else "relu"), True, ""
+    if act in IDEMPOTENT:
+        return act, True, ""
+    return "linear", False, (
+        f"inserted linear: the values reaching it come from {act!r}, which is not "
+        f"idempotent, so a copy of that activation would change them")
+
+
+def unique_name(base, taken):
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
+
+
+def build_layers(ins, width, taken):
+    """Creates the inserted layers for one Insertion at `width` channels."""
+    anchor = ins.anchor
+    policy = anchor.dtype_policy
+    bn = next((p for p in ins.pattern if isinstance(p, L.BatchNormalization)), None)
+    blocks = []
+    for k in range(1, ins.count + 1):
+        base = f"{anchor.name}_deepen_{k}"
+        if ins.mode == "identity":
+            block = [_main_layer(anchor, width, unique_name(base, taken), policy)]
+            if bn is not None:
+                block.append(_bn_like(bn, unique_name(base + "_bn", taken), policy))
+                ins.identity_bns.append(block[-1])
+            if ins.activation != "linear":
+                block.append(L.Activation(ins.activation, name=unique_name(base + "_act", taken),
+                                          dtype=policy))
+        else:
+            block = _residual_layers(anchor, bn, ins.activation, width, base, taken, policy)
+        blocks.append(block)
+    ins.layers = blocks
+    return blocks
+
+
+def _main_layer(anchor, width, name, policy, activation=None):
+    cls = type(anchor)
+    if cls is L.Dense:
+        return L.Dense(width, activation=activation, name=name, dtype=policy)
+    window = tuple(k if k % 2 else 3 for k in anchor.kernel_size)
+    common = dict(padding="same", data_format=anchor.data_format, activation=activation,
+                  name=name, dtype=policy)
+    if cls in _CONVS:
+        return cls(width, window, **common)
+    if cls in _DEPTHWISE:
+        return cls(window, depth_multiplier=1, **common)
+    return cls(width, window, depth_multiplier=1, **common)
+
+
+def _bn_like(bn, name, policy):
+    config = bn.get_config()
+    config.update(name=name, center=True, scale=True, dtype=policy)
+    return L.BatchNormalization.from_config(config)
+
+
+def _residual_layers(anchor, bn, activation, width, base, taken, policy):
+    if type(anchor) is L.Dense:
+        return [L.Dense(width, activation=activation, name=unique_name(base + "_a", taken), dtype=policy),
+                L.Dense(width, name=unique_name(base + "_b", taken), dtype=policy,
+                        kernel_initializer="zeros"),
+                L.Add(name=unique_name(base + "_add", taken), dtype=policy)]
+    bn = bn or L.BatchNormalization(axis=1 if anchor.data_format == "channels_first" else -1)
+    return [_main_layer(anchor, width, unique_name(base + "_a", taken), policy),
+            _bn_like(bn, unique_name(base + "_a_bn", taken), policy),
+            L.Activation(activation, name=unique_name(base + "_act", taken), dtype=policy),
+            _main_layer(anchor, width, unique_name(base + "_b", taken), policy),
+            _bn_like(bn, unique_name(base + "_b_bn", taken), policy),
+            L.Add(name=unique_name(base + "_add", taken), dtype=policy)]
+
+
+def apply_block(mode, block, x):
+    """Calls one inserted block on the symbolic tensor x."""
+    if mode == "identity":
+        for layer in block:
+            x = layer(x)
+        return x
+    *body, add = block
+    y = x
+    for layer in body:
+        y = layer(y)
+    return add([x, y])
+
+
+def initial_weights(ins, stats):
+    """Sets the inserted layers' weights: identities, and zero last scales in
+    residual blocks. `stats` is (mean, var) of the insertion tensor or None."""
+    for block in ins.layers:
+        if ins.mode == "identity":
+            for layer in block:
+                _set_identity(layer, stats)
+        else:
+            _zero_last_scale(block)
+
+
+def _set_identity(layer, stats):
+    if isinstance(layer, L.BatchNormalization):
+        width = layer.gamma.shape[0]
+        mean, var = stats if stats is not None else (np.zeros(width), np.ones(width))
+        values = {"gamma": np.sqrt(var + layer.epsilon), "beta": mean,
+                  "moving_mean": mean, "moving_variance": var}
+        _assign(layer, values)
+        return
+    if isinstance(layer, L.Activation):
+        return
+    values = {"bias": 0.0}
+    if isinstance(layer, L.Dense):
+        values["kernel"] = np.eye(layer.units)
+    elif type(layer) in _DEPTHWISE:
+        width = layer.kernel.shape[-2]
+        values["kernel"] = ops.identity_kernel(layer.kernel_size, width, depthwise=True)
+    elif type(layer) in _SEPARABLE:
+        width = layer.filters
+        values["depthwise_kernel"] = ops.identity_kernel(layer.kernel_size, width, depthwise=True)
+        values["pointwise_kernel"] = ops.identity_kernel((1,) * len(layer.kernel_size), width)
+    else:
+        values["kernel"] = ops.identity_kernel(layer.kernel_size, layer.filters)
+    _assign(layer, values)
+
+
+def _zero_last_scale(block):
+    last = block[-2]
+    if isinstance(last, L.BatchNormalization):
+        _assign(last, {"gamma": 0.0, "beta": 0.0})
+    else:
+        _assign(last, {"kernel": 0.0, "bias": 0.0})
+
+
+def _assign(layer, values):
+    for v in layer.weights:
+        name = v.name
+        if name in values:
+            v.assign(np.broadcast_to(values[name], v.shape).astype(v.dtype))

@@ -1,0 +1,245 @@
+"""The public pipeline: graph -> channel groups -> plan -> rebuild -> verify."""
+
+import keras
+import numpy as np
+
+from keras_net2net import analysis
+from keras_net2net import deepen as deepen_lib
+from keras_net2net import errors
+from keras_net2net import plan as plan_lib
+from keras_net2net import rebuild
+from keras_net2net import verify as verify_lib
+from keras_net2net.report import ExpansionReport
+
+_MAPPINGS = ("random", "round_robin")
+_NOISE_MODES = ("balanced", "additive")
+
+
+def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
+                 mapping="random", seed=None, data=None, verify=True, verify_data=None,
+                 tolerance=None, strict=False, mappings=None, return_report=False):
+    """Grows a Keras model without changing what it computes (Net2Net).
+
+    Widening copies units of each channel group and divides the weights that
+    read the copies by the copy count (Net2WiderNet); deepening inserts
+    layers initialised to the identity, or residual blocks whose last scale
+    is zero (Net2DeeperNet). Layers that must grow together (residual Adds,
+    Concatenates, BatchNorms, Flatten heads, ...) are found from the graph.
+    The teacher is never modified.
+
+    Args:
+        model: a Functional or built Sequential `keras.Model`.
+        widen: None; a factor >= 1 applied to every group that can grow (widths
+            rounded up); or {layer name: new width (int) or factor (float)}.
+        deepen: None; a list of Dense/Conv/DepthwiseConv/SeparableConv layer
+            names (one identity layer after each); or {name: count | "identity"
+            | "residual"}.
+        noise: std of symmetry-breaking noise relative to each rewritten weight
+            tensor's std. 0 gives the exact Net2Net transform.
+        noise_mode: "balanced" (zero-sum over the copies of each unit: the
+            function stays exact) or "additive" (the paper's: not exact).
+        mapping: "random" (extra units copy random units) or "round_robin".
+        seed: seed of the mapping and noise.
+        data: optional input batch (array or list of arrays) to estimate the
+            statistics of inserted BatchNormalization layers.
+        verify: compare teacher and student on a probe batch and raise
+            `VerificationError` if they differ by more than `tolerance`.
+        verify_data: inputs for the verification (default: random inputs of
+            the model's input specs).
+        tolerance: max relative error allowed (default by compute dtype:
+            1e-4 for float32, 2e-2 for float16, 1e-1 for bfloat16).
+        strict: raise `FrozenGroupError` when a width asked for cannot be
+            applied exactly, instead of skipping it with a note.
+        mappings: {group name: mapping} from `ExpansionReport.mappings()` to
+            replay an earlier growth exactly.
+        return_report: also return the `ExpansionReport`.
+
+    Returns:
+        The student `keras.Model`, or `(student, report)` if `return_report`.
+
+    Raises:
+        UnsupportedModelError: subclassed or unbuilt models.
+        PlanError: invalid widen/deepen requests (with the layer named).
+        FrozenGroupError: `strict=True` and a requested width is not exact.
+        VerificationError: the student differs from the teacher.
+
+    Example:
+
+    ```python
+    import keras, keras_net2net as n2n
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Flatten()(x)
+    teacher = keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+    student, report = n2n.expand_model(teacher, widen=2.0, deepen=["conv1"],
+                                       seed=0, return_report=True)
+    assert report.max_relative_error < 1e-5
+    ```
+    """
+    _check_options(mapping, noise, noise_mode, tolerance)
+    ctx = analysis.analyze(model)
+    widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
+    insertions = deepen_lib.plan_insertions(ctx, deepen)
+    if widen is not None and isinstance(widen, dict) and not widen and not insertions:
+        raise errors.PlanError(
+            "Expected at least one layer to widen or deepen. Received: widen={} and "
+            f"deepen={deepen!r}. Fix: name layers, e.g. widen={{'conv1': 32}}.")
+    replay = _replay_mappings(ctx, mappings)
+    if replay:
+        widths.update({root: len(g) for root, g in replay.items()})
+    the_plan = plan_lib.Plan(ctx, widths, mapping, seed, replay)
+    builder = rebuild.Rebuilder(ctx, the_plan, insertions, noise, noise_mode, seed)
+    student = builder.build()
+    if data is not None:
+        _bn_statistics(student, builder, insertions, data)
+    report = _report(ctx, the_plan, insertions, skipped, model, student,
+                     dict(widen=widen, deepen=deepen, noise=noise, noise_mode=noise_mode,
+                          mapping=mapping, seed=seed, strict=strict))
+    if verify:
+        _verify(ctx, model, student, report, verify_data, data, tolerance, noise, noise_mode)
+    return (student, report) if return_report else student
+
+
+def explain_model(model):
+    """Explains how a model would grow, without growing it.
+
+    Returns an `ExpansionReport` with no growth applied: its `groups` list
+    which layers each channel group couples, whether it can widen and, if
+    not, why; `barriers` lists layers growth cannot pass through.
+
+    Example:
+
+    ```python
+    print(n2n.explain_model(model))
+    ```
+    """
+    ctx = analysis.analyze(model)
+    the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
+    return _report(ctx, the_plan, [], [], model, None, {})
+
+
+def _check_options(mapping, noise, noise_mode, tolerance):
+    if mapping not in _MAPPINGS:
+        raise errors.PlanError(f"Expected mapping in {_MAPPINGS}. Received: mapping={mapping!r}.")
+    if noise_mode not in _NOISE_MODES:
+        raise errors.PlanError(
+            f"Expected noise_mode in {_NOISE_MODES}. Received: noise_mode={noise_mode!r}.")
+    if not isinstance(noise, (int, float)) or noise < 0:
+        raise errors.PlanError(f"Expected noise >= 0. Received: noise={noise!r}.")
+    if tolerance is not None and not tolerance > 0:
+        raise errors.PlanError(f"Expected tolerance > 0. Received: tolerance={tolerance!r}.")
+
+
+def _replay_mappings(ctx, mappings):
+    if not mappings:
+        return {}
+    names = {}
+    for path, (layer, atom) in plan_lib.producers(ctx).items():
+        names[path] = ctx.groups.find(atom)
+    out = {}
+    for name, g in mappings.items():
+        if name not in names:
+            raise errors.PlanError(
+                f"Expected mappings keyed by group names of this model. Received: a mapping "
+                f"for {name!r}, which produces no group here. Fix: replay on the same teacher.")
+        root, g = names[name], np.asarray(g, dtype=np.int64)
+        old = ctx.groups.widths[root]
+        if ctx.groups.is_frozen(root) or g.min() < 0 or g.max() >= old or \
+                not np.array_equal(np.unique(g), np.arange(old)):
+            raise errors.PlanError(
+                f"Expected a mapping onto all {old} units of group {name!r} that can grow. "
+                f"Received: a mapping of length {len(g)} with values in "
+                f"[{g.min()}, {g.max()}]. Fix: replay on the same teacher.")
+        out[root] = g
+    return out
+
+
+def _group_rows(ctx, the_plan):
+    groups, graph = ctx.groups, ctx.graph
+    names = {}
+    for atom, paths in groups.producers.items():
+        names.setdefault(groups.find(atom), []).extend(paths)
+    rows = []
+    for root in groups.roots():
+        producers = names.get(root, [])
+        old = groups.widths[root]
+        g = the_plan.mappings[root]
+        rows.append({
+            "name": producers[0] if producers else f"group{root}",
+            "producers": producers,
+            "members": sorted(groups.members.get(root, set())),
+            "old_width": old, "new_width": int(len(g)),
+            "frozen": groups.is_frozen(root),
+            "reasons": groups.frozen_reasons(root),
+            "mapping": g.tolist() if len(g) != old else [],
+        })
+    del graph
+    return rows
+
+
+def _report(ctx, the_plan, insertions, skipped, teacher, student, options):
+    groups = ctx.groups
+    layers = []
+    for path, (layer, atom) in plan_lib.producers(ctx).items():
+        layers.append({"layer": path, "class": type(layer).__name__,
+                       "old_width": groups.widths[atom],
+                       "new_width": int(len(the_plan.mapping(atom)))})
+    inserted = [{"anchor": i.anchor.name, "mode": i.mode,
+                 "layers": [l.name for block in i.layers for l in block],
+                 "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
+                 "note": i.note} for i in insertions]
+    return ExpansionReport(
+        layers=layers, groups=_group_rows(ctx, the_plan),
+        skipped=[{"request": what, "reason": why} for what, why in skipped],
+        inserted=inserted,
+        barriers=[{"layer": p, "class": c, "reason": r} for p, c, r in ctx.barriers],
+        params_before=int(teacher.count_params()),
+        params_after=int(student.count_params()) if student is not None else 0,
+        options={k: v for k, v in options.items() if _jsonable(v)})
+
+
+def _jsonable(v):
+    return v is None or isinstance(v, (int, float, str, bool, list, dict))
+
+
+def _as_inputs(data):
+    return [np.asarray(d) for d in data] if isinstance(data, (list, tuple)) else [np.asarray(data)]
+
+
+def _bn_statistics(student, builder, insertions, data):
+    """Sets inserted identity BatchNorms to the population statistics of what
+    they will see, so that training mode is close to the identity too."""
+    inputs = _as_inputs(data)
+    top_level = {id(l) for l in student.layers}
+    for ins in insertions:
+        bns = [b for b in ins.identity_bns if id(b) in top_level]
+        if not bns:
+            continue
+        probe = keras.Model(student.inputs, bns[0].input)
+        x = np.asarray(probe(inputs if len(inputs) > 1 else inputs[0], training=False),
+                       dtype=np.float64)
+        axis = bns[0].axis % x.ndim
+        reduce = tuple(a for a in range(x.ndim) if a != axis)
+        stats = (x.mean(axis=reduce), x.var(axis=reduce))
+        for bn in bns:
+            deepen_lib._set_identity(bn, stats)
+
+
+def _verify(ctx, teacher, student, report, verify_data, data, tolerance, noise, noise_mode):
+    dtype = verify_lib.compute_dtype(teacher)
+    tol = tolerance or verify_lib.TOLERANCES.get(dtype, 1e-4)
+    inputs = _as_inputs(verify_data) if verify_data is not None else verify_lib.probe_inputs(ctx)
+    names = ctx.graph.output_names
+    report.verification = {"dtype": dtype, "tolerance": tol,
+                           "inference": verify_lib.compare(teacher, student, inputs, names)}
+    if data is not None:
+        batch = _as_inputs(data)
+        report.verification["training"] = verify_lib.compare(
+            teacher, student, batch, names, training=True)
+    exact = noise == 0 or noise_mode == "balanced"
+    if exact and report.max_relative_error > tol:
+        raise errors.VerificationError(
+            f"Expected the student to reproduce the teacher within relative error {tol:g} "
+            f"({dtype}). Received: max |d|/max |y| = {report.max_relative_error:.3g}. This is "
+            f"a bug in keras-net2net: please report it with the model. The teacher is "
+            f"unchanged; verify=False returns the student anyway.", report)

@@ -1,0 +1,76 @@
+"""NumPy math of Net2Net: mappings, replication with division, identity
+kernels and symmetry-breaking noise. All in float64, cast once by callers."""
+
+import numpy as np
+
+
+def mapping(old, new, kind, rng, blocks=None):
+    """The Net2WiderNet map g: {0..new-1} -> {0..old-1}.
+
+    Args:
+        old: current width n.
+        new: target width q >= n.
+        kind: "random" (extra units copy random units, as in the paper) or
+            "round_robin" (unit j copies j mod n).
+        rng: a `numpy.random.Generator` for "random".
+        blocks: when set, every unit is copied exactly q / n times and copies
+            stay inside each of `blocks` equal consecutive blocks, which keeps
+            LayerNormalization (blocks=1) and GroupNormalization exact.
+
+    Returns:
+        An int64 array of length `new`.
+    """
+    j = np.arange(new, dtype=np.int64)
+    if blocks is not None:
+        k, size = new // old, old // blocks
+        return (j // (k * size)) * size + (j % (k * size)) % size
+    if kind == "round_robin":
+        return j % old
+    extra = rng.integers(0, old, size=new - old, dtype=np.int64)
+    return np.concatenate([j[:old], extra])
+
+
+def segment_indices(g, inner, offset):
+    """Old positions of a segment whose channel i spans `inner` positions."""
+    return (g[:, None] * inner + np.arange(inner, dtype=np.int64)).ravel() + offset
+
+
+def replicate(w, axis, src, counts=None):
+    """`w` copied along `axis` by `src`; divided by copy counts when given."""
+    out = np.take(w, src, axis=axis)
+    if counts is not None:
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        out = out / counts[src].reshape(shape)
+    return out
+
+
+def balanced_noise(shape, axis, src, scale, rng):
+    """Noise that sums to zero over the copies of each unit along `axis`.
+
+    Copies of a unit carry identical activations, so a consumer whose rows for
+    those copies change by terms that sum to zero computes exactly the same
+    function, yet the copies now receive different gradients.
+    """
+    e = rng.normal(0.0, scale, size=shape)
+    moved = np.moveaxis(e, axis, 0)
+    sums = np.zeros((int(src.max()) + 1,) + moved.shape[1:])
+    np.add.at(sums, src, moved)
+    counts = np.bincount(src, minlength=sums.shape[0]).reshape((-1,) + (1,) * (moved.ndim - 1))
+    moved = moved - (sums / np.maximum(counts, 1))[src]
+    return np.moveaxis(moved, 0, axis)
+
+
+def identity_kernel(window, channels, depthwise=False):
+    """A conv kernel (or Dense kernel when window == ()) that is the identity:
+    a one at the centre tap for each channel."""
+    if depthwise:
+        k = np.zeros(tuple(window) + (channels, 1))
+        centre = tuple(s // 2 for s in window)
+        k[centre + (slice(None), 0)] = 1.0
+        return k
+    k = np.zeros(tuple(window) + (channels, channels))
+    centre = tuple(s // 2 for s in window)
+    idx = np.arange(channels)
+    k[centre + (idx, idx)] = 1.0
+    return k

@@ -1,0 +1,204 @@
+"""What grows and how: target widths per channel group, the mappings g, and
+the old-position index (`src`) of every layout. Serialisable to JSON."""
+
+import difflib
+import math
+
+import numpy as np
+
+from keras_net2net import errors
+from keras_net2net import ops
+
+
+def resolve_layer(graph, name, option):
+    """The layer called `name` (bare name, or "submodel/name" path)."""
+    by_path = {graph.paths[i]: layer for i, layer in graph.layers.items()}
+    if name in by_path:
+        return by_path[name]
+    matches = [layer for path, layer in by_path.items() if path.split("/")[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        paths = sorted(graph.paths[id(m)] for m in matches)
+        raise errors.PlanError(
+            f"Expected a layer name that is unique in the model. Received: "
+            f"{option}={name!r}, which names {len(matches)} layers in nested models: "
+            f"{paths}. Fix: use the full path, e.g. {paths[0]!r}.")
+    close = difflib.get_close_matches(name, list(by_path), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise errors.PlanError(
+        f"Expected a layer of the model. Received: {option}={name!r}, which is no "
+        f"layer of model {graph.model.name!r}.{hint} Fix: use a name from "
+        f"model.summary() (or n2n.explain_model(model)).")
+
+
+class Plan:
+    """Target width and mapping per group; old positions of any layout."""
+
+    def __init__(self, ctx, widths, mapping_kind="random", seed=None, mappings=None):
+        self.ctx = ctx
+        self.groups = ctx.groups
+        self.widths = widths  # root -> new width
+        rng = np.random.default_rng(seed)
+        self.mappings = {}
+        for root in self.groups.roots():
+            old, new = self.groups.widths[root], widths.get(root, self.groups.widths[root])
+            if mappings is not None and root in mappings:
+                self.mappings[root] = np.asarray(mappings[root], dtype=np.int64)
+            elif new == old:
+                self.mappings[root] = np.arange(old, dtype=np.int64)
+            else:
+                blocks, _ = self.groups.blocks(root)
+                self.mappings[root] = ops.mapping(old, new, mapping_kind, rng, blocks)
+        self._cache = {}
+
+    def mapping(self, atom):
+        return self.mappings[self.groups.find(atom)]
+
+    def width(self, layout):
+        """New size of a layout's axis."""
+        return sum(len(self.mapping(s.atom)) * s.inner for s in layout.segments)
+
+    def src(self, layout):
+        """(src, counts): old position of each new position, copies per old one."""
+        if layout not in self._cache:
+            parts, offset = [], 0
+            for s in layout.segments:
+                parts.append(ops.segment_indices(self.mapping(s.atom), s.inner, offset))
+                offset += s.width * s.inner
+            src = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            counts = np.bincount(src, minlength=offset)
+            identity = len(src) == offset and bool(np.all(counts == 1)) and bool(
+                np.all(src == np.arange(offset)))
+            self._cache[layout] = (src, counts, identity)
+        return self._cache[layout]
+
+    def new_shape(self, key):
+        shape = list(self.ctx.shape(key))
+        layout = self.ctx.layout(key)
+        if layout is not None:
+            shape[layout.axis] = self.width(layout)
+        return tuple(shape)
+
+
+def producers(ctx):
+    """{layer path: (layer, atom)} for every layer that produces a group."""
+    graph = ctx.graph
+    return {graph.paths[i]: (graph.layers[i], atom) for i, atom in ctx.producer_atoms.items()}
+
+
+def resolve_widths(ctx, widen, strict):
+    """Target width per group root, plus notes on requests left unapplied.
+
+    Args:
+        ctx: the analysis context.
+        widen: None, a factor >= 1, or {layer name: width (int) or factor (float)}.
+        strict: raise instead of skipping a request that cannot be applied.
+
+    Returns:
+        (widths, skipped): {root: new width}, [(what, reason)].
+    """
+    groups = ctx.groups
+    widths, skipped = {}, []
+    if widen is None:
+        return widths, skipped
+    if isinstance(widen, bool) or not isinstance(widen, (int, float, dict)):
+        raise errors.PlanError(
+            f"Expected widen to be a factor >= 1 (e.g. 1.5) or a dict "
+            f"{{layer name: width}}. Received: widen={widen!r} "
+            f"({type(widen).__name__}).")
+    if isinstance(widen, dict):
+        return _resolve_per_layer(ctx, widen, strict)
+    if not math.isfinite(widen) or widen < 1:
+        raise errors.PlanError(
+            f"Expected widen >= 1: Net2WiderNet only adds units. Received: "
+            f"widen={widen!r}. Fix: pass a factor such as 1.5 or 2.0.")
+    for root in groups.roots():
+        old = groups.widths[root]
+        if groups.is_frozen(root) or root not in _grown_roots(ctx):
+            continue
+        new = math.ceil(old * widen - 1e-9)
+        ok, reason = _fits_blocks(groups, root, old, new)
+        if not ok:
+            skipped.append((_group_name(ctx, root), reason))
+            continue
+        if new > old:
+            widths[root] = new
+    return widths, skipped
+
+
+def _grown_roots(ctx):
+    """Roots of groups that some layer produces (others are inputs etc.)."""
+    if not hasattr(ctx, "_grown_roots"):
+        ctx._grown_roots = {ctx.groups.find(a) for a in ctx.producer_atoms.values()}
+    return ctx._grown_roots
+
+
+def _fits_blocks(groups, root, old, new):
+    blocks, reason = groups.blocks(root)
+    if blocks is None or new % old == 0:
+        return True, None
+    return False, f"{reason}: width {old} -> {new} is not a whole multiple of {old}"
+
+
+def _group_name(ctx, root):
+    names = [p for a, ps in ctx.groups.producers.items()
+             if ctx.groups.find(a) == root for p in ps]
+    return names[0] if names else f"group{root}"
+
+
+def _resolve_per_layer(ctx, widen, strict):
+    groups = ctx.groups
+    by_layer = {id(layer): atom for _, (layer, atom) in producers(ctx).items()}
+    widths, asked, skipped = {}, {}, []
+    for name, target in widen.items():
+        layer = resolve_layer(ctx.graph, name, "widen")
+        if id(layer) not in by_layer:
+            can = sorted(producers(ctx))
+            raise errors.PlanError(
+                f"Expected widen to name a layer that produces channels (Dense, Conv*, "
+                f"SeparableConv*, Embedding). Received: widen={{{name!r}: {target!r}}} for "
+                f"layer {name!r} of class {type(layer).__name__}. Fix: name one of "
+                f"{can[:12]}{' ...' if len(can) > 12 else ''}.")
+        atom = by_layer[id(layer)]
+        root, old = groups.find(atom), groups.widths[atom]
+        new = _target_width(name, target, old)
+        if new == old:
+            continue
+        if root in asked and widths.get(root, asked[root][1]) != new:
+            other, other_new = asked[root]
+            via = groups.coupling_path(atom, by_layer[id(resolve_layer(ctx.graph, other, "widen"))])
+            raise errors.PlanError(
+                f"Expected one width for layers that must grow together. Received: "
+                f"widen={{{other!r}: {other_new}, {name!r}: {new}}}, but {other!r} and "
+                f"{name!r} are coupled through {', '.join(repr(v) for v in via) or 'the graph'}. "
+                f"Fix: give them the same width, or name only one of them.")
+        asked[root] = (name, new)
+        reasons = groups.frozen_reasons(root)
+        ok, block_reason = _fits_blocks(groups, root, old, new)
+        if reasons or not ok:
+            why = reasons[0] if reasons else block_reason
+            if strict:
+                raise errors.FrozenGroupError(
+                    f"Expected a layer whose width can grow exactly. Received: "
+                    f"widen={{{name!r}: {new}}}, but the group of {name!r} is kept at width "
+                    f"{old} because {why}. Fix: drop {name!r} from widen, or pass "
+                    f"strict=False to skip it with a note in the report.")
+            skipped.append((name, why))
+            continue
+        widths[root] = new
+    return widths, skipped
+
+
+def _target_width(name, target, old):
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise errors.PlanError(
+            f"Expected a width (int) or factor (float) for layer {name!r}. Received: "
+            f"widen={{{name!r}: {target!r}}}.")
+    new = target if isinstance(target, int) else math.ceil(old * target - 1e-9)
+    if new < old:
+        raise errors.PlanError(
+            f"Expected a width >= the current width {old} of layer {name!r}: Net2WiderNet "
+            f"only adds units. Received: widen={{{name!r}: {target!r}}}. Fix: ask for "
+            f"{old} or more.")
+    return int(new)

@@ -1,0 +1,131 @@
+"""Builds the student through Keras' own cloning hooks and writes its weights.
+
+`keras.models.clone_model` walks the teacher's graph; `clone_function` makes
+each layer from its edited config (so no constructor argument is ever
+re-listed by hand), `call_function` threads inserted layers after their
+anchors. Nested models are cloned the same way with inputs of their new
+shapes. Weights are then computed in float64 from the teacher's and cast
+once to each variable's dtype.
+"""
+
+import keras
+import numpy as np
+
+from keras_net2net import deepen as deepen_lib
+from keras_net2net import ops
+from keras_net2net import rules
+
+
+class Rebuilder:
+    def __init__(self, ctx, plan, insertions, noise=0.0, noise_mode="balanced", seed=None):
+        self.ctx, self.plan, self.graph = ctx, plan, ctx.graph
+        self.insertions = {id(i.after): i for i in insertions}
+        self.noise, self.noise_mode = noise, noise_mode
+        self.rng = np.random.default_rng(None if seed is None else seed + 1)
+        self.student_of = {}  # id(teacher layer) -> student layer
+        self.teacher_of = {}  # id(student layer) -> teacher layer
+        self.taken = {layer.name for layer in self.graph.layers.values()}
+
+    # -- structure ---------------------------------------------------------
+    def build(self):
+        teacher = self.graph.model
+        for ins in self.insertions.values():
+            width = self.plan.width(self.ctx.layout(ins.tensor)) if self.ctx.layout(ins.tensor) \
+                else self.ctx.shape(ins.tensor)[-1]
+            deepen_lib.build_layers(ins, width, self.taken)
+        if isinstance(teacher, keras.Sequential) and self._sequential_ok():
+            student = self._clone_sequential(teacher)
+        else:
+            functional = getattr(teacher, "_functional", None) or teacher
+            student = keras.models.clone_model(
+                functional, clone_function=self._clone, call_function=self._call)
+        self._write_weights()
+        return student
+
+    def _sequential_ok(self):
+        return all(i.mode == "identity" for i in self.insertions.values())
+
+    def _clone(self, layer):
+        if id(layer) in self.student_of:
+            return self.student_of[id(layer)]
+        if isinstance(layer, keras.Model):
+            new = self._clone_nested(layer)
+        elif not isinstance(layer, keras.layers.Layer):
+            new = layer  # keras.ops operations hold no state: reuse them.
+        else:
+            config = layer.get_config()
+            rule, io = rules.rule_for(layer), self.ctx.io.get(id(layer))
+            if rule is not None and io is not None:
+                config = rule.edit_config(config, io, self.plan)
+            new = layer.__class__.from_config(config)
+        self.student_of[id(layer)] = new
+        self.teacher_of[id(new)] = layer
+        return new
+
+    def _call(self, layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        teacher_layer = self.teacher_of.get(id(layer))
+        ins = self.insertions.get(id(teacher_layer))
+        if ins is not None:
+            for block in ins.layers:
+                out = deepen_lib.apply_block(ins.mode, block, out)
+        return out
+
+    def _clone_nested(self, model):
+        functional = getattr(model, "_functional", None) or model
+        outer_keys = self.graph.nested_inputs[id(model)]
+        inputs = [keras.Input(batch_shape=self.plan.new_shape(k), dtype=t.dtype, name=t.name)
+                  for t, k in zip(functional.inputs, outer_keys)]
+        if isinstance(model, keras.Sequential) and self._sequential_ok():
+            return self._clone_sequential(model, inputs[0])
+        return keras.models.clone_model(functional, input_tensors=inputs,
+                                        clone_function=self._clone, call_function=self._call)
+
+    def _clone_sequential(self, model, input_tensor=None):
+        first = model.inputs[0]
+        layers = [input_tensor if input_tensor is not None else
+                  keras.Input(batch_shape=first.shape, dtype=first.dtype, name=first.name)]
+        for layer in model.layers:
+            layers.append(self._clone(layer))
+            ins = self.insertions.get(id(layer))
+            if ins is not None:
+                layers.extend(l for block in ins.layers for l in block)
+        return keras.Sequential(layers, name=model.name, trainable=model.trainable)
+
+    # -- weights -----------------------------------------------------------
+    def _write_weights(self):
+        for layer_id, teacher_layer in self.graph.layers.items():
+            if isinstance(teacher_layer, keras.Model) or not teacher_layer.weights:
+                continue
+            student_layer = self.student_of[layer_id]
+            rule, io = rules.rule_for(teacher_layer), self.ctx.io.get(layer_id)
+            axes = rule.weight_axes(teacher_layer, io) if (rule and io) else {}
+            for old, new in zip(teacher_layer.weights, student_layer.weights):
+                value = old.numpy()
+                if axes.get(old.name):
+                    value = self._rewrite(value, axes[old.name], io)
+                if tuple(value.shape) != tuple(new.shape):
+                    raise AssertionError(
+                        f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")
+                new.assign(value.astype(new.dtype) if hasattr(value, "astype") else value)
+        for ins in self.insertions.values():
+            deepen_lib.initial_weights(ins, None)
+
+    def _rewrite(self, value, axes, io):
+        w = np.asarray(value, dtype=np.float64)
+        changed = False
+        for axis, role, divide in axes:
+            layout = io.layouts.get(role)
+            if layout is None:
+                continue
+            src, counts, identity = self.plan.src(layout)
+            if identity:
+                continue
+            changed = True
+            w = ops.replicate(w, axis, src, counts if divide else None)
+            if divide and self.noise and self.noise_mode == "balanced":
+                scale = self.noise * (np.std(value) or 1.0)
+                w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)
+        if changed and self.noise and self.noise_mode == "additive":
+            w = w + self.rng.normal(0.0, self.noise * (np.std(value) or 1.0), w.shape)
+        return w.astype(value.dtype)

@@ -1,0 +1,86 @@
+"""The expansion report: what grew, what was kept and why, the mappings, the
+inserted layers and the measured errors. JSON round-trips."""
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass
+class ExpansionReport:
+    """Everything `expand_model` decided and measured.
+
+    Attributes:
+        layers: [{"layer", "class", "old_width", "new_width"}] for producers.
+        groups: [{"name", "members", "old_width", "new_width", "frozen",
+            "reasons", "mapping"}], one per channel group.
+        skipped: [{"request", "reason"}] widths asked for and not applied.
+        inserted: [{"anchor", "mode", "layers", "activation", "exact", "note"}].
+        barriers: [{"layer", "class", "reason"}].
+        verification: {"dtype", "tolerance", "inference": [...], "training": [...]}.
+        params_before, params_after: parameter counts.
+        options: the options the call was made with.
+    """
+
+    layers: list = dataclasses.field(default_factory=list)
+    groups: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+    inserted: list = dataclasses.field(default_factory=list)
+    barriers: list = dataclasses.field(default_factory=list)
+    verification: dict = dataclasses.field(default_factory=dict)
+    params_before: int = 0
+    params_after: int = 0
+    options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def max_relative_error(self):
+        rows = self.verification.get("inference", [])
+        return max((r["max_rel"] for r in rows), default=0.0)
+
+    @property
+    def max_absolute_error(self):
+        rows = self.verification.get("inference", [])
+        return max((r["max_abs"] for r in rows), default=0.0)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self, path=None, indent=1):
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+    def mappings(self):
+        """{group name: mapping} to replay this growth exactly."""
+        return {g["name"]: g["mapping"] for g in self.groups if g["new_width"] != g["old_width"]}
+
+    def __str__(self):
+        lines = [f"Net2Net expansion: {self.params_before:,} -> {self.params_after:,} parameters"]
+        grown = [r for r in self.layers if r["new_width"] != r["old_width"]]
+        lines.append(f"widened layers ({len(grown)} of {len(self.layers)}):")
+        for r in grown:
+            lines.append(f"  {r['layer']:<32} {r['class']:<20} {r['old_width']:>6} -> {r['new_width']}")
+        kept = [g for g in self.groups if g["frozen"]]
+        if kept:
+            lines.append(f"groups kept at their width ({len(kept)}):")
+            for g in kept:
+                lines.append(f"  {g['name']:<32} width {g['old_width']}: {g['reasons'][0]}")
+        for s in self.skipped:
+            lines.append(f"  not applied: {s['request']}: {s['reason']}")
+        for ins in self.inserted:
+            exact = "exact" if ins["exact"] else "linear"
+            lines.append(f"inserted after {ins['anchor']} ({ins['mode']}, {exact}): "
+                         f"{', '.join(ins['layers'])}" + (f" [{ins['note']}]" if ins["note"] else ""))
+        v = self.verification
+        for mode in ("inference", "training"):
+            for r in v.get(mode, []):
+                lines.append(f"{mode} {r['output']}: max|d| = {r['max_abs']:.3g}, "
+                             f"max|d|/max|y| = {r['max_rel']:.3g}")
+        if v:
+            lines.append(f"verified in {v.get('dtype')} with tolerance {v.get('tolerance')}")
+        return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""The registry: one table from layer (or op) class to the rule that grows it.
+
+Lookup is by exact class: a user subclass of a Keras layer may override
+`call`, so it is treated as unknown (a barrier) unless registered with
+`register_rule`.
+"""
+
+import keras
+from keras.src.ops import core as ops_core
+from keras.src.ops import math as ops_math
+from keras.src.ops import nn as ops_nn
+from keras.src.ops import numpy as ops_numpy
+
+from keras_net2net.rules import channelwise
+from keras_net2net.rules import merge
+from keras_net2net.rules import mixing
+from keras_net2net.rules import shapes
+from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
+from keras_net2net.rules.base import Context  # noqa: F401 (re-export)
+from keras_net2net.rules.base import Rule  # noqa: F401 (re-export)
+
+L = keras.layers
+
+
+def _classes(module, names):
+    return [getattr(module, n) for n in names if hasattr(module, n)]
+
+
+_PASS = channelwise.PassThroughRule()
+_SPATIAL = channelwise.SpatialRule()
+_MERGE = merge.ElementwiseMergeRule()
+
+_TABLE = {
+    L.Dense: mixing.DenseRule(),
+    L.Embedding: mixing.EmbeddingRule(),
+    L.BatchNormalization: channelwise.BatchNormRule(),
+    L.LayerNormalization: channelwise.LayerNormRule(),
+    L.GroupNormalization: channelwise.GroupNormRule(),
+    L.PReLU: channelwise.PReLURule(),
+    L.Softmax: channelwise.SoftmaxRule(),
+    L.Rescaling: channelwise.RescalingRule(),
+    L.UnitNormalization: channelwise.UnitNormRule(),
+    L.Normalization: channelwise.FrozenPassRule("its statistics are kept as they are"),
+    L.Flatten: shapes.FlattenRule(),
+    L.Reshape: shapes.ReshapeRule(),
+    L.Permute: shapes.PermuteRule(),
+    L.RepeatVector: shapes.RepeatVectorRule(),
+    L.Concatenate: merge.ConcatenateRule(),
+    ops_numpy.Concatenate: merge.ConcatenateRule(),
+}
+for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+    _TABLE[_cls] = mixing.ConvRule()
+for _cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+    _TABLE[_cls] = mixing.ConvTransposeRule()
+for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+    _TABLE[_cls] = mixing.DepthwiseRule()
+for _cls in (L.SeparableConv1D, L.SeparableConv2D):
+    _TABLE[_cls] = mixing.SeparableRule()
+for _cls in (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D,
+             L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
+             L.AlphaDropout, L.Identity, L.ActivityRegularization, L.Masking):
+    _TABLE[_cls] = _PASS
+for _cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
+             L.AveragePooling2D, L.AveragePooling3D, L.ZeroPadding1D, L.ZeroPadding2D,
+             L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
+             L.UpSampling2D, L.UpSampling3D):
+    _TABLE[_cls] = _SPATIAL
+for _cls in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+             L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D):
+    _TABLE[_cls] = channelwise.GlobalPoolRule()
+for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
+    _TABLE[_cls] = _MERGE
+# keras.ops calls that act on each element alone (scalars or broadcast allowed).
+for _cls in _classes(ops_numpy, [
+        "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "DivideNoNan", "Maximum",
+        "Minimum", "Power", "Absolute", "Negative", "Square", "Sqrt", "Exp", "Expm1", "Log",
+        "Log1p", "Tanh", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round", "Clip",
+        "Reciprocal", "Cbrt", "Copy", "Sinh", "Cosh", "Arctan"]) + _classes(ops_nn, [
+        "Relu", "Relu6", "Sigmoid", "Softplus", "Softsign", "SoftShrink", "Silu",
+        "LogSigmoid", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu", "Gelu",
+        "Celu", "TanhShrink", "HardTanh", "HardShrink", "Squareplus", "SparsePlus",
+        "Threshold"]) + _classes(ops_core, ["Cast", "StopGradient"]) + _classes(
+        ops_math, ["Rsqrt", "Erf", "Erfc"]):
+    _TABLE[_cls] = _MERGE
+
+_USER_TABLE = {}
+
+
+def register_rule(layer_class, rule):
+    """Registers `rule` for layers of exactly `layer_class` (custom layers).
+
+    Args:
+        layer_class: the class of the custom layer.
+        rule: a `keras_net2net.rules.Rule` instance.
+
+    Example:
+
+    ```python
+    from keras_net2net import rules
+    rules.register_rule(MyScale, rules.channelwise.PassThroughRule())
+    ```
+    """
+    _USER_TABLE[layer_class] = rule
+
+
+def rule_for(op):
+    """The rule for `op`, or None when the toolkit does not know it."""
+    cls = type(op)
+    return _USER_TABLE.get(cls) or _TABLE.get(cls)
+
+
+def unknown_reason(op):
+    if isinstance(op, L.Lambda):
+        return "Lambda layers hide their computation; they keep the width of what they read"
+    return (f"{type(op).__name__} is not a layer kind the toolkit knows; "
+            "register a rule with keras_net2net.rules.register_rule to grow through it")

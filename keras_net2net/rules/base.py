@@ -1,0 +1,165 @@
+"""What a rule is, and the analysis context rules write into.
+
+A rule knows one kind of layer: how its call maps input channel layouts to
+output layouts (`propagate`), which config fields hold widths (`edit_config`),
+and along which axes each of its weights follows which layout
+(`weight_axes`). The generic weight rewrite in `keras_net2net.ops` does the
+rest, so most rules are a few declarative lines.
+"""
+
+import dataclasses
+
+from keras_net2net import channels
+from keras_net2net.channels import Layout
+from keras_net2net.channels import Segment
+
+# Roles of a weight axis: follow a layout's mapping; `mix` also divides by the
+# number of copies (a consumer summing over that axis).
+IN, OUT, MID = "in", "out", "mid"
+
+# Activations that act on one channel at a time only.
+NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
+# Activations φ with φ(φ(x)) == φ(x): an inserted copy after them is exact.
+IDEMPOTENT = {"linear", "relu", "relu6", "hard_tanh"}
+
+
+@dataclasses.dataclass
+class LayerIO:
+    """Layouts of one layer's roles, unified over all its calls."""
+
+    layouts: dict
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+class Context:
+    """State of the channel analysis of one graph."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.groups = channels.ChannelGroups()
+        self.layouts = {}
+        self.io = {}  # id(layer) -> LayerIO
+        self.barriers = []  # (path, class name, reason)
+        self.producer_atoms = {}  # id(layer) -> atom it produces
+
+    def layout(self, key):
+        return self.layouts.get(key)
+
+    def shape(self, key):
+        return self.graph.shapes[key]
+
+    def rank(self, key):
+        return len(self.graph.shapes[key])
+
+    def fresh(self, key, axis, path, frozen=None):
+        """A new atom on `axis` of tensor `key`."""
+        if axis is None:
+            self.layouts[key] = None
+            return None
+        width = self.shape(key)[axis]
+        if width is None:
+            self.layouts[key] = None
+            return None
+        atom = self.groups.new_atom(width, producer=path)
+        if frozen:
+            self.groups.freeze(atom, frozen)
+        layout = Layout(axis, (Segment(atom, width),))
+        self.layouts[key] = layout
+        return layout
+
+    def produce(self, call, key, axis):
+        """The output atom of a producing layer: one per layer over all calls."""
+        layer_id = id(call.op)
+        if layer_id in self.producer_atoms:
+            atom = self.producer_atoms[layer_id]
+            layout = Layout(axis, (Segment(atom, self.groups.widths[atom]),))
+            self.layouts[key] = layout
+            return layout
+        layout = self.fresh(key, axis, call.path)
+        if layout is not None:
+            self.producer_atoms[layer_id] = layout.segments[0].atom
+        return layout
+
+    def barrier(self, call, reason):
+        """Freeze everything the call reads and give its outputs frozen atoms."""
+        name = type(call.op).__name__
+        self.barriers.append((call.path, name, reason))
+        text = f"{name} {call.path!r}: {reason}"
+        for key in call.inputs:
+            self.groups.freeze_layout(self.layout(key), text)
+        for key in call.outputs:
+            rank = self.rank(key)
+            self.fresh(key, rank - 1 if rank > 1 else None, call.path, frozen=text)
+
+    def unify(self, a, b, by):
+        """Union two layouts segment by segment; False if their shapes differ."""
+        if a is None or b is None:
+            return a is b
+        if len(a.segments) != len(b.segments):
+            return False
+        pairs = list(zip(a.segments, b.segments))
+        if any(x.width != y.width or x.inner != y.inner for x, y in pairs):
+            return False
+        for x, y in pairs:
+            self.groups.union(x.atom, y.atom, by)
+        return True
+
+    def record_io(self, call, **layouts):
+        """Remember a layer's role layouts; later calls must match the first."""
+        io = self.io.get(id(call.op))
+        if io is None:
+            self.io[id(call.op)] = LayerIO(dict(layouts))
+            for layout in layouts.values():
+                self.groups.touch(layout, call.path)
+            return True
+        for role, layout in layouts.items():
+            if not self.unify(io.layouts.get(role), layout, call.path):
+                reason = f"shared layer {call.path!r} is called on tensors with different channel layouts"
+                self.groups.freeze_layout(io.layouts.get(role), reason)
+                self.groups.freeze_layout(layout, reason)
+        return True
+
+
+class Rule:
+    """Base rule: a layer that the toolkit grows."""
+
+    # Config key holding the output width, for producers.
+    width_key = None
+    # {weight name: [(axis, role, divide)]}
+    weights = {}
+
+    def propagate(self, ctx, call):
+        raise NotImplementedError
+
+    def edit_config(self, config, io, plan):
+        if self.width_key is not None:
+            config[self.width_key] = plan.width(io.layouts[OUT])
+        return config
+
+    def weight_axes(self, layer, io):
+        return self.weights
+
+
+def activation_name(fn):
+    """Serialised name of a Keras activation function (or None)."""
+    if fn is None:
+        return "linear"
+    name = getattr(fn, "__name__", None)
+    return name
+
+
+def input_layout(ctx, call):
+    return ctx.layout(call.inputs[0]) if call.inputs else None
+
+
+def require_axis(ctx, call, layout, axis, role="channel"):
+    """True if `layout` is on `axis`; else freeze it, since the layer treats
+    that axis as something other than channels."""
+    if layout is None:
+        return False
+    if layout.axis == axis:
+        return True
+    ctx.groups.freeze_layout(
+        layout, f"{type(call.op).__name__} {call.path!r} reads axis {layout.axis} "
+        f"as a non-{role} axis (its channels are on axis {axis})")
+    return False

@@ -1,0 +1,183 @@
+"""Layers that treat channels one at a time: outputs keep the input layout and
+any per-channel parameter is indexed with the group's mapping."""
+
+from keras_net2net import graph
+from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import NOT_ELEMENTWISE
+from keras_net2net.rules.base import Rule
+from keras_net2net.rules.base import activation_name
+from keras_net2net.rules.base import input_layout
+from keras_net2net.rules.base import require_axis
+
+
+def _normalize_axes(axis, rank):
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return sorted(a % rank for a in axes)
+
+
+class PassThroughRule(Rule):
+    """Element-wise layers without per-channel parameters (activations, dropout,
+    noise, identity, masking)."""
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        name = activation_name(getattr(call.op, "activation", None))
+        if name in NOT_ELEMENTWISE and layout is not None and \
+                layout.axis == ctx.rank(call.inputs[0]) - 1:
+            ctx.groups.freeze_layout(
+                layout, f"{type(call.op).__name__} {call.path!r} applies {name} across channels")
+        ctx.layouts[call.outputs[0]] = layout
+
+
+class SoftmaxRule(Rule):
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        if layout is not None and layout.axis in _normalize_axes(
+                call.op.axis, ctx.rank(call.inputs[0])):
+            ctx.groups.freeze_layout(
+                layout, f"Softmax {call.path!r} normalises across channels")
+        ctx.layouts[call.outputs[0]] = layout
+
+
+class FrozenPassRule(Rule):
+    """Keeps the channels it sees at their width, passing the layout on."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        ctx.groups.freeze_layout(layout, f"{type(call.op).__name__} {call.path!r}: {self.reason}")
+        ctx.layouts[call.outputs[0]] = layout
+
+
+class BatchNormRule(Rule):
+    weights = {name: [(0, IN, False)] for name in
+               ("gamma", "beta", "moving_mean", "moving_variance")}
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        rank = ctx.rank(call.inputs[0])
+        on_channels = layout is not None and layout.axis in _normalize_axes(call.op.axis, rank)
+        ctx.layouts[call.outputs[0]] = layout
+        ctx.record_io(call, **{IN: layout if on_channels else None})
+
+
+class LayerNormRule(Rule):
+    """Exact only when every channel is copied the same number of times, since
+    the mean and variance run over the channels themselves."""
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        rank = ctx.rank(call.inputs[0])
+        axes = _normalize_axes(call.op.axis, rank)
+        ctx.layouts[call.outputs[0]] = layout
+        if layout is None or layout.axis not in axes:
+            ctx.record_io(call, **{IN: None})
+            return
+        self._constrain(ctx, call, layout)
+        ctx.record_io(call, **{IN: layout})
+        ctx.io[id(call.op)].extra["param_axis"] = axes.index(layout.axis)
+
+    def _constrain(self, ctx, call, layout):
+        if len(layout.atoms()) > 1:
+            ctx.groups.freeze_layout(
+                layout, f"{type(call.op).__name__} {call.path!r} normalises over "
+                "channels of several groups at once")
+            return
+        ctx.groups.require_blocks(
+            layout.segments[0].atom, 1,
+            f"LayerNormalization {call.path!r} needs every channel copied equally "
+            "(an integer widening factor)")
+
+    def weight_axes(self, layer, io):
+        if io.layouts.get(IN) is None:
+            return {}
+        axis = io.extra["param_axis"]
+        return {"gamma": [(axis, IN, False)], "beta": [(axis, IN, False)]}
+
+
+class GroupNormRule(Rule):
+    weights = {"gamma": [(0, IN, False)], "beta": [(0, IN, False)]}
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        rank = ctx.rank(call.inputs[0])
+        ctx.layouts[call.outputs[0]] = layout
+        if layout is None or layout.axis != call.op.axis % rank:
+            ctx.record_io(call, **{IN: None})
+            return
+        if len(layout.segments) != 1 or layout.segments[0].inner != 1:
+            ctx.groups.freeze_layout(
+                layout, f"GroupNormalization {call.path!r} reads a concatenation "
+                "or a flattened tensor")
+        else:
+            ctx.groups.require_blocks(
+                layout.segments[0].atom, call.op.groups,
+                f"GroupNormalization {call.path!r} needs every channel copied "
+                "equally inside each of its groups (an integer widening factor)")
+        ctx.record_io(call, **{IN: layout})
+
+
+class PReLURule(Rule):
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        ctx.layouts[call.outputs[0]] = layout
+        shared = {a % ctx.rank(call.inputs[0]) for a in (call.op.shared_axes or [])}
+        on_channels = layout is not None and layout.axis not in shared
+        ctx.record_io(call, **{IN: layout if on_channels else None})
+        if on_channels:
+            ctx.io[id(call.op)].extra["alpha_axis"] = layout.axis - 1
+
+    def weight_axes(self, layer, io):
+        if io.layouts.get(IN) is None:
+            return {}
+        return {"alpha": [(io.extra["alpha_axis"], IN, False)]}
+
+
+class SpatialRule(Rule):
+    """Pooling, padding, cropping, upsampling: channels stay on their axis."""
+
+    def propagate(self, ctx, call):
+        rank = ctx.rank(call.inputs[0])
+        axis = graph.channels_axis(call.op, rank)
+        layout = input_layout(ctx, call)
+        if require_axis(ctx, call, layout, axis):
+            ctx.layouts[call.outputs[0]] = layout
+        else:
+            ctx.fresh(call.outputs[0], axis, call.path,
+                      frozen=f"{call.path!r} reads channels it cannot follow")
+
+
+class GlobalPoolRule(Rule):
+    def propagate(self, ctx, call):
+        rank = ctx.rank(call.inputs[0])
+        axis = graph.channels_axis(call.op, rank)
+        layout = input_layout(ctx, call)
+        out_axis = axis if call.op.keepdims else 1
+        if require_axis(ctx, call, layout, axis):
+            ctx.layouts[call.outputs[0]] = layout.moved(out_axis)
+        else:
+            ctx.fresh(call.outputs[0], out_axis, call.path,
+                      frozen=f"{call.path!r} reads channels it cannot follow")
+
+
+class RescalingRule(Rule):
+    def propagate(self, ctx, call):
+        import numpy as np
+
+        layout = input_layout(ctx, call)
+        if np.size(call.op.scale) > 1 or np.size(call.op.offset) > 1:
+            ctx.groups.freeze_layout(
+                layout, f"Rescaling {call.path!r} has a per-channel scale or offset")
+        ctx.layouts[call.outputs[0]] = layout
+
+
+class UnitNormRule(Rule):
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        if layout is not None and layout.axis in _normalize_axes(
+                call.op.axis, ctx.rank(call.inputs[0])):
+            ctx.groups.freeze_layout(
+                layout, f"UnitNormalization {call.path!r} divides by a norm over channels")
+        ctx.layouts[call.outputs[0]] = layout

@@ -1,0 +1,79 @@
+"""Merges: element-wise layers and keras.ops calls (with broadcasting and
+constants) share one mapping across all inputs; Concatenate on the channel
+axis joins its inputs' layouts end to end."""
+
+import numpy as np
+
+from keras_net2net.channels import Layout
+from keras_net2net.graph import TensorKey
+from keras_net2net.rules.base import Rule
+
+
+def _operands(call):
+    flat = []
+    for a in list(call.args) + list(call.kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            flat.extend(a)
+        else:
+            flat.append(a)
+    return flat
+
+
+def merge_elementwise(ctx, call, operands):
+    """Broadcasting merge: one mapping shared by every tensor operand."""
+    out_key = call.outputs[0]
+    out_shape = ctx.shape(out_key)
+    rank = len(out_shape)
+    where = f"{type(call.op).__name__} {call.path!r}"
+    aligned, constants = [], []
+    for operand in operands:
+        if isinstance(operand, TensorKey):
+            layout = ctx.layout(operand)
+            if layout is None:
+                continue
+            axis = layout.axis + rank - ctx.rank(operand)
+            if ctx.shape(operand)[layout.axis] == 1 and out_shape[axis] != 1:
+                ctx.groups.freeze_layout(layout, f"{where} broadcasts it over channels")
+                continue
+            aligned.append(layout.moved(axis))
+        elif operand is not None and not isinstance(operand, (str, bool)):
+            constants.append(np.shape(operand))
+    if not aligned:
+        ctx.fresh(out_key, rank - 1 if rank > 1 else None, call.path,
+                  frozen=f"{where} output has no channels to follow")
+        return
+    base = aligned[0]
+    same_axis = all(layout.axis == base.axis for layout in aligned)
+    ok = same_axis and all(ctx.unify(base, other, call.path) for other in aligned[1:])
+    for shape in constants:
+        offset = rank - len(shape)
+        if base.axis >= offset and shape[base.axis - offset] not in (1,):
+            ok = False
+    if not ok:
+        for layout in aligned:
+            ctx.groups.freeze_layout(
+                layout, f"{where} joins tensors whose channels cannot share one mapping")
+    ctx.layouts[out_key] = base
+
+
+class ElementwiseMergeRule(Rule):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum and element-wise ops."""
+
+    def propagate(self, ctx, call):
+        merge_elementwise(ctx, call, _operands(call))
+
+
+class ConcatenateRule(Rule):
+    def propagate(self, ctx, call):
+        inputs = [k for k in _operands(call) if isinstance(k, TensorKey)]
+        rank = ctx.rank(call.outputs[0])
+        axis = call.op.axis % rank
+        layouts = [ctx.layout(k) for k in inputs]
+        if all(layout is not None and layout.axis == axis for layout in layouts):
+            segments = tuple(s for layout in layouts for s in layout.segments)
+            ctx.layouts[call.outputs[0]] = Layout(axis, segments)
+            return
+        if all(layout is not None and layout.axis != axis for layout in layouts):
+            merge_elementwise(ctx, call, inputs)  # Joined along another axis.
+            return
+        ctx.barrier(call, "its inputs hold channels on different axes")

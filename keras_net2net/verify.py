@@ -1,0 +1,71 @@
+"""Compares teacher and student outputs: max |Δ| and max |Δ| / max |y| per
+output, never a signed sum that could cancel."""
+
+import contextlib
+
+import keras
+import numpy as np
+
+# Default relative tolerance per compute dtype.
+TOLERANCES = {"float32": 1e-4, "float64": 1e-9, "float16": 2e-2, "bfloat16": 1e-1}
+
+
+def compute_dtype(model):
+    for layer in model.layers:
+        policy = getattr(layer, "dtype_policy", None)
+        if policy is not None and policy.compute_dtype in ("float16", "bfloat16"):
+            return policy.compute_dtype
+    return "float32"
+
+
+def probe_inputs(ctx, batch=4, seed=0):
+    """Random inputs matching the model's input specs (ints for Embeddings)."""
+    rng = np.random.default_rng(seed)
+    graph = ctx.graph
+    out = []
+    for key in graph.inputs:
+        shape = tuple(batch if i == 0 else (d or 6) for i, d in enumerate(graph.shapes[key]))
+        dtype = graph.dtypes[key]
+        if "int" in dtype:
+            high = min([c.op.input_dim for c in graph.consumers.get(key, [])
+                        if isinstance(c.op, keras.layers.Embedding)] or [2])
+            out.append(rng.integers(0, high, size=shape).astype(dtype))
+        else:
+            out.append(rng.normal(size=shape).astype(dtype))
+    return out
+
+
+@contextlib.contextmanager
+def preserved_state(*models):
+    """Restores non-trainable state (BatchNorm moving statistics) that a
+    training-mode call would update."""
+    saved = [[(v, v.numpy()) for v in m.non_trainable_variables] for m in models]
+    try:
+        yield
+    finally:
+        for pairs in saved:
+            for v, value in pairs:
+                v.assign(value)
+
+
+def _as_list(x):
+    return [np.asarray(t) for t in keras.tree.flatten(x)]
+
+
+def compare(teacher, student, inputs, names, training=False):
+    """Per-output error figures of the student against the teacher."""
+    with preserved_state(teacher, student):
+        ys = _as_list(teacher(inputs if len(inputs) > 1 else inputs[0], training=training))
+        zs = _as_list(student(inputs if len(inputs) > 1 else inputs[0], training=training))
+    rows = []
+    for name, y, z in zip(names, ys, zs):
+        y, z = y.astype(np.float64), z.astype(np.float64)
+        if y.shape != z.shape:
+            rows.append({"output": name, "max_abs": float("inf"), "max_rel": float("inf"),
+                         "note": f"shape {z.shape} != {y.shape}"})
+            continue
+        max_abs = float(np.max(np.abs(y - z))) if y.size else 0.0
+        scale = float(np.max(np.abs(y))) if y.size else 0.0
+        rows.append({"output": name, "max_abs": max_abs,
+                     "max_rel": max_abs / scale if scale > 0 else max_abs})
+    return rows
