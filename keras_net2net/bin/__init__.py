@@ -1,0 +1,1 @@
+"""Command-line programs (absl): net2net-train, -expand, -compare, -evaluate."""
