@@ -10,6 +10,7 @@ once to each variable's dtype.
 
 import keras
 import numpy as np
+from keras.src.saving.serialization_lib import SafeModeScope
 
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import ops
@@ -57,7 +58,10 @@ class Rebuilder:
             rule, io = rules.rule_for(layer), self.ctx.io.get(id(layer))
             if rule is not None and io is not None:
                 config = rule.edit_config(config, io, self.plan)
-            new = layer.__class__.from_config(config)
+            # The config comes from the user's in-memory teacher, not from a
+            # file, so a Lambda's Python function may be rebuilt from it.
+            with SafeModeScope(False):
+                new = layer.__class__.from_config(config)
         self.student_of[id(layer)] = new
         self.teacher_of[id(new)] = layer
         return new
@@ -78,6 +82,7 @@ class Rebuilder:
                   for t, k in zip(functional.inputs, outer_keys)]
         if isinstance(model, keras.Sequential) and self._sequential_ok():
             return self._clone_sequential(model, inputs[0])
+        inputs = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
         return keras.models.clone_model(functional, input_tensors=inputs,
                                         clone_function=self._clone, call_function=self._call)
 
@@ -95,7 +100,8 @@ class Rebuilder:
     # -- weights -----------------------------------------------------------
     def _write_weights(self):
         for layer_id, teacher_layer in self.graph.layers.items():
-            if isinstance(teacher_layer, keras.Model) or not teacher_layer.weights:
+            if isinstance(teacher_layer, keras.Model) or \
+                    not isinstance(teacher_layer, keras.layers.Layer) or not teacher_layer.weights:
                 continue
             student_layer = self.student_of[layer_id]
             rule, io = rules.rule_for(teacher_layer), self.ctx.io.get(layer_id)

@@ -14,6 +14,43 @@ from keras_net2net.training import optimizers
 from keras_net2net.training import strategy
 
 
+def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
+                      dataset_help=""):
+  """Defines --dataset, --data_dir and the synthetic data's shape flags.
+
+  Args:
+    flag_values: the `absl.flags.FlagValues` to define them on.
+    default_dataset: the --dataset default (None: no data unless asked).
+    dataset_help: a sentence to add to --dataset's help.
+  """
+  fv = {"flag_values": flag_values}
+  defaults = experiment.RunConfig()
+  flags.DEFINE_string(
+      "dataset", default_dataset, "'digits' (scikit-learn's bundled 8x8 "
+      "digits, built offline with TFDS), 'synthetic' (random images with "
+      "learnable labels), or any TFDS name with image/label pairs. "
+      + dataset_help, **fv)
+  flags.DEFINE_string(
+      "data_dir", None, "TFDS data directory; default ~/tensorflow_datasets.",
+      **fv)
+  flags.DEFINE_list(
+      "synthetic_shape", ["8", "8", "1"],
+      "Example shape for --dataset=synthetic, e.g. 32,32,3.", **fv)
+  flags.DEFINE_integer(
+      "synthetic_classes", defaults.synthetic_classes,
+      "Number of classes for --dataset=synthetic.", lower_bound=2, **fv)
+  flags.register_validator(
+      "synthetic_shape", _is_shape,
+      message="expected positive integers such as 8,8,1", **fv)
+
+
+def data_kwargs(flag_values=flags.FLAGS):
+  """Keyword arguments for `data.inputs.load_arrays` from the data flags."""
+  return {"data_dir": flag_values.data_dir,
+          "synthetic_shape": _shape(flag_values.synthetic_shape),
+          "synthetic_classes": flag_values.synthetic_classes}
+
+
 def define_shared_flags(flag_values=flags.FLAGS):
   """Defines the data, training and distribution flags.
 
@@ -26,19 +63,7 @@ def define_shared_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string(
       "model_dir", None, "Directory for checkpoints, TensorBoard summaries "
       "and the saved model; rerunning with the same directory resumes.", **fv)
-  flags.DEFINE_string(
-      "dataset", defaults.dataset, "'digits' (scikit-learn's bundled 8x8 "
-      "digits, built offline with TFDS), 'synthetic' (random images with "
-      "learnable labels), or any TFDS name with image/label pairs.", **fv)
-  flags.DEFINE_string(
-      "data_dir", None, "TFDS data directory; default ~/tensorflow_datasets.",
-      **fv)
-  flags.DEFINE_list(
-      "synthetic_shape", ["8", "8", "1"],
-      "Example shape for --dataset=synthetic, e.g. 32,32,3.", **fv)
-  flags.DEFINE_integer(
-      "synthetic_classes", defaults.synthetic_classes,
-      "Number of classes for --dataset=synthetic.", lower_bound=2, **fv)
+  define_data_flags(flag_values)
   flags.DEFINE_integer(
       "global_batch_size", defaults.global_batch_size,
       "Examples per step summed over all replicas and workers; must be a "
@@ -90,9 +115,6 @@ def define_shared_flags(flag_values=flags.FLAGS):
   flags.register_validator(
       "learning_rate", lambda value: value > 0,
       message="expected a learning rate > 0", **fv)
-  flags.register_validator(
-      "synthetic_shape", _is_shape,
-      message="expected positive integers such as 8,8,1", **fv)
   flags.register_multi_flags_validator(
       ["train_steps", "epochs"],
       lambda values: values["train_steps"] is None or values["epochs"] is None,
@@ -112,9 +134,13 @@ def run_config(flag_values=flags.FLAGS, **overrides):
   """
   fields = {field: flag_values[field].value
             for field in experiment.RunConfig.__dataclass_fields__}
-  fields["synthetic_shape"] = tuple(int(d) for d in fields["synthetic_shape"])
+  fields["synthetic_shape"] = _shape(fields["synthetic_shape"])
   fields.update(overrides)
   return experiment.RunConfig(**fields)
+
+
+def _shape(values):
+  return tuple(int(v) for v in values)
 
 
 def _is_shape(values):

@@ -132,30 +132,43 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
   return train_fn, eval_fn, info
 
 
-def load_eval_arrays(dataset, *, data_dir=None, synthetic_shape=(8, 8, 1),
-                     synthetic_classes=10, synthetic_examples=2048):
-  """Returns the whole evaluation split as NumPy arrays.
+def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
+                synthetic_shape=(8, 8, 1), synthetic_classes=10,
+                synthetic_examples=2048):
+  """Returns a split of a data set as NumPy arrays, in stored order.
 
   Args:
     dataset: a data set name accepted by `make_input_fns`.
+    split: "train" or "eval" (the held-out split `make_input_fns` evaluates
+      on).
     data_dir: TFDS data directory.
+    limit: read at most this many examples; None reads the whole split.
     synthetic_shape: as for `make_input_fns`.
     synthetic_classes: as for `make_input_fns`.
     synthetic_examples: as for `make_input_fns`.
 
   Returns:
     (images, labels): float32 images scaled like the training inputs and
-    int32 labels, in the split's stored order.
+    int32 labels.
+
+  Raises:
+    ValueError: if `split` is not "train" or "eval".
 
   Example:
-  >>> images, labels = load_eval_arrays("synthetic", synthetic_examples=40)
+  >>> images, labels = load_arrays("synthetic", synthetic_examples=40)
   >>> images.shape, labels.shape
   ((10, 8, 8, 1), (10,))
   """
+  if split not in ("train", "eval"):
+    raise ValueError(f"Expected split 'train' or 'eval'. Received: "
+                     f"split={split!r}")
   splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
                         synthetic_examples)
+  data = splits.train if split == "train" else splits.eval
+  if limit is not None:
+    data = data.take(limit)
   images, labels = [], []
-  for image, label in splits.eval.batch(1024).as_numpy_iterator():
+  for image, label in data.batch(1024).as_numpy_iterator():
     images.append(image)
     labels.append(label)
   return np.concatenate(images), np.concatenate(labels)

@@ -1,0 +1,39 @@
+"""Shared checks for growth tests: outputs compared, teacher untouched."""
+
+import re
+
+import keras
+import numpy as np
+
+
+def outputs(model, x):
+    y = model(x if len(x) > 1 else x[0], training=False)
+    return [np.asarray(t, dtype=np.float64) for t in keras.tree.flatten(y)]
+
+
+def assert_preserved(teacher, student, x, rtol=1e-5):
+    """max|Δ| / max|y| <= rtol for every output, and shapes unchanged."""
+    figures = []
+    for y, z in zip(outputs(teacher, x), outputs(student, x)):
+        assert y.shape == z.shape
+        max_abs = float(np.max(np.abs(y - z)))
+        rel = max_abs / max(float(np.max(np.abs(y))), 1e-12)
+        figures.append((max_abs, rel))
+        assert rel <= rtol, f"max|d|={max_abs:.3g} rel={rel:.3g} > {rtol}"
+    return figures
+
+
+def _config(model):
+    # Lambda bytecode is re-marshalled with refcount-dependent flags: skip it.
+    return re.sub(r'"code": "[^"]*"', '"code": ""', model.to_json())
+
+
+def snapshot(model):
+    return _config(model), [w.copy() for w in model.get_weights()]
+
+
+def assert_unchanged(model, snap):
+    config, weights = snap
+    assert _config(model) == config
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
