@@ -13,8 +13,8 @@ import sys
 from absl import app
 from absl import flags
 
-from keras_net2net.bin import expand
 from keras_net2net.bin import flags as shared_flags
+from keras_net2net.bin import model_files
 from keras_net2net.data import inputs
 from keras_net2net.training import evaluation
 
@@ -44,8 +44,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
-    model_a = expand.load_model_or_explain(FLAGS.a, "a")
-    model_b = expand.load_model_or_explain(FLAGS.b, "b")
+    model_a = model_files.load(FLAGS.a, "a")
+    model_b = model_files.load(FLAGS.b, "b")
   except ValueError as error:
     sys.exit(f"net2net-evaluate: error: {error}")
   images, labels = inputs.load_arrays(FLAGS.dataset, "eval",

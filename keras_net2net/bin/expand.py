@@ -19,10 +19,9 @@ import tempfile
 from absl import app
 from absl import flags
 from absl import logging
-import keras
-
 import keras_net2net as n2n
 from keras_net2net.bin import flags as shared_flags
+from keras_net2net.bin import model_files
 from keras_net2net.data import inputs
 
 FLAGS = flags.FLAGS
@@ -191,7 +190,7 @@ def expand_file(input_path, output_path, *, widen=None, deepen=None,
     raise FileExistsError(
         f"Expected --output to be a new file. Received: output={output_path} "
         "exists; pass --overwrite to replace it.")
-  teacher = load_model_or_explain(input_path, "input")
+  teacher = model_files.load(input_path, "input")
   student, report = n2n.expand_model(
       teacher, widen=widen, deepen=deepen, noise=noise, mapping=mapping,
       seed=seed, data=data, verify_data=data, strict=strict,
@@ -207,28 +206,6 @@ def expand_file(input_path, output_path, *, widen=None, deepen=None,
   with open(report_path(output_path), "w") as f:
     f.write(report.to_json())
   return report
-
-
-def load_model_or_explain(path, flag_name):
-  """Loads a .keras model; a bad file raises an error naming flag and file.
-
-  Args:
-    path: the file.
-    flag_name: the flag it came from, named in the error.
-
-  Returns:
-    The uncompiled `keras.Model`.
-
-  Raises:
-    ValueError: if the file cannot be read as a Keras model.
-  """
-  try:
-    return keras.models.load_model(path, compile=False)
-  except Exception as error:  # Keras raises many types for a bad file.
-    raise ValueError(
-        f"Cannot read --{flag_name}={path} as a Keras model: "
-        f"{type(error).__name__}: {str(error).rstrip('.')}. Expected a "
-        ".keras file written by model.save().") from error
 
 
 def main(argv):

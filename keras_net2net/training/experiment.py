@@ -142,6 +142,7 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
     checkpointer = checkpoints.Checkpointer(
         model_dir, model, optimizer, trainer.step, is_chief=is_chief,
         task_id=task_id)
+    _resume(checkpointer, optimizer, learning_rate or config.learning_rate)
   began = time.perf_counter()
   history = runner.run_training(
       trainer, train_steps, log_every=config.log_every,
@@ -158,6 +159,16 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         model_dir, f"worker_{task_id}")
     save_outputs(model, history, output_dir)
   return model, history
+
+
+def _resume(checkpointer, optimizer, learning_rate):
+  step = checkpointer.restore_latest()
+  if step is None:
+    return
+  logging.info("Resumed from %s at step %d.", checkpointer.latest, step)
+  # The checkpoint holds the optimizer's learning rate too; the one asked for
+  # now wins, so that a changed --learning_rate is not silently ignored.
+  optimizer.learning_rate = learning_rate
 
 
 def save_outputs(model, history, output_dir):

@@ -1,14 +1,14 @@
 """The outer training schedule: logging, evaluation, checkpoints, summaries.
 
-`run_training` drives a `Trainer` to a target step count. Rerunning it on the
-same model directory resumes from the newest checkpoint and stops at the same
-step, so an interrupted job is restarted by running the same command again.
+`run_training` drives a `Trainer` to a target step count (not a number of
+further steps), so a run restored from a checkpoint stops at the same step
+as an uninterrupted one.
 
 ```python
+checkpointer = Checkpointer(model_dir, model, optimizer, trainer.step)
+checkpointer.restore_latest()
 history = run_training(trainer, train_steps=500, eval_every=100,
-                       checkpointer=Checkpointer(model_dir, model, opt,
-                                                 trainer.step),
-                       summary_dir=model_dir)
+                       checkpointer=checkpointer, summary_dir=model_dir)
 history["eval"][-1]  # {"step": 500, "loss": ..., "accuracy": ...}
 ```
 """
@@ -50,8 +50,8 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
       evaluates only at the end.
     checkpoint_every: steps between checkpoints; 0 saves only at the end.
       Ignored without a `checkpointer`.
-    checkpointer: a `Checkpointer`; when given, training first resumes from
-      its newest checkpoint.
+    checkpointer: a `Checkpointer` to save with. Restoring is the caller's
+      job (see `experiment.train`); training continues from `trainer.step`.
     summary_dir: where TensorBoard summaries go (`train/` and `eval/`
       subdirectories), or None for none.
     eval_at_start: also evaluate before the first step of a fresh run.
@@ -62,11 +62,7 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
 
   Raises:
     NonFiniteLossError: if the loss becomes NaN or infinite.
-    CheckpointError: if an existing checkpoint cannot be restored.
   """
-  start = checkpointer.restore_latest() if checkpointer else None
-  if start is not None:
-    logging.info("Resumed from %s at step %d.", checkpointer.latest, start)
   step = int(trainer.step.numpy())
   history = {"train": [], "eval": [], "start_step": step}
   writers = _Writers(summary_dir)
