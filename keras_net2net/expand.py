@@ -215,9 +215,11 @@ def _bn_statistics(student, builder, insertions, data):
         bns = [b for b in ins.identity_bns if id(b) in top_level]
         if not bns:
             continue
+        # Training-mode statistics: what the BN will normalise by while training.
         probe = keras.Model(student.inputs, bns[0].input)
-        x = np.asarray(probe(inputs if len(inputs) > 1 else inputs[0], training=False),
-                       dtype=np.float64)
+        with verify_lib.preserved_state(student):
+            x = np.asarray(probe(inputs if len(inputs) > 1 else inputs[0], training=True),
+                           dtype=np.float64)
         axis = bns[0].axis % x.ndim
         reduce = tuple(a for a in range(x.ndim) if a != axis)
         stats = (x.mean(axis=reduce), x.var(axis=reduce))
