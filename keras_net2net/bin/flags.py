@@ -3,8 +3,8 @@
 Values are checked when flags are parsed, so a bad value stops the program
 before any work with absl's usage error naming the flag:
 
-    $ net2net-train --global_batch_size=0
-    FATAL Flags parsing error: flag --global_batch_size=0: ...
+        $ net2net-train --global_batch_size=0
+        FATAL Flags parsing error: flag --global_batch_size=0: ...
 """
 
 from absl import flags
@@ -16,135 +16,135 @@ from keras_net2net.training import strategy
 
 def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
                       dataset_help=""):
-  """Defines --dataset, --data_dir and the synthetic data's shape flags.
+    """Defines --dataset, --data_dir and the synthetic data's shape flags.
 
-  Args:
-    flag_values: the `absl.flags.FlagValues` to define them on.
-    default_dataset: the --dataset default (None: no data unless asked).
-    dataset_help: a sentence to add to --dataset's help.
-  """
-  fv = {"flag_values": flag_values}
-  defaults = experiment.RunConfig()
-  flags.DEFINE_string(
-      "dataset", default_dataset, "'digits' (scikit-learn's bundled 8x8 "
-      "digits, built offline with TFDS), 'synthetic' (random images with "
-      "learnable labels), or any TFDS name with image/label pairs. "
-      + dataset_help, **fv)
-  flags.DEFINE_string(
-      "data_dir", None, "TFDS data directory; default ~/tensorflow_datasets.",
-      **fv)
-  flags.DEFINE_list(
-      "synthetic_shape", ["8", "8", "1"],
-      "Example shape for --dataset=synthetic, e.g. 32,32,3.", **fv)
-  flags.DEFINE_integer(
-      "synthetic_classes", defaults.synthetic_classes,
-      "Number of classes for --dataset=synthetic.", lower_bound=2, **fv)
-  flags.register_validator(
-      "synthetic_shape", _is_shape,
-      message="expected positive integers such as 8,8,1", **fv)
+    Args:
+        flag_values: the `absl.flags.FlagValues` to define them on.
+        default_dataset: the --dataset default (None: no data unless asked).
+        dataset_help: a sentence to add to --dataset's help.
+    """
+    fv = {"flag_values": flag_values}
+    defaults = experiment.RunConfig()
+    flags.DEFINE_string(
+        "dataset", default_dataset, "'digits' (scikit-learn's bundled 8x8 "
+        "digits, built offline with TFDS), 'synthetic' (random images with "
+        "learnable labels), or any TFDS name with image/label pairs. "
+        + dataset_help, **fv)
+    flags.DEFINE_string(
+        "data_dir", None, "TFDS data directory; default ~/tensorflow_datasets.",
+        **fv)
+    flags.DEFINE_list(
+        "synthetic_shape", ["8", "8", "1"],
+        "Example shape for --dataset=synthetic, e.g. 32,32,3.", **fv)
+    flags.DEFINE_integer(
+        "synthetic_classes", defaults.synthetic_classes,
+        "Number of classes for --dataset=synthetic.", lower_bound=2, **fv)
+    flags.register_validator(
+        "synthetic_shape", _is_shape,
+        message="expected positive integers such as 8,8,1", **fv)
 
 
 def data_kwargs(flag_values=flags.FLAGS):
-  """Keyword arguments for `data.inputs.load_arrays` from the data flags."""
-  return {"data_dir": flag_values.data_dir,
-          "synthetic_shape": _shape(flag_values.synthetic_shape),
-          "synthetic_classes": flag_values.synthetic_classes}
+    """Keyword arguments for `data.inputs.load_arrays` from the data flags."""
+    return {"data_dir": flag_values.data_dir,
+            "synthetic_shape": _shape(flag_values.synthetic_shape),
+            "synthetic_classes": flag_values.synthetic_classes}
 
 
 def define_shared_flags(flag_values=flags.FLAGS):
-  """Defines the data, training and distribution flags.
+    """Defines the data, training and distribution flags.
 
-  Args:
-    flag_values: the `absl.flags.FlagValues` to define them on (tests pass a
-      fresh one).
-  """
-  defaults = experiment.RunConfig()
-  fv = {"flag_values": flag_values}
-  flags.DEFINE_string(
-      "model_dir", None, "Directory for checkpoints, TensorBoard summaries "
-      "and the saved model; rerunning with the same directory resumes.", **fv)
-  define_data_flags(flag_values)
-  flags.DEFINE_integer(
-      "global_batch_size", defaults.global_batch_size,
-      "Examples per step summed over all replicas and workers; must be a "
-      "multiple of the number of replicas.", lower_bound=1, **fv)
-  flags.DEFINE_integer(
-      "train_steps", None, "Step count to train to (a resumed run stops "
-      f"there too). Default {experiment.DEFAULT_TRAIN_STEPS} unless --epochs "
-      "is given.", lower_bound=1, **fv)
-  flags.DEFINE_integer(
-      "epochs", None, "Train for this many passes over the training split "
-      "instead of --train_steps.", lower_bound=1, **fv)
-  flags.DEFINE_float(
-      "learning_rate", defaults.learning_rate, "Learning rate.", **fv)
-  flags.DEFINE_enum(
-      "optimizer", defaults.optimizer, optimizers.OPTIMIZERS,
-      "Optimizer; 'momentum' is Nesterov SGD with momentum 0.9.", **fv)
-  flags.DEFINE_enum(
-      "strategy", defaults.strategy, strategy.STRATEGIES,
-      "Distribution strategy. 'mirrored' uses --num_gpus GPUs, or all "
-      "logical CPU devices (--num_cpu_devices) without GPUs; 'multi_worker' "
-      "reads the cluster from TF_CONFIG; 'tpu' connects to --tpu.", **fv)
-  flags.DEFINE_integer(
-      "num_gpus", defaults.num_gpus, "GPUs for one_device/mirrored.",
-      lower_bound=0, **fv)
-  flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.",
-                      **fv)
-  flags.DEFINE_integer(
-      "num_cpu_devices", defaults.num_cpu_devices,
-      "Split the host CPU into this many logical devices, so that mirrored "
-      "training can run without GPUs.", lower_bound=1, **fv)
-  flags.DEFINE_enum(
-      "mixed_precision", defaults.mixed_precision, strategy.PRECISIONS,
-      "Keras dtype policy; mixed_float16 also scales the loss.", **fv)
-  flags.DEFINE_bool(
-      "jit_compile", defaults.jit_compile,
-      "Compile each replica's forward and backward pass with XLA.", **fv)
-  flags.DEFINE_integer(
-      "log_every", defaults.log_every, "Steps between log lines and "
-      "training summaries.", lower_bound=1, **fv)
-  flags.DEFINE_integer(
-      "eval_every", defaults.eval_every, "Steps between evaluations on the "
-      "held-out split; 0 evaluates at the end only.", lower_bound=0, **fv)
-  flags.DEFINE_integer(
-      "checkpoint_every", defaults.checkpoint_every, "Steps between "
-      "checkpoints; 0 saves at the end only.", lower_bound=0, **fv)
-  flags.DEFINE_integer("seed", defaults.seed,
-                       "Seed for weights and data order.", **fv)
+    Args:
+        flag_values: the `absl.flags.FlagValues` to define them on (tests pass a
+            fresh one).
+    """
+    defaults = experiment.RunConfig()
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string(
+        "model_dir", None, "Directory for checkpoints, TensorBoard summaries "
+        "and the saved model; rerunning with the same directory resumes.", **fv)
+    define_data_flags(flag_values)
+    flags.DEFINE_integer(
+        "global_batch_size", defaults.global_batch_size,
+        "Examples per step summed over all replicas and workers; must be a "
+        "multiple of the number of replicas.", lower_bound=1, **fv)
+    flags.DEFINE_integer(
+        "train_steps", None, "Step count to train to (a resumed run stops "
+        f"there too). Default {experiment.DEFAULT_TRAIN_STEPS} unless --epochs "
+        "is given.", lower_bound=1, **fv)
+    flags.DEFINE_integer(
+        "epochs", None, "Train for this many passes over the training split "
+        "instead of --train_steps.", lower_bound=1, **fv)
+    flags.DEFINE_float(
+        "learning_rate", defaults.learning_rate, "Learning rate.", **fv)
+    flags.DEFINE_enum(
+        "optimizer", defaults.optimizer, optimizers.OPTIMIZERS,
+        "Optimizer; 'momentum' is Nesterov SGD with momentum 0.9.", **fv)
+    flags.DEFINE_enum(
+        "strategy", defaults.strategy, strategy.STRATEGIES,
+        "Distribution strategy. 'mirrored' uses --num_gpus GPUs, or all "
+        "logical CPU devices (--num_cpu_devices) without GPUs; 'multi_worker' "
+        "reads the cluster from TF_CONFIG; 'tpu' connects to --tpu.", **fv)
+    flags.DEFINE_integer(
+        "num_gpus", defaults.num_gpus, "GPUs for one_device/mirrored.",
+        lower_bound=0, **fv)
+    flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.",
+                        **fv)
+    flags.DEFINE_integer(
+        "num_cpu_devices", defaults.num_cpu_devices,
+        "Split the host CPU into this many logical devices, so that mirrored "
+        "training can run without GPUs.", lower_bound=1, **fv)
+    flags.DEFINE_enum(
+        "mixed_precision", defaults.mixed_precision, strategy.PRECISIONS,
+        "Keras dtype policy; mixed_float16 also scales the loss.", **fv)
+    flags.DEFINE_bool(
+        "jit_compile", defaults.jit_compile,
+        "Compile each replica's forward and backward pass with XLA.", **fv)
+    flags.DEFINE_integer(
+        "log_every", defaults.log_every, "Steps between log lines and "
+        "training summaries.", lower_bound=1, **fv)
+    flags.DEFINE_integer(
+        "eval_every", defaults.eval_every, "Steps between evaluations on the "
+        "held-out split; 0 evaluates at the end only.", lower_bound=0, **fv)
+    flags.DEFINE_integer(
+        "checkpoint_every", defaults.checkpoint_every, "Steps between "
+        "checkpoints; 0 saves at the end only.", lower_bound=0, **fv)
+    flags.DEFINE_integer("seed", defaults.seed,
+                         "Seed for weights and data order.", **fv)
 
-  flags.register_validator(
-      "learning_rate", lambda value: value > 0,
-      message="expected a learning rate > 0", **fv)
-  flags.register_multi_flags_validator(
-      ["train_steps", "epochs"],
-      lambda values: values["train_steps"] is None or values["epochs"] is None,
-      message="give at most one of --train_steps and --epochs", **fv)
-  flags.register_multi_flags_validator(
-      ["strategy", "tpu"],
-      lambda values: values["strategy"] == "tpu" or not values["tpu"],
-      message="--tpu needs --strategy=tpu", **fv)
+    flags.register_validator(
+        "learning_rate", lambda value: value > 0,
+        message="expected a learning rate > 0", **fv)
+    flags.register_multi_flags_validator(
+        ["train_steps", "epochs"],
+        lambda values: values["train_steps"] is None or values["epochs"] is None,
+        message="give at most one of --train_steps and --epochs", **fv)
+    flags.register_multi_flags_validator(
+        ["strategy", "tpu"],
+        lambda values: values["strategy"] == "tpu" or not values["tpu"],
+        message="--tpu needs --strategy=tpu", **fv)
 
 
 def run_config(flag_values=flags.FLAGS, **overrides):
-  """Returns an `experiment.RunConfig` from parsed shared flags.
+    """Returns an `experiment.RunConfig` from parsed shared flags.
 
-  Args:
-    flag_values: parsed `FlagValues` with the shared flags defined.
-    **overrides: fields to set instead of the flag values.
-  """
-  fields = {field: flag_values[field].value
-            for field in experiment.RunConfig.__dataclass_fields__}
-  fields["synthetic_shape"] = _shape(fields["synthetic_shape"])
-  fields.update(overrides)
-  return experiment.RunConfig(**fields)
+    Args:
+        flag_values: parsed `FlagValues` with the shared flags defined.
+        **overrides: fields to set instead of the flag values.
+    """
+    fields = {field: flag_values[field].value
+              for field in experiment.RunConfig.__dataclass_fields__}
+    fields["synthetic_shape"] = _shape(fields["synthetic_shape"])
+    fields.update(overrides)
+    return experiment.RunConfig(**fields)
 
 
 def _shape(values):
-  return tuple(int(v) for v in values)
+    return tuple(int(v) for v in values)
 
 
 def _is_shape(values):
-  try:
-    return bool(values) and all(int(v) > 0 for v in values)
-  except ValueError:
-    return False
+    try:
+        return bool(values) and all(int(v) > 0 for v in values)
+    except ValueError:
+        return False

@@ -4,22 +4,22 @@ import keras
 
 
 def load(path, flag_name):
-  """Loads a .keras model; a bad file raises an error naming flag and file.
+    """Loads a .keras model; a bad file raises an error naming flag and file.
 
-  Args:
-    path: the file.
-    flag_name: the flag it came from, named in the error.
+    Args:
+        path: the file.
+        flag_name: the flag it came from, named in the error.
 
-  Returns:
-    The uncompiled `keras.Model`.
+    Returns:
+        The uncompiled `keras.Model`.
 
-  Raises:
-    ValueError: if the file cannot be read as a Keras model.
-  """
-  try:
-    return keras.models.load_model(path, compile=False)
-  except Exception as error:  # Keras raises many types for a bad file.
-    raise ValueError(
-        f"Cannot read --{flag_name}={path} as a Keras model: "
-        f"{type(error).__name__}: {str(error).rstrip('.')}. Expected a "
-        ".keras file written by model.save().") from error
+    Raises:
+        ValueError: if the file cannot be read as a Keras model.
+    """
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file.
+        raise ValueError(
+            f"Cannot read --{flag_name}={path} as a Keras model: "
+            f"{type(error).__name__}: {str(error).rstrip('.')}. Expected a "
+            ".keras file written by model.save().") from error

@@ -4,11 +4,11 @@ Trains a built-in architecture (or fine-tunes a saved model) and writes
 `<model_dir>/model.keras`, checkpoints and TensorBoard summaries. Rerunning
 the same command resumes from the newest checkpoint.
 
-    net2net-train --model_dir=runs/teacher --model=cnn --widths=4,8,16 \
-        --train_steps=1000
-    net2net-train --model_dir=runs/student --init_model=student.keras \
-        --learning_rate=1e-4
-    net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
+        net2net-train --model_dir=runs/teacher --model=cnn --widths=4,8,16 \
+                --train_steps=1000
+        net2net-train --model_dir=runs/student --init_model=student.keras \
+                --learning_rate=1e-4
+        net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
 """
 
 import os
@@ -29,76 +29,76 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS):
-  """Defines the shared flags plus the model choice.
+    """Defines the shared flags plus the model choice.
 
-  Args:
-    flag_values: the `FlagValues` to define them on.
-  """
-  shared_flags.define_shared_flags(flag_values)
-  fv = {"flag_values": flag_values}
-  flags.DEFINE_string(
-      "model", "cnn", f"Architecture: one of {', '.join(models.BUILT_IN)}, or "
-      "a keras.applications function name such as MobileNetV2 (random "
-      "weights).", **fv)
-  flags.DEFINE_integer(
-      "width", None, "Base width: units per mlp layer, channels of the first "
-      "cnn layer (doubling per layer), channels of resnet_small.",
-      lower_bound=1, **fv)
-  flags.DEFINE_integer(
-      "depth", None, "Hidden layers (mlp), conv layers (cnn) or residual "
-      "blocks (resnet_small).", lower_bound=1, **fv)
-  flags.DEFINE_list(
-      "widths", None, "Explicit width of each mlp/cnn layer, e.g. 4,8,16; "
-      "overrides --width and --depth.", **fv)
-  flags.DEFINE_string(
-      "init_model", None, "A saved .keras model to train instead of "
-      "building --model (e.g. a student from net2net-expand).", **fv)
-  flags.mark_flag_as_required("model_dir", **fv)
-  flags.register_validator(
-      "model", lambda name: name in models.BUILT_IN or models.is_application(
-          name), message="expected mlp, cnn, resnet_small or a "
-      "keras.applications model name", **fv)
-  flags.register_validator(
-      "widths", lambda widths: widths is None or all(
-          w.isdigit() and int(w) > 0 for w in widths),
-      message="expected positive integers such as 4,8,16", **fv)
-  flags.register_validator(
-      "init_model", lambda path: path is None or os.path.isfile(path),
-      message="expected an existing .keras file", **fv)
+    Args:
+        flag_values: the `FlagValues` to define them on.
+    """
+    shared_flags.define_shared_flags(flag_values)
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string(
+        "model", "cnn", f"Architecture: one of {', '.join(models.BUILT_IN)}, or "
+        "a keras.applications function name such as MobileNetV2 (random "
+        "weights).", **fv)
+    flags.DEFINE_integer(
+        "width", None, "Base width: units per mlp layer, channels of the first "
+        "cnn layer (doubling per layer), channels of resnet_small.",
+        lower_bound=1, **fv)
+    flags.DEFINE_integer(
+        "depth", None, "Hidden layers (mlp), conv layers (cnn) or residual "
+        "blocks (resnet_small).", lower_bound=1, **fv)
+    flags.DEFINE_list(
+        "widths", None, "Explicit width of each mlp/cnn layer, e.g. 4,8,16; "
+        "overrides --width and --depth.", **fv)
+    flags.DEFINE_string(
+        "init_model", None, "A saved .keras model to train instead of "
+        "building --model (e.g. a student from net2net-expand).", **fv)
+    flags.mark_flag_as_required("model_dir", **fv)
+    flags.register_validator(
+        "model", lambda name: name in models.BUILT_IN or models.is_application(
+            name), message="expected mlp, cnn, resnet_small or a "
+        "keras.applications model name", **fv)
+    flags.register_validator(
+        "widths", lambda widths: widths is None or all(
+            w.isdigit() and int(w) > 0 for w in widths),
+        message="expected positive integers such as 4,8,16", **fv)
+    flags.register_validator(
+        "init_model", lambda path: path is None or os.path.isfile(path),
+        message="expected an existing .keras file", **fv)
 
 
 def model_fn_from_flags(flag_values=FLAGS):
-  """Returns `model_fn(info)` that builds or loads the model the flags name."""
-  init_model = flag_values.init_model
-  if init_model:
-    return lambda info: keras.models.load_model(init_model, compile=False)
-  widths = ([int(w) for w in flag_values.widths] if flag_values.widths
-            else None)
-  return lambda info: models.build_model(
-      flag_values.model, info.input_shape, info.num_classes,
-      width=flag_values.width, depth=flag_values.depth, widths=widths)
+    """Returns `model_fn(info)` that builds or loads the model the flags name."""
+    init_model = flag_values.init_model
+    if init_model:
+        return lambda info: keras.models.load_model(init_model, compile=False)
+    widths = ([int(w) for w in flag_values.widths] if flag_values.widths
+              else None)
+    return lambda info: models.build_model(
+        flag_values.model, info.input_shape, info.num_classes,
+        width=flag_values.width, depth=flag_values.depth, widths=widths)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = shared_flags.run_config()
-  strategy = experiment.prepare_process(config)
-  try:
-    _, history = experiment.train(config, strategy, model_fn_from_flags())
-  except (checkpoints.CheckpointError, runner.NonFiniteLossError) as error:
-    logging.error("%s", error)
-    sys.exit(f"net2net-train: error: {error}")
-  final = history["eval"][-1]
-  logging.info("Done at step %d: eval accuracy %.4f, loss %.4f.",
-               history["final_step"], final["accuracy"], final["loss"])
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    config = shared_flags.run_config()
+    strategy = experiment.prepare_process(config)
+    try:
+        _, history = experiment.train(config, strategy, model_fn_from_flags())
+    except (checkpoints.CheckpointError, runner.NonFiniteLossError) as error:
+        logging.error("%s", error)
+        sys.exit(f"net2net-train: error: {error}")
+    final = history["eval"][-1]
+    logging.info("Done at step %d: eval accuracy %.4f, loss %.4f.",
+                 history["final_step"], final["accuracy"], final["loss"])
 
 
 def run():
-  """Console entry point: net2net-train."""
-  define_flags()
-  app.run(main)
+    """Console entry point: net2net-train."""
+    define_flags()
+    app.run(main)
 
 
 if __name__ == "__main__":
-  run()
+    run()

@@ -32,228 +32,228 @@ _MAX_CACHE_BYTES = 256 * 2**20
 
 @dataclasses.dataclass(frozen=True)
 class InputInfo:
-  """What the input functions produce.
+    """What the input functions produce.
 
-  Attributes:
-    name: the data set name as given by the user.
-    input_shape: shape of one example image, e.g. (8, 8, 1).
-    num_classes: number of label classes.
-    num_train_examples: examples in the training split.
-    num_eval_examples: real (unpadded) examples in the evaluation split.
-    eval_steps: evaluation batches per replica that cover the evaluation split
-      once; the split is padded with zero-weight examples to fill them.
-  """
-  name: str
-  input_shape: tuple
-  num_classes: int
-  num_train_examples: int
-  num_eval_examples: int
-  eval_steps: int
+    Attributes:
+        name: the data set name as given by the user.
+        input_shape: shape of one example image, e.g. (8, 8, 1).
+        num_classes: number of label classes.
+        num_train_examples: examples in the training split.
+        num_eval_examples: real (unpadded) examples in the evaluation split.
+        eval_steps: evaluation batches per replica that cover the evaluation split
+            once; the split is padded with zero-weight examples to fill them.
+    """
+    name: str
+    input_shape: tuple
+    num_classes: int
+    num_train_examples: int
+    num_eval_examples: int
+    eval_steps: int
 
 
 @dataclasses.dataclass(frozen=True)
 class _Splits:
-  train: tf.data.Dataset
-  eval: tf.data.Dataset
-  input_shape: tuple
-  num_classes: int
-  num_train: int
-  num_eval: int
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    input_shape: tuple
+    num_classes: int
+    num_train: int
+    num_eval: int
 
 
 def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
                    synthetic_shape=(8, 8, 1),
                    synthetic_classes=10, synthetic_examples=2048):
-  """Builds distributed input functions for a data set.
+    """Builds distributed input functions for a data set.
 
-  Args:
-    dataset: "digits" (scikit-learn's bundled digits, built offline into
-      `data_dir`), "synthetic" (random images whose label is a fixed linear
-      function of the pixels, so it is learnable), or any TFDS name with an
-      image/label supervised pair and a "test" or "validation" split.
-    global_batch_size: examples per step, summed over all replicas.
-    data_dir: TFDS data directory; defaults to ~/tensorflow_datasets.
-    seed: shuffle seed. The training stream is a pure function of `seed`, so
-      reruns see the same batches in the same order.
-    synthetic_shape: example shape for "synthetic".
-    synthetic_classes: number of classes for "synthetic".
-    synthetic_examples: training examples for "synthetic" (a quarter as many
-      are drawn for evaluation).
+    Args:
+        dataset: "digits" (scikit-learn's bundled digits, built offline into
+            `data_dir`), "synthetic" (random images whose label is a fixed linear
+            function of the pixels, so it is learnable), or any TFDS name with an
+            image/label supervised pair and a "test" or "validation" split.
+        global_batch_size: examples per step, summed over all replicas.
+        data_dir: TFDS data directory; defaults to ~/tensorflow_datasets.
+        seed: shuffle seed. The training stream is a pure function of `seed`, so
+            reruns see the same batches in the same order.
+        synthetic_shape: example shape for "synthetic".
+        synthetic_classes: number of classes for "synthetic".
+        synthetic_examples: training examples for "synthetic" (a quarter as many
+            are drawn for evaluation).
 
-  Returns:
-    (train_fn, eval_fn, info): `train_fn(input_context, start_step=0)`
-    yields an endless stream of per-replica `(images, labels)` batches,
-    without the first `start_step` batches, so that a resumed run continues
-    the stream where the interrupted run stopped instead of replaying it; `eval_fn(input_context)`
-    yields exactly `info.eval_steps` per-replica `(images, labels, weights)`
-    batches, where weight 0 marks padding; `info` is an `InputInfo`.
+    Returns:
+        (train_fn, eval_fn, info): `train_fn(input_context, start_step=0)`
+        yields an endless stream of per-replica `(images, labels)` batches,
+        without the first `start_step` batches, so that a resumed run continues
+        the stream where the interrupted run stopped instead of replaying it; `eval_fn(input_context)`
+        yields exactly `info.eval_steps` per-replica `(images, labels, weights)`
+        batches, where weight 0 marks padding; `info` is an `InputInfo`.
 
-  Raises:
-    ValueError: if `global_batch_size` is not positive or the data set has no
-      evaluation split.
-  """
-  if global_batch_size < 1:
-    raise ValueError("Expected global_batch_size >= 1. "
-                     f"Received: global_batch_size={global_batch_size}")
-  splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
-                        synthetic_examples)
-  eval_steps = max(1, math.ceil(splits.num_eval / global_batch_size))
-  info = InputInfo(name=dataset, input_shape=splits.input_shape,
-                   num_classes=splits.num_classes,
-                   num_train_examples=splits.num_train,
-                   num_eval_examples=splits.num_eval, eval_steps=eval_steps)
-  shuffle_buffer = min(splits.num_train, _MAX_SHUFFLE_BUFFER)
+    Raises:
+        ValueError: if `global_batch_size` is not positive or the data set has no
+            evaluation split.
+    """
+    if global_batch_size < 1:
+        raise ValueError("Expected global_batch_size >= 1. "
+                         f"Received: global_batch_size={global_batch_size}")
+    splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
+                          synthetic_examples)
+    eval_steps = max(1, math.ceil(splits.num_eval / global_batch_size))
+    info = InputInfo(name=dataset, input_shape=splits.input_shape,
+                     num_classes=splits.num_classes,
+                     num_train_examples=splits.num_train,
+                     num_eval_examples=splits.num_eval, eval_steps=eval_steps)
+    shuffle_buffer = min(splits.num_train, _MAX_SHUFFLE_BUFFER)
 
-  def train_fn(input_context, start_step=0):
-    batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    data = splits.train.shard(input_context.num_input_pipelines,
-                              input_context.input_pipeline_id)
-    data = data.shuffle(shuffle_buffer, seed=seed,
-                        reshuffle_each_iteration=True).repeat()
-    data = data.batch(batch_size, drop_remainder=True)
-    # Skipping whole batches is cheap for small data; for large data sets a
-    # resumed run pays one pass over the skipped examples' file reads.
-    return data.skip(start_step).prefetch(tf.data.AUTOTUNE)
+    def train_fn(input_context, start_step=0):
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        data = splits.train.shard(input_context.num_input_pipelines,
+                                  input_context.input_pipeline_id)
+        data = data.shuffle(shuffle_buffer, seed=seed,
+                            reshuffle_each_iteration=True).repeat()
+        data = data.batch(batch_size, drop_remainder=True)
+        # Skipping whole batches is cheap for small data; for large data sets a
+        # resumed run pays one pass over the skipped examples' file reads.
+        return data.skip(start_step).prefetch(tf.data.AUTOTUNE)
 
-  def eval_fn(input_context):
-    batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    real = splits.eval.map(lambda image, label: (image, label, 1.0))
-    # Pad to whole global batches so that every replica on every worker runs
-    # the same number of steps; collectives would hang otherwise.
-    padding = tf.data.Dataset.from_tensors(
-        (tf.zeros(splits.input_shape), tf.constant(0, tf.int32), 0.0))
-    padded_size = eval_steps * global_batch_size
-    data = real.concatenate(padding.repeat(padded_size - splits.num_eval))
-    data = data.shard(input_context.num_input_pipelines,
-                      input_context.input_pipeline_id)
-    return data.batch(batch_size, drop_remainder=True).prefetch(
-        tf.data.AUTOTUNE)
+    def eval_fn(input_context):
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        real = splits.eval.map(lambda image, label: (image, label, 1.0))
+        # Pad to whole global batches so that every replica on every worker runs
+        # the same number of steps; collectives would hang otherwise.
+        padding = tf.data.Dataset.from_tensors(
+            (tf.zeros(splits.input_shape), tf.constant(0, tf.int32), 0.0))
+        padded_size = eval_steps * global_batch_size
+        data = real.concatenate(padding.repeat(padded_size - splits.num_eval))
+        data = data.shard(input_context.num_input_pipelines,
+                          input_context.input_pipeline_id)
+        return data.batch(batch_size, drop_remainder=True).prefetch(
+            tf.data.AUTOTUNE)
 
-  return train_fn, eval_fn, info
+    return train_fn, eval_fn, info
 
 
 def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
                 synthetic_shape=(8, 8, 1), synthetic_classes=10,
                 synthetic_examples=2048):
-  """Returns a split of a data set as NumPy arrays, in stored order.
+    """Returns a split of a data set as NumPy arrays, in stored order.
 
-  Args:
-    dataset: a data set name accepted by `make_input_fns`.
-    split: "train" or "eval" (the held-out split `make_input_fns` evaluates
-      on).
-    data_dir: TFDS data directory.
-    limit: read at most this many examples; None reads the whole split.
-    synthetic_shape: as for `make_input_fns`.
-    synthetic_classes: as for `make_input_fns`.
-    synthetic_examples: as for `make_input_fns`.
+    Args:
+        dataset: a data set name accepted by `make_input_fns`.
+        split: "train" or "eval" (the held-out split `make_input_fns` evaluates
+            on).
+        data_dir: TFDS data directory.
+        limit: read at most this many examples; None reads the whole split.
+        synthetic_shape: as for `make_input_fns`.
+        synthetic_classes: as for `make_input_fns`.
+        synthetic_examples: as for `make_input_fns`.
 
-  Returns:
-    (images, labels): float32 images scaled like the training inputs and
-    int32 labels.
+    Returns:
+        (images, labels): float32 images scaled like the training inputs and
+        int32 labels.
 
-  Raises:
-    ValueError: if `split` is not "train" or "eval".
+    Raises:
+        ValueError: if `split` is not "train" or "eval".
 
-  Example:
-  >>> images, labels = load_arrays("synthetic", synthetic_examples=40)
-  >>> images.shape, labels.shape
-  ((10, 8, 8, 1), (10,))
-  """
-  if split not in ("train", "eval"):
-    raise ValueError(f"Expected split 'train' or 'eval'. Received: "
-                     f"split={split!r}")
-  splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
-                        synthetic_examples)
-  data = splits.train if split == "train" else splits.eval
-  if limit is not None:
-    data = data.take(limit)
-  images, labels = [], []
-  for image, label in data.batch(1024).as_numpy_iterator():
-    images.append(image)
-    labels.append(label)
-  return np.concatenate(images), np.concatenate(labels)
+    Example:
+    >>> images, labels = load_arrays("synthetic", synthetic_examples=40)
+    >>> images.shape, labels.shape
+    ((10, 8, 8, 1), (10,))
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"Expected split 'train' or 'eval'. Received: "
+                         f"split={split!r}")
+    splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
+                          synthetic_examples)
+    data = splits.train if split == "train" else splits.eval
+    if limit is not None:
+        data = data.take(limit)
+    images, labels = [], []
+    for image, label in data.batch(1024).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
                  synthetic_examples):
-  if dataset == SYNTHETIC:
-    return _synthetic_splits(tuple(synthetic_shape), synthetic_classes,
-                             synthetic_examples)
-  return _tfds_splits(dataset, data_dir)
+    if dataset == SYNTHETIC:
+        return _synthetic_splits(tuple(synthetic_shape), synthetic_classes,
+                                 synthetic_examples)
+    return _tfds_splits(dataset, data_dir)
 
 
 def _synthetic_splits(shape, num_classes, num_train):
-  # Fixed seed: the synthetic data set is the same whatever the run's seed,
-  # like any real data set would be.
-  rng = np.random.default_rng(1234)
-  num_eval = max(1, num_train // 4)
-  images = rng.random((num_train + num_eval,) + shape, dtype=np.float32)
-  projection = rng.standard_normal((int(np.prod(shape)), num_classes))
-  centred = images.reshape(len(images), -1) - 0.5
-  labels = np.argmax(centred @ projection, axis=1).astype(np.int32)
+    # Fixed seed: the synthetic data set is the same whatever the run's seed,
+    # like any real data set would be.
+    rng = np.random.default_rng(1234)
+    num_eval = max(1, num_train // 4)
+    images = rng.random((num_train + num_eval,) + shape, dtype=np.float32)
+    projection = rng.standard_normal((int(np.prod(shape)), num_classes))
+    centred = images.reshape(len(images), -1) - 0.5
+    labels = np.argmax(centred @ projection, axis=1).astype(np.int32)
 
-  def dataset(start, stop):
-    return tf.data.Dataset.from_tensor_slices(
-        (images[start:stop], labels[start:stop]))
+    def dataset(start, stop):
+        return tf.data.Dataset.from_tensor_slices(
+            (images[start:stop], labels[start:stop]))
 
-  return _Splits(train=dataset(0, num_train).cache(),
-                 eval=dataset(num_train, None).cache(), input_shape=shape,
-                 num_classes=num_classes, num_train=num_train,
-                 num_eval=num_eval)
+    return _Splits(train=dataset(0, num_train).cache(),
+                   eval=dataset(num_train, None).cache(), input_shape=shape,
+                   num_classes=num_classes, num_train=num_train,
+                   num_eval=num_eval)
 
 
 def _tfds_splits(dataset, data_dir):
-  import tensorflow_datasets as tfds  # Slow import; not needed for synthetic.
-  data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
-  if dataset == DIGITS:
-    from keras_net2net.data import digits
-    make_builder = lambda: digits.SklearnDigits(data_dir=data_dir)
-    scale = float(digits.MAX_INTENSITY)
-  else:
-    make_builder = lambda: tfds.builder(dataset, data_dir=data_dir)
-    scale = 255.0
-  builder = _prepared(make_builder)
-  splits = builder.info.splits
-  eval_split = next((s for s in ("test", "validation") if s in splits), None)
-  if eval_split is None:
-    raise ValueError(
-        f"Expected data set {dataset!r} to have a 'test' or 'validation' "
-        f"split. Received: splits={sorted(splits)}")
-  image_key, label_key = builder.info.supervised_keys
-  features = builder.info.features
-  input_shape = tuple(features[image_key].shape)
-  if None in input_shape:
-    raise ValueError(
-        f"Expected data set {dataset!r} to have images of a fixed shape. "
-        f"Received: shape={input_shape}")
-  num_classes = features[label_key].num_classes
-  cache = (splits["train"].num_examples * int(np.prod(input_shape)) * 4
-           <= _MAX_CACHE_BYTES)
+    import tensorflow_datasets as tfds  # Slow import; not needed for synthetic.
+    data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+    if dataset == DIGITS:
+        from keras_net2net.data import digits
+        make_builder = lambda: digits.SklearnDigits(data_dir=data_dir)
+        scale = float(digits.MAX_INTENSITY)
+    else:
+        make_builder = lambda: tfds.builder(dataset, data_dir=data_dir)
+        scale = 255.0
+    builder = _prepared(make_builder)
+    splits = builder.info.splits
+    eval_split = next((s for s in ("test", "validation") if s in splits), None)
+    if eval_split is None:
+        raise ValueError(
+            f"Expected data set {dataset!r} to have a 'test' or 'validation' "
+            f"split. Received: splits={sorted(splits)}")
+    image_key, label_key = builder.info.supervised_keys
+    features = builder.info.features
+    input_shape = tuple(features[image_key].shape)
+    if None in input_shape:
+        raise ValueError(
+            f"Expected data set {dataset!r} to have images of a fixed shape. "
+            f"Received: shape={input_shape}")
+    num_classes = features[label_key].num_classes
+    cache = (splits["train"].num_examples * int(np.prod(input_shape)) * 4
+             <= _MAX_CACHE_BYTES)
 
-  def split(name):
-    data = builder.as_dataset(split=name, as_supervised=True,
-                              shuffle_files=False)
-    data = data.map(lambda image, label: (tf.cast(image, tf.float32) / scale,
-                                          tf.cast(label, tf.int32)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return data.cache() if cache else data
+    def split(name):
+        data = builder.as_dataset(split=name, as_supervised=True,
+                                  shuffle_files=False)
+        data = data.map(lambda image, label: (tf.cast(image, tf.float32) / scale,
+                                              tf.cast(label, tf.int32)),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        return data.cache() if cache else data
 
-  return _Splits(train=split("train"), eval=split(eval_split),
-                 input_shape=input_shape, num_classes=num_classes,
-                 num_train=splits["train"].num_examples,
-                 num_eval=splits[eval_split].num_examples)
+    return _Splits(train=split("train"), eval=split(eval_split),
+                   input_shape=input_shape, num_classes=num_classes,
+                   num_train=splits["train"].num_examples,
+                   num_eval=splits[eval_split].num_examples)
 
 
 def _prepared(make_builder):
-  """Returns a prepared TFDS builder, tolerating a concurrent preparation."""
-  builder = make_builder()
-  try:
-    builder.download_and_prepare()
-  except Exception:
-    # Workers that share a data_dir may race to prepare it; TFDS writes to a
-    # private directory and renames it, so the loser fails on the rename. If
-    # the winner's copy is complete, read that; otherwise the error is real.
-    if not (builder.data_path / "dataset_info.json").exists():
-      raise
+    """Returns a prepared TFDS builder, tolerating a concurrent preparation."""
     builder = make_builder()
-  return builder
+    try:
+        builder.download_and_prepare()
+    except Exception:
+        # Workers that share a data_dir may race to prepare it; TFDS writes to a
+        # private directory and renames it, so the loser fails on the rename. If
+        # the winner's copy is complete, read that; otherwise the error is real.
+        if not (builder.data_path / "dataset_info.json").exists():
+            raise
+        builder = make_builder()
+    return builder

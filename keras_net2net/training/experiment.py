@@ -34,148 +34,148 @@ DEFAULT_TRAIN_STEPS = 1000
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-  """Settings shared by every training run; see `bin/flags.py` for help."""
-  model_dir: str = None
-  dataset: str = inputs.DIGITS
-  data_dir: str = None
-  synthetic_shape: tuple = (8, 8, 1)
-  synthetic_classes: int = 10
-  global_batch_size: int = 64
-  train_steps: int = None
-  epochs: int = None
-  learning_rate: float = 1e-3
-  optimizer: str = "adam"
-  strategy: str = "default"
-  num_gpus: int = 0
-  tpu: str = None
-  num_cpu_devices: int = 1
-  mixed_precision: str = "none"
-  jit_compile: bool = False
-  log_every: int = 100
-  eval_every: int = 0
-  checkpoint_every: int = 500
-  seed: int = 0
+    """Settings shared by every training run; see `bin/flags.py` for help."""
+    model_dir: str = None
+    dataset: str = inputs.DIGITS
+    data_dir: str = None
+    synthetic_shape: tuple = (8, 8, 1)
+    synthetic_classes: int = 10
+    global_batch_size: int = 64
+    train_steps: int = None
+    epochs: int = None
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    strategy: str = "default"
+    num_gpus: int = 0
+    tpu: str = None
+    num_cpu_devices: int = 1
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    log_every: int = 100
+    eval_every: int = 0
+    checkpoint_every: int = 500
+    seed: int = 0
 
 
 def prepare_process(config):
-  """Configures devices and precision, and returns the strategy.
+    """Configures devices and precision, and returns the strategy.
 
-  Call once per process, first: logical CPU devices can only be set up
-  before TensorFlow initialises, and multi-worker collectives must be set up
-  before any other op runs.
+    Call once per process, first: logical CPU devices can only be set up
+    before TensorFlow initialises, and multi-worker collectives must be set up
+    before any other op runs.
 
-  Args:
-    config: a `RunConfig`.
+    Args:
+        config: a `RunConfig`.
 
-  Returns:
-    The `tf.distribute.Strategy` named by `config.strategy`.
-  """
-  strategy_lib.configure_cpu_devices(config.num_cpu_devices)
-  strategy = strategy_lib.get_strategy(config.strategy,
-                                       num_gpus=config.num_gpus,
-                                       tpu=config.tpu)
-  strategy_lib.set_precision(config.mixed_precision)
-  logging.info("Strategy %s: %d replica(s) in sync.",
-               type(strategy).__name__, strategy.num_replicas_in_sync)
-  return strategy
+    Returns:
+        The `tf.distribute.Strategy` named by `config.strategy`.
+    """
+    strategy_lib.configure_cpu_devices(config.num_cpu_devices)
+    strategy = strategy_lib.get_strategy(config.strategy,
+                                         num_gpus=config.num_gpus,
+                                         tpu=config.tpu)
+    strategy_lib.set_precision(config.mixed_precision)
+    logging.info("Strategy %s: %d replica(s) in sync.",
+                 type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
 
 
 def make_inputs(config):
-  """Returns (train_fn, eval_fn, info) for `config`'s data set."""
-  return inputs.make_input_fns(
-      config.dataset, config.global_batch_size, data_dir=config.data_dir,
-      seed=config.seed, synthetic_shape=config.synthetic_shape,
-      synthetic_classes=config.synthetic_classes)
+    """Returns (train_fn, eval_fn, info) for `config`'s data set."""
+    return inputs.make_input_fns(
+        config.dataset, config.global_batch_size, data_dir=config.data_dir,
+        seed=config.seed, synthetic_shape=config.synthetic_shape,
+        synthetic_classes=config.synthetic_classes)
 
 
 def resolve_train_steps(config, info):
-  """The step count to train to, from `train_steps` or `epochs`."""
-  if config.train_steps is not None:
-    return config.train_steps
-  if config.epochs is not None:
-    steps_per_epoch = max(1, info.num_train_examples // config.global_batch_size)
-    return config.epochs * steps_per_epoch
-  return DEFAULT_TRAIN_STEPS
+    """The step count to train to, from `train_steps` or `epochs`."""
+    if config.train_steps is not None:
+        return config.train_steps
+    if config.epochs is not None:
+        steps_per_epoch = max(1, info.num_train_examples // config.global_batch_size)
+        return config.epochs * steps_per_epoch
+    return DEFAULT_TRAIN_STEPS
 
 
 def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
           train_steps=None, eval_at_start=False, input_fns=None):
-  """Trains a model under `strategy` and saves it.
+    """Trains a model under `strategy` and saves it.
 
-  Args:
-    config: a `RunConfig`.
-    strategy: from `prepare_process`.
-    model_fn: called as `model_fn(info)` under `strategy.scope()` with the
-      data's `InputInfo`; returns the `keras.Model` to train (new or loaded).
-      Keras' random seed is set to `config.seed` just before.
-    model_dir: where checkpoints, summaries, `model.keras` and `history.json`
-      go; defaults to `config.model_dir`. None keeps nothing on disk.
-    learning_rate: overrides `config.learning_rate`.
-    train_steps: overrides the step count from `config`.
-    eval_at_start: evaluate before the first step too.
-    input_fns: (train_fn, eval_fn, info) to reuse; built from `config` when
-      None.
+    Args:
+        config: a `RunConfig`.
+        strategy: from `prepare_process`.
+        model_fn: called as `model_fn(info)` under `strategy.scope()` with the
+            data's `InputInfo`; returns the `keras.Model` to train (new or loaded).
+            Keras' random seed is set to `config.seed` just before.
+        model_dir: where checkpoints, summaries, `model.keras` and `history.json`
+            go; defaults to `config.model_dir`. None keeps nothing on disk.
+        learning_rate: overrides `config.learning_rate`.
+        train_steps: overrides the step count from `config`.
+        eval_at_start: evaluate before the first step too.
+        input_fns: (train_fn, eval_fn, info) to reuse; built from `config` when
+            None.
 
-  Returns:
-    (model, history), `history` as returned by `run_training` plus
-    "train_seconds" and "final_step".
+    Returns:
+        (model, history), `history` as returned by `run_training` plus
+        "train_seconds" and "final_step".
 
-  Raises:
-    CheckpointError: if an existing checkpoint cannot be restored.
-    NonFiniteLossError: if the loss diverges.
-  """
-  model_dir = config.model_dir if model_dir is None else model_dir
-  train_fn, eval_fn, info = input_fns or make_inputs(config)
-  train_steps = train_steps or resolve_train_steps(config, info)
-  _, task_id, is_chief = strategy_lib.task_info(strategy)
-  keras.utils.set_random_seed(config.seed)
-  with strategy.scope():
-    model = model_fn(info)
-    optimizer = optimizers.make_optimizer(
-        config.optimizer, learning_rate or config.learning_rate,
-        loss_scale=config.mixed_precision == "mixed_float16")
-  trainer = loop.Trainer(strategy, model, optimizer, train_fn, eval_fn, info,
-                         config.global_batch_size,
-                         jit_compile=config.jit_compile)
-  checkpointer = None
-  if model_dir:
-    checkpointer = checkpoints.Checkpointer(
-        model_dir, model, optimizer, trainer.step, is_chief=is_chief,
-        task_id=task_id)
-    _resume(checkpointer, optimizer, learning_rate or config.learning_rate)
-  began = time.perf_counter()
-  history = runner.run_training(
-      trainer, train_steps, log_every=config.log_every,
-      eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
-      checkpointer=checkpointer,
-      summary_dir=model_dir if model_dir and is_chief else None,
-      eval_at_start=eval_at_start)
-  history["train_seconds"] = time.perf_counter() - began
-  history["final_step"] = int(trainer.step.numpy())
-  if model_dir:
-    # Non-chief workers keep their copy apart: in a healthy run it equals
-    # the chief's, which makes it the check that replicas stayed in sync.
-    output_dir = model_dir if is_chief else os.path.join(
-        model_dir, f"worker_{task_id}")
-    save_outputs(model, history, output_dir)
-  return model, history
+    Raises:
+        CheckpointError: if an existing checkpoint cannot be restored.
+        NonFiniteLossError: if the loss diverges.
+    """
+    model_dir = config.model_dir if model_dir is None else model_dir
+    train_fn, eval_fn, info = input_fns or make_inputs(config)
+    train_steps = train_steps or resolve_train_steps(config, info)
+    _, task_id, is_chief = strategy_lib.task_info(strategy)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = model_fn(info)
+        optimizer = optimizers.make_optimizer(
+            config.optimizer, learning_rate or config.learning_rate,
+            loss_scale=config.mixed_precision == "mixed_float16")
+    trainer = loop.Trainer(strategy, model, optimizer, train_fn, eval_fn, info,
+                           config.global_batch_size,
+                           jit_compile=config.jit_compile)
+    checkpointer = None
+    if model_dir:
+        checkpointer = checkpoints.Checkpointer(
+            model_dir, model, optimizer, trainer.step, is_chief=is_chief,
+            task_id=task_id)
+        _resume(checkpointer, optimizer, learning_rate or config.learning_rate)
+    began = time.perf_counter()
+    history = runner.run_training(
+        trainer, train_steps, log_every=config.log_every,
+        eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+        checkpointer=checkpointer,
+        summary_dir=model_dir if model_dir and is_chief else None,
+        eval_at_start=eval_at_start)
+    history["train_seconds"] = time.perf_counter() - began
+    history["final_step"] = int(trainer.step.numpy())
+    if model_dir:
+        # Non-chief workers keep their copy apart: in a healthy run it equals
+        # the chief's, which makes it the check that replicas stayed in sync.
+        output_dir = model_dir if is_chief else os.path.join(
+            model_dir, f"worker_{task_id}")
+        save_outputs(model, history, output_dir)
+    return model, history
 
 
 def _resume(checkpointer, optimizer, learning_rate):
-  step = checkpointer.restore_latest()
-  if step is None:
-    return
-  logging.info("Resumed from %s at step %d.", checkpointer.latest, step)
-  # The checkpoint holds the optimizer's learning rate too; the one asked for
-  # now wins, so that a changed --learning_rate is not silently ignored.
-  optimizer.learning_rate = learning_rate
+    step = checkpointer.restore_latest()
+    if step is None:
+        return
+    logging.info("Resumed from %s at step %d.", checkpointer.latest, step)
+    # The checkpoint holds the optimizer's learning rate too; the one asked for
+    # now wins, so that a changed --learning_rate is not silently ignored.
+    optimizer.learning_rate = learning_rate
 
 
 def save_outputs(model, history, output_dir):
-  """Writes `model.keras` and `history.json` into `output_dir`."""
-  os.makedirs(output_dir, exist_ok=True)
-  model_path = os.path.join(output_dir, MODEL_FILENAME)
-  model.save(model_path)
-  with open(os.path.join(output_dir, HISTORY_FILENAME), "w") as f:
-    json.dump(history, f, indent=1)
-  logging.info("Saved %s and %s.", model_path, HISTORY_FILENAME)
+    """Writes `model.keras` and `history.json` into `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    model_path = os.path.join(output_dir, MODEL_FILENAME)
+    model.save(model_path)
+    with open(os.path.join(output_dir, HISTORY_FILENAME), "w") as f:
+        json.dump(history, f, indent=1)
+    logging.info("Saved %s and %s.", model_path, HISTORY_FILENAME)

@@ -30,119 +30,119 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
 
 
 class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite; the run stopped."""
+    """The training loss became NaN or infinite; the run stopped."""
 
 
 def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
                  checkpoint_every=0, checkpointer=None, summary_dir=None,
                  eval_at_start=False):
-  """Trains until `trainer.step` reaches `train_steps`.
+    """Trains until `trainer.step` reaches `train_steps`.
 
-  Steps run in chunks that end at every logging, evaluation and checkpoint
-  boundary; the loss is checked after each chunk, before anything is saved,
-  so a diverged model never overwrites a good checkpoint.
+    Steps run in chunks that end at every logging, evaluation and checkpoint
+    boundary; the loss is checked after each chunk, before anything is saved,
+    so a diverged model never overwrites a good checkpoint.
 
-  Args:
-    trainer: a `Trainer`.
-    train_steps: the step count to stop at (not a number of further steps).
-    log_every: steps between training log lines and summaries.
-    eval_every: steps between evaluations on the held-out split; 0
-      evaluates only at the end.
-    checkpoint_every: steps between checkpoints; 0 saves only at the end.
-      Ignored without a `checkpointer`.
-    checkpointer: a `Checkpointer` to save with. Restoring is the caller's
-      job (see `experiment.train`); training continues from `trainer.step`.
-    summary_dir: where TensorBoard summaries go (`train/` and `eval/`
-      subdirectories), or None for none.
-    eval_at_start: also evaluate before the first step of a fresh run.
+    Args:
+        trainer: a `Trainer`.
+        train_steps: the step count to stop at (not a number of further steps).
+        log_every: steps between training log lines and summaries.
+        eval_every: steps between evaluations on the held-out split; 0
+            evaluates only at the end.
+        checkpoint_every: steps between checkpoints; 0 saves only at the end.
+            Ignored without a `checkpointer`.
+        checkpointer: a `Checkpointer` to save with. Restoring is the caller's
+            job (see `experiment.train`); training continues from `trainer.step`.
+        summary_dir: where TensorBoard summaries go (`train/` and `eval/`
+            subdirectories), or None for none.
+        eval_at_start: also evaluate before the first step of a fresh run.
 
-  Returns:
-    {"train": [{"step", "loss", "accuracy", "examples_per_second"}, ...],
-     "eval": [{"step", "loss", "accuracy"}, ...], "start_step": int}.
+    Returns:
+        {"train": [{"step", "loss", "accuracy", "examples_per_second"}, ...],
+          "eval": [{"step", "loss", "accuracy"}, ...], "start_step": int}.
 
-  Raises:
-    NonFiniteLossError: if the loss becomes NaN or infinite.
-  """
-  step = int(trainer.step.numpy())
-  history = {"train": [], "eval": [], "start_step": step}
-  writers = _Writers(summary_dir)
-  if eval_at_start and step == 0:
-    _evaluate(trainer, step, history, writers)
-  if step >= train_steps:
-    logging.info("Already at step %d of %d; nothing to train.", step,
-                 train_steps)
-    _evaluate(trainer, step, history, writers)
+    Raises:
+        NonFiniteLossError: if the loss becomes NaN or infinite.
+    """
+    step = int(trainer.step.numpy())
+    history = {"train": [], "eval": [], "start_step": step}
+    writers = _Writers(summary_dir)
+    if eval_at_start and step == 0:
+        _evaluate(trainer, step, history, writers)
+    if step >= train_steps:
+        logging.info("Already at step %d of %d; nothing to train.", step,
+                     train_steps)
+        _evaluate(trainer, step, history, writers)
+        return history
+    iterator = trainer.train_iterator(start_step=step)
+    while step < train_steps:
+        every = [log_every, eval_every, checkpoint_every if checkpointer else 0]
+        stop = min([train_steps] + [_next_multiple(step, n) for n in every if n])
+        began = time.perf_counter()
+        metrics = trainer.train_steps(iterator, stop - step)
+        elapsed = time.perf_counter() - began
+        if not math.isfinite(metrics["loss"]):
+            raise NonFiniteLossError(_diverged_message(step, stop, metrics["loss"],
+                                                       checkpointer))
+        examples = (stop - step) * trainer.global_batch_size
+        step = stop
+        metrics = {"step": step, **metrics,
+                   "examples_per_second": examples / max(elapsed, 1e-9)}
+        history["train"].append(metrics)
+        writers.write("train", metrics)
+        logging.info("step %d/%d: loss=%.4f accuracy=%.4f examples/s=%.1f", step,
+                     train_steps, metrics["loss"], metrics["accuracy"],
+                     metrics["examples_per_second"])
+        if step == train_steps or (eval_every and step % eval_every == 0):
+            _evaluate(trainer, step, history, writers)
+        if checkpointer and (step == train_steps or (
+            checkpoint_every and step % checkpoint_every == 0)):
+            logging.info("Saved checkpoint %s.", checkpointer.save())
+    writers.flush()
     return history
-  iterator = trainer.train_iterator(start_step=step)
-  while step < train_steps:
-    every = [log_every, eval_every, checkpoint_every if checkpointer else 0]
-    stop = min([train_steps] + [_next_multiple(step, n) for n in every if n])
-    began = time.perf_counter()
-    metrics = trainer.train_steps(iterator, stop - step)
-    elapsed = time.perf_counter() - began
-    if not math.isfinite(metrics["loss"]):
-      raise NonFiniteLossError(_diverged_message(step, stop, metrics["loss"],
-                                                 checkpointer))
-    examples = (stop - step) * trainer.global_batch_size
-    step = stop
-    metrics = {"step": step, **metrics,
-               "examples_per_second": examples / max(elapsed, 1e-9)}
-    history["train"].append(metrics)
-    writers.write("train", metrics)
-    logging.info("step %d/%d: loss=%.4f accuracy=%.4f examples/s=%.1f", step,
-                 train_steps, metrics["loss"], metrics["accuracy"],
-                 metrics["examples_per_second"])
-    if step == train_steps or (eval_every and step % eval_every == 0):
-      _evaluate(trainer, step, history, writers)
-    if checkpointer and (step == train_steps or (
-        checkpoint_every and step % checkpoint_every == 0)):
-      logging.info("Saved checkpoint %s.", checkpointer.save())
-  writers.flush()
-  return history
 
 
 def _next_multiple(step, every):
-  return (step // every + 1) * every
+    return (step // every + 1) * every
 
 
 def _evaluate(trainer, step, history, writers):
-  metrics = {"step": step, **trainer.evaluate()}
-  history["eval"].append(metrics)
-  writers.write("eval", metrics)
-  logging.info("step %d eval: loss=%.4f accuracy=%.4f", step,
-               metrics["loss"], metrics["accuracy"])
+    metrics = {"step": step, **trainer.evaluate()}
+    history["eval"].append(metrics)
+    writers.write("eval", metrics)
+    logging.info("step %d eval: loss=%.4f accuracy=%.4f", step,
+                 metrics["loss"], metrics["accuracy"])
 
 
 def _diverged_message(first, last, loss, checkpointer):
-  if checkpointer is None:
-    kept = "No checkpoint is written in this run."
-  else:
-    latest = checkpointer.latest
-    kept = (f"The last good checkpoint, {latest}, is kept; rerunning resumes "
-            "from it." if latest else "No checkpoint had been written yet.")
-  return (f"Training loss became {loss} between steps {first} and {last}; "
-          f"stopped without saving. {kept} Lower --learning_rate, or check "
-          "the data for NaN or infinite values.")
+    if checkpointer is None:
+        kept = "No checkpoint is written in this run."
+    else:
+        latest = checkpointer.latest
+        kept = (f"The last good checkpoint, {latest}, is kept; rerunning resumes "
+                "from it." if latest else "No checkpoint had been written yet.")
+    return (f"Training loss became {loss} between steps {first} and {last}; "
+            f"stopped without saving. {kept} Lower --learning_rate, or check "
+            "the data for NaN or infinite values.")
 
 
 class _Writers:
-  """TensorBoard writers for the train and eval streams (or none)."""
+    """TensorBoard writers for the train and eval streams (or none)."""
 
-  def __init__(self, summary_dir):
-    self._writers = {} if summary_dir is None else {
-        name: tf.summary.create_file_writer(os.path.join(summary_dir, name))
-        for name in ("train", "eval")}
+    def __init__(self, summary_dir):
+        self._writers = {} if summary_dir is None else {
+            name: tf.summary.create_file_writer(os.path.join(summary_dir, name))
+            for name in ("train", "eval")}
 
-  def write(self, stream, metrics):
-    writer = self._writers.get(stream)
-    if writer is None:
-      return
-    with writer.as_default(step=metrics["step"]):
-      for name, value in metrics.items():
-        if name != "step":
-          tf.summary.write(name, tf.constant(value, tf.float32),
-                           metadata=_SCALAR_METADATA)
+    def write(self, stream, metrics):
+        writer = self._writers.get(stream)
+        if writer is None:
+            return
+        with writer.as_default(step=metrics["step"]):
+            for name, value in metrics.items():
+                if name != "step":
+                    tf.summary.write(name, tf.constant(value, tf.float32),
+                                     metadata=_SCALAR_METADATA)
 
-  def flush(self):
-    for writer in self._writers.values():
-      writer.flush()
+    def flush(self):
+        for writer in self._writers.values():
+            writer.flush()
