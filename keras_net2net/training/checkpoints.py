@@ -6,6 +6,7 @@ cannot be restored (truncated, overwritten, or written for another model) is
 an error: a silent fresh start would throw away a run's progress unnoticed.
 """
 
+import glob
 import os
 import shutil
 
@@ -56,12 +57,19 @@ class Checkpointer:
 
     @property
     def latest(self):
-        """Path prefix of the newest checkpoint in the model dir, or None."""
-        try:
-            return tf.train.latest_checkpoint(self.directory)
-        except (tf.errors.OpError, ValueError) as error:
-            raise self._error(os.path.join(self.directory, "checkpoint"),
-                              error) from error
+        """Path prefix of the newest checkpoint in the model dir, or None.
+
+        Raises:
+            CheckpointError: if checkpoints exist but the state file that
+                names the newest one is missing or unreadable (TensorFlow
+                would log a warning and report none: a silent fresh start).
+        """
+        path = tf.train.latest_checkpoint(self.directory)
+        if path is None and glob.glob(os.path.join(self.directory, "*.index")):
+            state = os.path.join(self.directory, "checkpoint")
+            raise self._error(state, "the state file naming the newest "
+                              "checkpoint is missing or unreadable")
+        return path
 
     def restore_latest(self):
         """Restores the newest checkpoint, if there is one.
@@ -84,7 +92,9 @@ class Checkpointer:
             # architecture), nothing in the checkpoint left unused (a smaller one).
             status.assert_existing_objects_matched()
             status.assert_consumed()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        # Damage surfaces as many types (OpError, IndexError, ValueError,
+        # AssertionError, ...), none of which may pass as a fresh start.
+        except Exception as error:  # pylint: disable=broad-except
             raise self._error(path, error) from error
         return int(self._step.numpy())
 
