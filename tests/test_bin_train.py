@@ -1,0 +1,180 @@
+"""Tests of net2net-train: flags, one device vs mirrored vs multi-worker,
+resume after SIGKILL. Distributed runs are subprocesses, because logical
+devices and collectives must be configured before TensorFlow starts."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from absl import flags
+import keras
+import numpy as np
+import pytest
+
+from keras_net2net.bin import train
+
+TRAIN = "keras_net2net.bin.train"
+
+
+def _parse(*argv):
+    flag_values = flags.FlagValues()
+    train.define_flags(flag_values)
+    flag_values(["net2net-train", "--model_dir=/tmp/unused", *argv])
+    return flag_values
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--strategy=bogus"], "--strategy"),
+    (["--global_batch_size=0"], "--global_batch_size"),
+    (["--learning_rate=0"], "--learning_rate"),
+    (["--optimizer=lion9"], "--optimizer"),
+    (["--mixed_precision=fp8"], "--mixed_precision"),
+    (["--num_cpu_devices=0"], "--num_cpu_devices"),
+    (["--train_steps=5", "--epochs=1"], "--train_steps"),
+    (["--model=transformer"], "--model"),
+    (["--widths=4,x"], "--widths"),
+    (["--synthetic_shape=8,0"], "--synthetic_shape"),
+    (["--init_model=/no/such/file.keras"], "--init_model"),
+    (["--tpu=grpc://1.2.3.4"], "--tpu"),
+])
+def test_bad_flag_values_are_rejected_naming_the_flag(argv, flag):
+    with pytest.raises(flags.Error, match=flag):
+        _parse(*argv)
+
+
+def test_good_flags_make_a_run_config():
+    flag_values = _parse("--strategy=mirrored", "--synthetic_shape=4,4,3",
+                         "--epochs=2", "--model=MobileNetV2")
+    from keras_net2net.bin import flags as shared_flags
+    config = shared_flags.run_config(flag_values)
+    assert config.strategy == "mirrored" and config.epochs == 2
+    assert config.synthetic_shape == (4, 4, 3)
+
+
+def test_bad_flag_stops_the_binary_with_a_usage_error(run_binary, tmp_path):
+    result = run_binary(TRAIN, f"--model_dir={tmp_path}", "--strategy=bogus")
+    assert result.returncode == 1
+    assert "FATAL Flags parsing error: flag --strategy=bogus" in result.stderr
+    assert not os.listdir(tmp_path)
+
+
+def _train_args(model_dir, digits_dir, *extra):
+    return (f"--model_dir={model_dir}", f"--data_dir={digits_dir}",
+            "--model=mlp", "--width=16", "--global_batch_size=32",
+            "--log_every=20", "--seed=1", *extra)
+
+
+def _history(model_dir):
+    with open(os.path.join(model_dir, "history.json")) as f:
+        return json.load(f)
+
+
+def _output(result):
+    return f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+
+
+def test_mirrored_on_two_cpus_follows_the_one_device_curve(
+        run_binary, digits_dir, tmp_path):
+    runs = {"one_device": ["--strategy=one_device"],
+            "mirrored": ["--strategy=mirrored", "--num_cpu_devices=2"]}
+    histories = {}
+    for name, extra in runs.items():
+        model_dir = tmp_path / name
+        result = run_binary(TRAIN, *_train_args(model_dir, digits_dir,
+                                                "--train_steps=100", *extra))
+        assert result.returncode == 0, _output(result)
+        histories[name] = _history(model_dir)
+    assert "2 replica(s) in sync" in result.stderr
+    one, mirrored = ([h["loss"] for h in histories[n]["train"]] for n in runs)
+    assert len(one) == 5
+    np.testing.assert_allclose(mirrored, one, rtol=1e-3)
+    np.testing.assert_allclose(histories["mirrored"]["eval"][-1]["accuracy"],
+                               histories["one_device"]["eval"][-1]["accuracy"],
+                               atol=0.01)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_processes_end_with_identical_weights(digits_dir,
+                                                           tmp_path):
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers},
+                     "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config),
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", TRAIN,
+             *_train_args(tmp_path, digits_dir, "--strategy=multi_worker",
+                          "--train_steps=60", "--checkpoint_every=30")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True))
+    try:
+        outputs = [p.communicate(timeout=180) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    chief = keras.models.load_model(tmp_path / "model.keras")
+    other = keras.models.load_model(tmp_path / "worker_1" / "model.keras")
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert _history(tmp_path)["final_step"] == 60
+    # Only the chief keeps checkpoints; the other worker's scratch copy is gone.
+    assert os.path.exists(tmp_path / "checkpoints" / "ckpt-60.index")
+    assert not any(name.startswith(".worker") for name in os.listdir(tmp_path))
+
+
+def test_killed_run_resumes_and_ends_at_the_same_step(run_binary, digits_dir,
+                                                      tmp_path):
+    args = _train_args(tmp_path, digits_dir, "--model=cnn", "--widths=16,32,32",
+                       "--train_steps=1500", "--checkpoint_every=100",
+                       "--log_every=100")
+    process = subprocess.Popen([sys.executable, "-m", TRAIN, *args],
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    first = tmp_path / "checkpoints" / "ckpt-100.index"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "model.keras").exists(), "killed after the end"
+
+    result = run_binary(TRAIN, *args)
+    assert result.returncode == 0, _output(result)
+    history = _history(tmp_path)
+    assert "Resumed from" in result.stderr
+    assert 100 <= history["start_step"] < 1500
+    assert history["final_step"] == 1500
+    assert history["train"][-1]["step"] == 1500
+
+
+def test_corrupt_checkpoint_stops_the_binary_with_a_clear_error(
+        run_binary, digits_dir, tmp_path):
+    args = _train_args(tmp_path, digits_dir, "--train_steps=20",
+                       "--checkpoint_every=10")
+    assert run_binary(TRAIN, *args).returncode == 0
+    with open(tmp_path / "checkpoints" / "ckpt-20.index", "wb") as f:
+        f.write(b"garbage")
+    result = run_binary(TRAIN, *_train_args(tmp_path, digits_dir,
+                                            "--train_steps=40"))
+    assert result.returncode == 1
+    assert "net2net-train: error: Cannot restore checkpoint" in result.stderr
+    assert "ckpt-20" in result.stderr and "--model_dir" in result.stderr
