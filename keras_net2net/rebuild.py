@@ -106,10 +106,11 @@ class Rebuilder:
             student_layer = self.student_of[layer_id]
             rule, io = rules.rule_for(teacher_layer), self.ctx.io.get(layer_id)
             axes = rule.weight_axes(teacher_layer, io) if (rule and io) else {}
-            for old, new in zip(teacher_layer.weights, student_layer.weights):
+            for index, (old, new) in enumerate(zip(teacher_layer.weights, student_layer.weights)):
                 value = old.numpy()
-                if axes.get(old.name):
-                    value = self._rewrite(value, axes[old.name], io)
+                how = axes.get(old.name) or axes.get(index)
+                if how:
+                    value = self._rewrite(value, how, io)
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
                         f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")

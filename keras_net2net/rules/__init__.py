@@ -83,6 +83,19 @@ for _cls in _classes(ops_numpy, [
         ops_math, ["Rsqrt", "Erf", "Erfc"]):
     _TABLE[_cls] = _MERGE
 
+try:  # ConvNeXt's per-channel scale, a layer of keras.applications.
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+
+    _TABLE[_LayerScale] = channelwise.LayerScaleRule()
+except ImportError:  # pragma: no cover - older Keras
+    pass
+try:  # InceptionResNetV2's residual scale: inputs[0] + inputs[1] * scale.
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer as _Scale
+
+    _TABLE[_Scale] = _MERGE
+except ImportError:  # pragma: no cover - older Keras
+    pass
+
 _USER_TABLE = {}
 
 

@@ -181,3 +181,24 @@ class UnitNormRule(Rule):
             ctx.groups.freeze_layout(
                 layout, f"UnitNormalization {call.path!r} divides by a norm over channels")
         ctx.layouts[call.outputs[0]] = layout
+
+
+class LayerScaleRule(Rule):
+    """ConvNeXt's LayerScale: x * gamma, one gamma per channel."""
+
+    width_key = "projection_dim"
+    # Its weight is created without a name ("variable", "variable_1", ...):
+    # keyed by position instead.
+    weights = {0: [(0, IN, False)]}
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        if not require_axis(ctx, call, layout, ctx.rank(call.inputs[0]) - 1):
+            ctx.barrier(call, "its scale is not on the channel axis")
+            return
+        ctx.layouts[call.outputs[0]] = layout
+        ctx.record_io(call, **{IN: layout})
+
+    def edit_config(self, config, io, plan):
+        config[self.width_key] = plan.width(io.layouts[IN])
+        return config

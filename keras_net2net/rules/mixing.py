@@ -61,14 +61,36 @@ class ConvRule(Rule):
         inp = input_layout(ctx, call)
         if not require_axis(ctx, call, inp, axis):
             inp = None
+        groups = getattr(call.op, "groups", 1)
+        if groups != 1 and inp is not None and groups == inp.size:
+            return self._depthwise(ctx, call, inp)
         out = ctx.produce(call, call.outputs[0], axis)
-        if getattr(call.op, "groups", 1) != 1:
+        if groups != 1:
             reason = (f"{type(call.op).__name__} {call.path!r} is a grouped convolution "
                       f"(groups={call.op.groups}); its groups are kept as they are")
             ctx.groups.freeze_layout(inp, reason)
             ctx.groups.freeze_layout(out, reason)
         _freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
+
+    def _depthwise(self, ctx, call, inp):
+        """groups == input channels (ConvNeXt's depthwise conv): channel c*m+k
+        reads input c alone, so it follows the input's layout like a depthwise."""
+        out = inp.with_inner(call.op.filters // call.op.groups)
+        ctx.layouts[call.outputs[0]] = out
+        _freeze_non_elementwise_activation(ctx, call, out)
+        ctx.record_io(call, **{IN: inp, OUT: out})
+        ctx.io[id(call.op)].extra["depthwise"] = True
+
+    def edit_config(self, config, io, plan):
+        if io.extra.get("depthwise"):
+            config["groups"] = plan.width(io.layouts[IN])
+        return super().edit_config(config, io, plan)
+
+    def weight_axes(self, layer, io):
+        if io.extra.get("depthwise"):
+            return {"kernel": [(-1, OUT, False)], "bias": [(0, OUT, False)]}
+        return self.weights
 
 
 class ConvTransposeRule(ConvRule):

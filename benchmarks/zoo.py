@@ -1,0 +1,121 @@
+"""Grows every keras.applications model and prints a table per model.
+
+For each architecture (weights=None, logits): widen x1.5, widen x2.0 and
+widen x1.5 + deepen at a few inner conv layers; logits compared on random
+inputs with randomised BatchNorm statistics.
+
+    python benchmarks/zoo.py                 # all models
+    python benchmarks/zoo.py --only ResNet50,MobileNetV3Small --plans widen1.5
+"""
+
+import argparse
+import inspect
+import os
+import sys
+import time
+import tracemalloc
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_net2net as n2n  # noqa: E402
+from tests import factories  # noqa: E402
+
+# Smallest input each family accepts (others take 32x32).
+MIN_SIZE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetMobile": 32,
+            "NASNetLarge": 32}
+
+
+def application_names():
+    return sorted(n for n, f in vars(keras.applications).items()
+                  if n[0].isupper() and callable(f))
+
+
+def build(name, size=None):
+    fn = getattr(keras.applications, name)
+    size = size or MIN_SIZE.get(name, 32)
+    kwargs = dict(weights=None, input_shape=(size, size, 3))
+    if "classifier_activation" in inspect.signature(fn).parameters:
+        kwargs["classifier_activation"] = None
+    if "include_preprocessing" in inspect.signature(fn).parameters:
+        kwargs["include_preprocessing"] = True
+    return factories.randomize_state(fn(**kwargs), seed=1)
+
+
+def inner_convs(model, k=3):
+    """k conv layers spread through the model, for deepen plans."""
+    from keras_net2net.deepen import DEEPENABLE
+
+    names = [l.name for l in model._flatten_layers() if type(l) in DEEPENABLE
+             and not isinstance(l, keras.layers.Dense)]
+    picks = np.linspace(1, len(names) - 2, k).astype(int)
+    return [names[i] for i in picks]
+
+
+PLANS = {
+    "widen1.5": lambda m: dict(widen=1.5),
+    "widen2.0": lambda m: dict(widen=2.0),
+    "widen1.5+deepen": lambda m: dict(widen=1.5, deepen=inner_convs(m)),
+}
+
+
+def run(name, plan):
+    model = build(name)
+    kwargs = PLANS[plan](model)
+    x = np.random.default_rng(0).uniform(0, 255, (2,) + tuple(model.input_shape[1:])).astype("float32")
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    student, report = n2n.expand_model(model, seed=0, verify=False, return_report=True, **kwargs)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    y, z = np.asarray(model(x, training=False)), np.asarray(student(x, training=False))
+    rel = float(np.max(np.abs(y - z)) / np.max(np.abs(y)))
+    frozen = [g for g in report.groups if g["frozen"]]
+    hidden_frozen = [g for g in frozen if not any(
+        r.startswith(("model input", "model output")) for r in g["reasons"])]
+    return dict(model=name, plan=plan, params_before=report.params_before,
+                params_after=report.params_after,
+                widened=sum(g["new_width"] > g["old_width"] for g in report.groups),
+                frozen=len(frozen), hidden_frozen=hidden_frozen, max_rel=rel,
+                seconds=seconds, peak_mib=peak)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="", help="comma-separated model names")
+    parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plans")
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else application_names()
+    print(f"{'model':<22} {'plan':<16} {'params before':>13} {'after':>11} {'grown':>5} "
+          f"{'kept':>4} {'max rel err':>11} {'expand s':>8} {'peak MiB':>8}")
+    failures = 0
+    for name in names:
+        for plan in args.plans.split(","):
+            try:
+                r = run(name, plan)
+            except Exception as e:  # report and go on with the sweep
+                failures += 1
+                print(f"{name:<22} {plan:<16} ERROR {type(e).__name__}: {str(e)[:200]}")
+                continue
+            bad = r["max_rel"] > args.tolerance
+            failures += bad
+            print(f"{r['model']:<22} {r['plan']:<16} {r['params_before']:>13,} "
+                  f"{r['params_after']:>11,} {r['widened']:>5} {r['frozen']:>4} "
+                  f"{r['max_rel']:>11.2e} {r['seconds']:>8.2f} {r['peak_mib']:>8.1f}"
+                  + ("  FAIL" if bad else ""), flush=True)
+            for g in r["hidden_frozen"][:3]:
+                print(f"    kept {g['name']} ({g['old_width']}): {g['reasons'][0]}")
+            if len(r["hidden_frozen"]) > 3:
+                print(f"    ... and {len(r['hidden_frozen']) - 3} more hidden groups kept")
+            keras.backend.clear_session()
+    print(f"{failures} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

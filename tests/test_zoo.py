@@ -1,0 +1,31 @@
+"""One keras.applications model per family grows exactly (the full sweep,
+every model and plan, is benchmarks/zoo.py)."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_net2net as n2n
+from benchmarks import zoo
+
+FAMILIES = ["VGG16", "ResNet50", "ResNet50V2", "InceptionV3", "InceptionResNetV2", "Xception",
+            "MobileNet", "MobileNetV2", "MobileNetV3Small", "DenseNet121", "NASNetMobile",
+            "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_grows_exactly(name):
+    model = zoo.build(name)
+    plan = dict(widen=2.0, deepen=zoo.inner_convs(model, k=2))
+    student, report = n2n.expand_model(model, seed=0, return_report=True, **plan)
+    x = np.random.default_rng(0).uniform(0, 255, (2,) + tuple(model.input_shape[1:]))
+    y = np.asarray(model(x.astype("float32"), training=False), dtype=np.float64)
+    z = np.asarray(student(x.astype("float32"), training=False), dtype=np.float64)
+    rel = np.max(np.abs(y - z)) / np.max(np.abs(y))
+    assert rel <= 1e-5, rel
+    assert student.count_params() > 2 * model.count_params()
+    kept = [g for g in report.groups if g["frozen"]]
+    assert all(g["reasons"] for g in kept)
+    inserted = {n for ins in report.inserted for n in ins["layers"]}
+    assert inserted and all(student.get_layer(n) is not None for n in inserted)
+    keras.backend.clear_session()
