@@ -37,9 +37,7 @@ class Rebuilder:
         if isinstance(teacher, keras.Sequential) and self._sequential_ok():
             student = self._clone_sequential(teacher)
         else:
-            functional = getattr(teacher, "_functional", None) or teacher
-            student = keras.models.clone_model(
-                functional, clone_function=self._clone, call_function=self._call)
+            student = self._clone_functional(teacher)
         self._write_weights()
         return student
 
@@ -83,8 +81,18 @@ class Rebuilder:
         if isinstance(model, keras.Sequential) and self._sequential_ok():
             return self._clone_sequential(model, inputs[0])
         inputs = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
-        return keras.models.clone_model(functional, input_tensors=inputs,
-                                        clone_function=self._clone, call_function=self._call)
+        return self._clone_functional(model, inputs)
+
+    def _clone_functional(self, model, input_tensors=None):
+        functional = getattr(model, "_functional", None) or model
+        clone = keras.models.clone_model(functional, input_tensors=input_tensors,
+                                         clone_function=self._clone, call_function=self._call)
+        if clone.name != model.name:
+            # A Sequential's hidden Functional has a generated name; the clone
+            # keeps the Sequential's, so that layer paths ("block/conv") hold.
+            clone = keras.Model(clone.input, clone.output, name=model.name,
+                                trainable=model.trainable)
+        return clone
 
     def _clone_sequential(self, model, input_tensor=None):
         first = model.inputs[0]

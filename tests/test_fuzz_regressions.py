@@ -1,0 +1,46 @@
+"""Cases the fuzzer (tests/test_fuzz.py, benchmarks/fuzz.py) found, kept as
+small explicit models: each grows, keeps every output and has the widths and
+layers its report names."""
+
+import keras
+import numpy as np
+
+import keras_net2net as n2n
+from tests import factories
+from tests.fuzz_models import probe
+from tests.growth import assert_preserved
+from tests.growth import assert_unchanged
+from tests.growth import snapshot
+
+L = keras.layers
+
+
+def _grow(teacher, **kwargs):
+    teacher = factories.randomize_state(teacher)
+    snap = snapshot(teacher)
+    student, report = n2n.expand_model(teacher, seed=0, return_report=True, **kwargs)
+    assert_preserved(teacher, student, probe(teacher))
+    assert_unchanged(teacher, snap)
+    return student, report
+
+
+def test_nested_sequential_keeps_its_name_beside_a_residual_insertion():
+    """A residual insertion anywhere turned nested Sequentials into Functionals
+    named 'functional_N', so 'sub/conv' paths of the report named nothing."""
+    inp = keras.Input((5, 5, 3))
+    sub = keras.Sequential([keras.Input((5, 5, 3)), L.Conv2D(4, 3, padding="same", name="sub_a"),
+                            L.Conv2D(3, 1, name="sub_b")], name="sub")
+    x = L.GlobalAveragePooling2D()(sub(inp))
+    teacher = keras.Model(inp, L.Dense(2, name="out")(L.Dense(4, name="fc")(x)))
+    student, report = _grow(teacher, widen=2.0, deepen={"sub/sub_a": 1, "fc": "residual"})
+    assert student.get_layer("sub").get_layer("sub_a").filters == 8
+    assert student.get_layer("sub").get_layer("sub_a_deepen_1").filters == 8
+    assert student.get_layer("fc_deepen_1_add")
+    assert {r["layer"] for r in report.layers} >= {"sub/sub_a", "sub/sub_b"}
+
+
+def test_sequential_with_residual_insertion_keeps_its_name():
+    teacher = factories.sequential()
+    student, _ = _grow(teacher, deepen={"conv2": "residual"})
+    assert student.name == teacher.name
+    assert np.isfinite(student.count_params())
