@@ -54,6 +54,7 @@ class ChannelGroups:
         self._blocks = {}  # root -> block count for uniform replication (lcm)
         self._block_reasons = {}
         self.links = []  # (atom_a, atom_b, path of the op that coupled them)
+        self.parts = {}  # atom -> consecutive child atoms it was split into
 
     def new_atom(self, width, producer=None):
         atom = len(self._parent)
@@ -87,11 +88,56 @@ class ChannelGroups:
             self.require_blocks(ra, self._blocks.pop(rb), self._block_reasons.pop(rb))
         return ra
 
-    def freeze(self, atom, reason):
+    def leaves(self, atom):
+        """The atom itself, or the unsplit atoms it was split into, in order."""
+        if atom not in self.parts:
+            return [atom]
+        return [leaf for child in self.parts[atom] for leaf in self.leaves(child)]
+
+    def expand(self, segments):
+        """Segments with every split atom replaced by its parts."""
+        out = []
+        for s in segments:
+            if s.atom in self.parts:
+                out.extend(self.expand([Segment(c, self.widths[c], s.inner)
+                                        for c in self.parts[s.atom]]))
+            else:
+                out.append(s)
+        return out
+
+    def split(self, atom, widths, by):
+        """Splits the group of `atom` into consecutive runs of `widths`, so
+        that it can be joined run by run with a concatenation (an Add of a
+        conv output and a Concatenate, as in Inception-ResNet and NASNet)."""
         root = self.find(atom)
-        reasons = self._frozen.setdefault(root, [])
-        if reason not in reasons:
-            reasons.append(reason)
+        members = [a for a in range(len(self._parent))
+                   if a not in self.parts and self.find(a) == root]
+        children = []
+        for member in members:
+            kids, start = [], 0
+            for width in widths:
+                kid = self.new_atom(width)
+                for p in self.producers.get(member, []):
+                    self.producers.setdefault(kid, []).append(f"{p}[{start}:{start + width}]")
+                self.members[kid] = set(self.members.get(root, set()))
+                start += width
+                kids.append(kid)
+            self.parts[member] = kids
+            children.append(kids)
+        for kids in children[1:]:
+            for a, b in zip(children[0], kids):
+                self.union(a, b, by)
+        for kid in children[0]:
+            for reason in self._frozen.get(root, []):
+                self.freeze(kid, reason)
+            if root in self._blocks:
+                self.freeze(kid, f"{self._block_reasons[root]}, but {by} splits its channels")
+
+    def freeze(self, atom, reason):
+        for leaf in self.leaves(atom):
+            reasons = self._frozen.setdefault(self.find(leaf), [])
+            if reason not in reasons:
+                reasons.append(reason)
 
     def freeze_layout(self, layout, reason):
         if layout is not None:
@@ -101,17 +147,22 @@ class ChannelGroups:
     def touch(self, layout, path):
         if layout is not None:
             for s in layout.segments:
-                self.members[self.find(s.atom)].add(path)
+                for leaf in self.leaves(s.atom):
+                    self.members[self.find(leaf)].add(path)
 
     def frozen_reasons(self, atom):
-        return list(self._frozen.get(self.find(atom), []))
+        reasons = [r for leaf in self.leaves(atom) for r in self._frozen.get(self.find(leaf), [])]
+        return list(dict.fromkeys(reasons))
 
     def is_frozen(self, atom):
-        return bool(self._frozen.get(self.find(atom)))
+        return any(self._frozen.get(self.find(leaf)) for leaf in self.leaves(atom))
 
     def require_blocks(self, atom, blocks, reason):
         """Every channel must be copied the same number of times, copies kept
         inside each of `blocks` equal consecutive blocks (normalisation groups)."""
+        if atom in self.parts:
+            self.freeze(atom, f"{reason}, but its channels were split to join a concatenation")
+            return
         root = self.find(atom)
         old = self._blocks.get(root, 1)
         self._blocks[root] = old * blocks // math.gcd(old, blocks)
@@ -124,7 +175,7 @@ class ChannelGroups:
         return self._blocks[root], self._block_reasons[root]
 
     def roots(self):
-        return sorted({self.find(a) for a in range(len(self._parent))})
+        return sorted({self.find(a) for a in range(len(self._parent)) if a not in self.parts})
 
     def coupling_path(self, a, b):
         """Names of the ops that couple atoms a and b (BFS over union links)."""

@@ -133,9 +133,9 @@ def _check_options(mapping, noise, noise_mode, tolerance):
 def _replay_mappings(ctx, mappings):
     if not mappings:
         return {}
-    names = {}
-    for path, (layer, atom) in plan_lib.producers(ctx).items():
-        names[path] = ctx.groups.find(atom)
+    groups = ctx.groups
+    names = {p: groups.find(a) for a, paths in groups.producers.items()
+             if a not in groups.parts for p in paths}
     out = {}
     for name, g in mappings.items():
         if name not in names:

@@ -53,7 +53,14 @@ class Plan:
         self._cache = {}
 
     def mapping(self, atom):
-        return self.mappings[self.groups.find(atom)]
+        parts = self.groups.parts.get(atom)
+        if parts is None:
+            return self.mappings[self.groups.find(atom)]
+        out, offset = [], 0
+        for part in parts:
+            out.append(self.mapping(part) + offset)
+            offset += self.groups.widths[part]
+        return np.concatenate(out)
 
     def width(self, layout):
         """New size of a layout's axis."""
@@ -130,7 +137,8 @@ def resolve_widths(ctx, widen, strict):
 def _grown_roots(ctx):
     """Roots of groups that some layer produces (others are inputs etc.)."""
     if not hasattr(ctx, "_grown_roots"):
-        ctx._grown_roots = {ctx.groups.find(a) for a in ctx.producer_atoms.values()}
+        ctx._grown_roots = {ctx.groups.find(leaf) for a in ctx.producer_atoms.values()
+                            for leaf in ctx.groups.leaves(a)}
     return ctx._grown_roots
 
 
@@ -161,23 +169,34 @@ def _resolve_per_layer(ctx, widen, strict):
                 f"layer {name!r} of class {type(layer).__name__}. Fix: name one of "
                 f"{can[:12]}{' ...' if len(can) > 12 else ''}.")
         atom = by_layer[id(layer)]
-        root, old = groups.find(atom), groups.widths[atom]
+        old = groups.widths[atom]
         new = _target_width(name, target, old)
         if new == old:
             continue
-        if root in asked and widths.get(root, asked[root][1]) != new:
-            other, other_new = asked[root]
-            via = groups.coupling_path(atom, by_layer[id(resolve_layer(ctx.graph, other, "widen"))])
-            raise errors.PlanError(
-                f"Expected one width for layers that must grow together. Received: "
-                f"widen={{{other!r}: {other_new}, {name!r}: {new}}}, but {other!r} and "
-                f"{name!r} are coupled through {', '.join(repr(v) for v in via) or 'the graph'}. "
-                f"Fix: give them the same width, or name only one of them.")
-        asked[root] = (name, new)
-        reasons = groups.frozen_reasons(root)
-        ok, block_reason = _fits_blocks(groups, root, old, new)
-        if reasons or not ok:
-            why = reasons[0] if reasons else block_reason
+        # A split group grows run by run, each by the factor asked for.
+        runs = [(groups.find(leaf), groups.widths[leaf],
+                 math.ceil(groups.widths[leaf] * new / old - 1e-9))
+                for leaf in groups.leaves(atom)]
+        for root, run_old, run_new in runs:
+            if root in asked and asked[root][1] != run_new:
+                other = asked[root][0]
+                via = groups.coupling_path(
+                    atom, by_layer[id(resolve_layer(ctx.graph, other, "widen"))])
+                raise errors.PlanError(
+                    f"Expected one width for layers that must grow together. Received: "
+                    f"widen={{{other!r}: {widen[other]!r}, {name!r}: {target!r}}}, but {other!r} "
+                    f"and {name!r} are coupled through "
+                    f"{', '.join(repr(v) for v in via) or 'the graph'}. "
+                    f"Fix: give them the same width, or name only one of them.")
+            asked[root] = (name, run_new)
+        why = None
+        for root, run_old, run_new in runs:
+            reasons = groups.frozen_reasons(root)
+            ok, block_reason = _fits_blocks(groups, root, run_old, run_new)
+            if reasons or not ok:
+                why = reasons[0] if reasons else block_reason
+                break
+        if why is not None:
             if strict:
                 raise errors.FrozenGroupError(
                     f"Expected a layer whose width can grow exactly. Received: "
@@ -186,7 +205,8 @@ def _resolve_per_layer(ctx, widen, strict):
                     f"strict=False to skip it with a note in the report.")
             skipped.append((name, why))
             continue
-        widths[root] = new
+        for root, _, run_new in runs:
+            widths[root] = run_new
     return widths, skipped
 
 

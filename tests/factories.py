@@ -265,7 +265,22 @@ def grouped_conv():
     return keras.Model(inp, L.Dense(2, name="logits")(x))
 
 
-ALL = [mlp, dense_rank3, cnn_flatten, cnn_channels_first, residual, inception,
+def add_to_concat():
+    """A conv output added to a concatenation (Inception-ResNet, NASNet): the
+    conv's group is split run by run to line up with the branches."""
+    inp = keras.Input((6, 6, 3))
+    a = L.Conv2D(3, 1, name="branch_a")(inp)
+    b = L.Conv2D(5, 3, padding="same", name="branch_b")(inp)
+    x = L.Concatenate(name="mixed")([a, b])
+    y = L.Conv2D(8, 3, padding="same", name="up")(L.ReLU()(x))
+    x = L.Add(name="res")([x, y])
+    x = L.BatchNormalization(name="res_bn")(x)
+    x = L.Conv2D(4, 1, name="head")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, L.Dense(2, name="logits")(x))
+
+
+ALL = [add_to_concat, mlp, dense_rank3, cnn_flatten, cnn_channels_first, residual, inception,
        squeeze_excite, depthwise_separable, conv1d_3d_transpose, embedding_text, norms,
        activations_and_merges, nested_and_shared, multi_io, sequential,
        reshape_permute_padding, barriers, grouped_conv]

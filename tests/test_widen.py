@@ -60,7 +60,19 @@ EXPECTED = {
     "grouped_conv": ({"c3"}, {"c1", "grouped"}),
     "activations_and_merges": ({"a", "b", "d"}, {"c", "logits"}),
     "norms": ({"conv_gn", "conv_ln", "conv_free"}, set()),
+    "add_to_concat": ({"branch_a", "branch_b", "up", "head"}, {"logits"}),
 }
+
+
+def test_split_group_per_layer_width():
+    teacher = _build(factories.add_to_concat)
+    student, report = n2n.expand_model(teacher, widen={"up": 16}, return_report=True)
+    assert student.get_layer("up").filters == 16
+    assert student.get_layer("branch_a").filters == 6
+    assert student.get_layer("branch_b").filters == 10
+    assert_preserved(teacher, student, _probe(teacher))
+    names = {g["name"] for g in report.groups}
+    assert {"up[0:3]", "up[3:8]"} <= names
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -92,17 +92,28 @@ class Context:
             self.fresh(key, rank - 1 if rank > 1 else None, call.path, frozen=text)
 
     def unify(self, a, b, by):
-        """Union two layouts segment by segment; False if their shapes differ."""
+        """Union two layouts run by run, splitting groups where one side is a
+        concatenation; False if they cannot be lined up."""
         if a is None or b is None:
             return a is b
-        if len(a.segments) != len(b.segments):
+        if not self._line_up(a, b, by):
             return False
-        pairs = list(zip(a.segments, b.segments))
-        if any(x.width != y.width or x.inner != y.inner for x, y in pairs):
-            return False
-        for x, y in pairs:
+        for x, y in zip(self.groups.expand(a.segments), self.groups.expand(b.segments)):
             self.groups.union(x.atom, y.atom, by)
         return True
+
+    def _line_up(self, a, b, by):
+        groups = self.groups
+        for _ in range(4 * (len(a.segments) + len(b.segments)) + 4):
+            sa, sb = groups.expand(a.segments), groups.expand(b.segments)
+            if [(s.width, s.inner) for s in sa] == [(s.width, s.inner) for s in sb]:
+                return True
+            if a.size != b.size or any(s.inner != 1 for s in sa + sb):
+                return False
+            i = next(i for i, (x, y) in enumerate(zip(sa, sb)) if x.width != y.width)
+            longer, shorter = (sa[i], sb[i]) if sa[i].width > sb[i].width else (sb[i], sa[i])
+            groups.split(longer.atom, [shorter.width, longer.width - shorter.width], by)
+        return False
 
     def record_io(self, call, **layouts):
         """Remember a layer's role layouts; later calls must match the first."""
