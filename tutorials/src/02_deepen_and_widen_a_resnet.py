@@ -237,7 +237,7 @@ for name, (loss, accuracy) in curves.items():
 # %% [markdown]
 # Both curves jump in the first epoch because the learning rate is ten times
 # smaller than the teacher's, which lets the weights settle; the student keeps
-# pace with the teacher from the very first epoch, with five times the
+# pace with the teacher from the very first epoch, with six times the
 # parameters to grow into on a harder task.
 
 # %% [markdown]
