@@ -10,6 +10,7 @@ import pytest
 
 from keras_net2net import models
 from keras_net2net.bin import expand
+from keras_net2net.bin import flags as shared_flags
 
 EXPAND = "keras_net2net.bin.expand"
 
@@ -34,7 +35,7 @@ def _digest(path):
     ("conv1=1.5", {"conv1": 1.5}),
 ])
 def test_parse_widen(text, expected):
-    assert expand.parse_widen(text) == expected
+    assert shared_flags.parse_widen(text) == expected
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -44,7 +45,7 @@ def test_parse_widen(text, expected):
     ("fc1,conv2:identity", {"fc1": 1, "conv2": "identity"}),
 ])
 def test_parse_deepen(text, expected):
-    assert expand.parse_deepen(text) == expected
+    assert shared_flags.parse_deepen(text) == expected
 
 
 def _parse(*argv):

@@ -19,7 +19,6 @@ from absl import flags
 from absl import logging
 
 from keras_net2net import models
-from keras_net2net.bin import expand
 from keras_net2net.bin import flags as shared_flags
 from keras_net2net.training import comparison
 from keras_net2net.training import curves
@@ -76,17 +75,17 @@ def define_flags(flag_values=FLAGS):
                              **fv)
     flags.register_validator("student_lr_scale", lambda scale: scale > 0,
                              message="expected > 0", **fv)
-    flags.register_validator("widen", _parses(expand.parse_widen),
+    flags.register_validator("widen", shared_flags.parses(shared_flags.parse_widen),
                              message="expected e.g. 2.0 or conv1=8,fc1=64",
                              **fv)
-    flags.register_validator("deepen", _parses(expand.parse_deepen),
+    flags.register_validator("deepen", shared_flags.parses(shared_flags.parse_deepen),
                              message="expected e.g. conv2,fc1", **fv)
 
 
 def arms_from_flags(flag_values=FLAGS):
     """The `comparison.Arm`s the flags ask for, in the order given."""
-    widen = expand.parse_widen(flag_values.widen)
-    deepen = expand.parse_deepen(flag_values.deepen)
+    widen = shared_flags.parse_widen(flag_values.widen)
+    deepen = shared_flags.parse_deepen(flag_values.deepen)
     choices = {"wider": comparison.Arm("wider", widen=widen),
                "deeper": comparison.Arm("deeper", deepen=deepen),
                "both": comparison.Arm("both", widen=widen, deepen=deepen)}
@@ -149,16 +148,6 @@ def run():
     """Console entry point: net2net-compare."""
     define_flags()
     app.run(main)
-
-
-def _parses(parse):
-    def check(text):
-        try:
-            parse(text)
-        except ValueError:
-            return False
-        return True
-    return check
 
 
 if __name__ == "__main__":

@@ -19,82 +19,13 @@ import tempfile
 from absl import app
 from absl import flags
 from absl import logging
+
 import keras_net2net as n2n
 from keras_net2net.bin import flags as shared_flags
 from keras_net2net.bin import model_files
 from keras_net2net.data import inputs
 
 FLAGS = flags.FLAGS
-_DEEPEN_KINDS = ("identity", "residual")
-
-
-def parse_widen(text):
-    """Parses --widen: a factor ("1.5") or per-layer widths ("conv1=16,fc1=2.0").
-
-    Args:
-        text: the flag value, or None.
-
-    Returns:
-        None, a float, or {layer name: int width or float factor}.
-
-    Raises:
-        ValueError: if the text is neither form.
-
-    Example:
-    >>> parse_widen("conv1=16,fc1=1.5")
-    {'conv1': 16, 'fc1': 1.5}
-    """
-    if not text:
-        return None
-    if "=" not in text:
-        return float(text)
-    widths = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not (sep and name.strip()):
-            raise ValueError(f"Expected name=width. Received: {item!r}")
-        value = value.strip()
-        widths[name.strip()] = int(value) if value.isdigit() else float(value)
-    return widths
-
-
-def parse_deepen(text):
-    """Parses --deepen: names ("conv2,fc1") or name:count|kind pairs.
-
-    Args:
-        text: the flag value, or None.
-
-    Returns:
-        None, a list of layer names, or {name: int count or "identity" or
-        "residual"} as soon as any entry has a ":".
-
-    Raises:
-        ValueError: if an entry is malformed.
-
-    Example:
-    >>> parse_deepen("fc1:2,conv2:residual")
-    {'fc1': 2, 'conv2': 'residual'}
-    """
-    if not text:
-        return None
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise ValueError(f"Expected layer names separated by commas. "
-                         f"Received: {text!r}")
-    if not any(":" in item for item in items):
-        return items
-    plan = {}
-    for item in items:
-        name, _, how = item.partition(":")
-        how = how.strip() or "1"
-        if how.isdigit() and int(how) > 0:
-            plan[name.strip()] = int(how)
-        elif how in _DEEPEN_KINDS:
-            plan[name.strip()] = how
-        else:
-            raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}"
-                             f". Received: {item!r}")
-    return plan
 
 
 def report_path(output):
@@ -144,10 +75,12 @@ def define_flags(flag_values=FLAGS):
     flags.register_validator(
         "output", lambda path: path.endswith(".keras"),
         message="expected a path ending in .keras", **fv)
-    flags.register_validator("widen", _parses(parse_widen),
+    flags.register_validator("widen",
+                             shared_flags.parses(shared_flags.parse_widen),
                              message="expected a factor such as 1.5 or "
                              "name=width pairs such as conv1=16,fc1=64", **fv)
-    flags.register_validator("deepen", _parses(parse_deepen),
+    flags.register_validator("deepen",
+                             shared_flags.parses(shared_flags.parse_deepen),
                              message="expected names such as conv2,fc1 or "
                              "pairs such as fc1:2,conv2:residual", **fv)
     flags.register_multi_flags_validator(
@@ -218,8 +151,9 @@ def main(argv):
                                      **shared_flags.data_kwargs())
     try:
         report = expand_file(
-            FLAGS.input, FLAGS.output, widen=parse_widen(FLAGS.widen),
-            deepen=parse_deepen(FLAGS.deepen), noise=FLAGS.noise,
+            FLAGS.input, FLAGS.output,
+            widen=shared_flags.parse_widen(FLAGS.widen),
+            deepen=shared_flags.parse_deepen(FLAGS.deepen), noise=FLAGS.noise,
             mapping=FLAGS.mapping, seed=FLAGS.seed, strict=FLAGS.strict,
             data=data, overwrite=FLAGS.overwrite)
     except (FileExistsError, ValueError) as error:
@@ -235,16 +169,6 @@ def run():
     """Console entry point: net2net-expand."""
     define_flags()
     app.run(main)
-
-
-def _parses(parse):
-    def check(text):
-        try:
-            parse(text)
-        except ValueError:
-            return False
-        return True
-    return check
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from keras_net2net.training import experiment
 from keras_net2net.training import optimizers
 from keras_net2net.training import strategy
 
+_DEEPEN_KINDS = ("identity", "residual")
+
 
 def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
                       dataset_help=""):
@@ -137,6 +139,93 @@ def run_config(flag_values=flags.FLAGS, **overrides):
     fields["synthetic_shape"] = _shape(fields["synthetic_shape"])
     fields.update(overrides)
     return experiment.RunConfig(**fields)
+
+
+def parse_widen(text):
+    """Parses --widen: a factor ("1.5") or per-layer widths ("conv1=16,fc1=2.0").
+
+    Args:
+        text: the flag value, or None.
+
+    Returns:
+        None, a float, or {layer name: int width or float factor}.
+
+    Raises:
+        ValueError: if the text is neither form.
+
+    Example:
+    >>> parse_widen("conv1=16,fc1=1.5")
+    {'conv1': 16, 'fc1': 1.5}
+    """
+    if not text:
+        return None
+    if "=" not in text:
+        return float(text)
+    widths = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not (sep and name.strip()):
+            raise ValueError(f"Expected name=width. Received: {item!r}")
+        value = value.strip()
+        widths[name.strip()] = int(value) if value.isdigit() else float(value)
+    return widths
+
+
+def parse_deepen(text):
+    """Parses --deepen: names ("conv2,fc1") or name:count|kind pairs.
+
+    Args:
+        text: the flag value, or None.
+
+    Returns:
+        None, a list of layer names, or {name: int count or "identity" or
+        "residual"} as soon as any entry has a ":".
+
+    Raises:
+        ValueError: if an entry is malformed.
+
+    Example:
+    >>> parse_deepen("fc1:2,conv2:residual")
+    {'fc1': 2, 'conv2': 'residual'}
+    """
+    if not text:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ValueError(f"Expected layer names separated by commas. "
+                         f"Received: {text!r}")
+    if not any(":" in item for item in items):
+        return items
+    plan = {}
+    for item in items:
+        name, _, how = item.partition(":")
+        how = how.strip() or "1"
+        if how.isdigit() and int(how) > 0:
+            plan[name.strip()] = int(how)
+        elif how in _DEEPEN_KINDS:
+            plan[name.strip()] = how
+        else:
+            raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}"
+                             f". Received: {item!r}")
+    return plan
+
+
+def parses(parse):
+    """A flag validator that accepts a value when `parse(value)` succeeds.
+
+    Args:
+        parse: a function raising ValueError on a bad value.
+
+    Returns:
+        A predicate for `flags.register_validator`.
+    """
+    def check(text):
+        try:
+            parse(text)
+        except ValueError:
+            return False
+        return True
+    return check
 
 
 def _shape(values):
