@@ -180,7 +180,10 @@ def _main_layer(anchor, width, name, policy, activation=None):
     common = dict(padding="same", data_format=anchor.data_format, activation=activation,
                   name=name, dtype=policy)
     if cls in _CONVS:
-        return cls(width, window, **common)
+        groups = 1
+        if anchor.groups > 1:  # stay grouped; depthwise-style (1 input per group) stays so
+            groups = width if anchor.kernel.shape[-2] == 1 else anchor.groups
+        return cls(width, window, groups=groups, **common)
     if cls in _DEPTHWISE:
         return cls(window, depth_multiplier=1, **common)
     return cls(width, window, depth_multiplier=1, **common)
@@ -252,7 +255,8 @@ def _set_identity(layer, stats):
         values["depthwise_kernel"] = ops.identity_kernel(layer.kernel_size, width, depthwise=True)
         values["pointwise_kernel"] = ops.identity_kernel((1,) * len(layer.kernel_size), width)
     else:
-        values["kernel"] = ops.identity_kernel(layer.kernel_size, layer.filters)
+        values["kernel"] = ops.identity_kernel(layer.kernel_size, layer.filters,
+                                               per_group=layer.kernel.shape[-2])
     _assign(layer, values)
 
 

@@ -61,16 +61,18 @@ def balanced_noise(shape, axis, src, scale, rng):
     return np.moveaxis(moved, 0, axis)
 
 
-def identity_kernel(window, channels, depthwise=False):
+def identity_kernel(window, channels, depthwise=False, per_group=None):
     """A conv kernel (or Dense kernel when window == ()) that is the identity:
-    a one at the centre tap for each channel."""
+    a one at the centre tap for each channel. `per_group` is the kernel's
+    input size for grouped convs (channels / groups)."""
     if depthwise:
         k = np.zeros(tuple(window) + (channels, 1))
         centre = tuple(s // 2 for s in window)
         k[centre + (slice(None), 0)] = 1.0
         return k
-    k = np.zeros(tuple(window) + (channels, channels))
+    per_group = channels if per_group is None else per_group
+    k = np.zeros(tuple(window) + (per_group, channels))
     centre = tuple(s // 2 for s in window)
     idx = np.arange(channels)
-    k[centre + (idx, idx)] = 1.0
+    k[centre + (idx % per_group, idx)] = 1.0
     return k

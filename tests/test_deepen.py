@@ -145,3 +145,18 @@ def test_keras_round_trip_of_deepened(tmp_path):
     loaded = keras.models.load_model(path)
     x = _probe(teacher)
     np.testing.assert_array_equal(np.asarray(student(x[0])), np.asarray(loaded(x[0])))
+
+
+def test_grouped_and_depthwise_style_convs_stay_grouped():
+    inp = keras.Input((6, 6, 4))
+    x = L.Conv2D(8, 1, name="pw")(inp)
+    x = L.Conv2D(8, 3, padding="same", groups=8, name="dw_as_grouped")(x)
+    x = L.Conv2D(6, 1, name="mix")(x)
+    x = L.Conv2D(8, 3, padding="same", groups=2, name="grouped")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    teacher = keras.Model(inp, L.Dense(2, name="logits")(x))
+    student = n2n.expand_model(teacher, widen=2.0, deepen=["dw_as_grouped", "grouped"])
+    assert student.get_layer("dw_as_grouped").groups == 16
+    assert student.get_layer("dw_as_grouped_deepen_1").groups == 16
+    assert student.get_layer("grouped_deepen_1").groups == 2
+    assert_preserved(teacher, student, _probe(teacher))
