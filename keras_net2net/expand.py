@@ -1,5 +1,7 @@
 """The public pipeline: graph -> channel groups -> plan -> rebuild -> verify."""
 
+import math
+
 import keras
 import numpy as np
 
@@ -76,14 +78,16 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     assert report.max_relative_error < 1e-5
     ```
     """
-    _check_options(mapping, noise, noise_mode, tolerance)
+    _check_options(mapping, noise, noise_mode, tolerance, seed)
     ctx = analysis.analyze(model)
     widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
     insertions = deepen_lib.plan_insertions(ctx, deepen)
-    if widen is not None and isinstance(widen, dict) and not widen and not insertions:
+    options = (widen, deepen)
+    if any(map(_empty, options)) and all(o is None or _empty(o) for o in options) \
+            and not mappings:
         raise errors.PlanError(
-            "Expected at least one layer to widen or deepen. Received: widen={} and "
-            f"deepen={deepen!r}. Fix: name layers, e.g. widen={{'conv1': 32}}.")
+            f"Expected at least one layer to widen or deepen. Received: widen={widen!r} "
+            f"and deepen={deepen!r}. Fix: name layers, e.g. widen={{'conv1': 32}}.")
     replay = _replay_mappings(ctx, mappings)
     if replay:
         widths.update({root: len(g) for root, g in replay.items()})
@@ -118,21 +122,41 @@ def explain_model(model):
     return _report(ctx, the_plan, [], [], model, None, {})
 
 
-def _check_options(mapping, noise, noise_mode, tolerance):
+def _empty(option):
+    return isinstance(option, (dict, list, tuple)) and not option
+
+
+def _number(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) \
+        and math.isfinite(x)
+
+
+def _check_options(mapping, noise, noise_mode, tolerance, seed):
     if mapping not in _MAPPINGS:
         raise errors.PlanError(f"Expected mapping in {_MAPPINGS}. Received: mapping={mapping!r}.")
     if noise_mode not in _NOISE_MODES:
         raise errors.PlanError(
             f"Expected noise_mode in {_NOISE_MODES}. Received: noise_mode={noise_mode!r}.")
-    if not isinstance(noise, (int, float)) or noise < 0:
+    # NaN compares False with everything: it would pass `noise < 0` and turn
+    # every rewritten weight into NaN, which a NaN error then fails to flag.
+    if not _number(noise) or noise < 0:
         raise errors.PlanError(f"Expected noise >= 0. Received: noise={noise!r}.")
-    if tolerance is not None and not tolerance > 0:
+    if tolerance is not None and not (_number(tolerance) and tolerance > 0):
         raise errors.PlanError(f"Expected tolerance > 0. Received: tolerance={tolerance!r}.")
+    if seed is not None and (isinstance(seed, bool) or
+                             not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise errors.PlanError(
+            f"Expected seed to be None or an integer >= 0. Received: seed={seed!r}.")
 
 
 def _replay_mappings(ctx, mappings):
-    if not mappings:
+    if mappings is None or _empty(mappings):
         return {}
+    if not isinstance(mappings, dict):
+        raise errors.PlanError(
+            f"Expected mappings to be a dict {{group name: list of unit indices}}, as "
+            f"ExpansionReport.mappings() returns. Received: mappings={mappings!r:.80} "
+            f"({type(mappings).__name__}).")
     groups = ctx.groups
     names = {p: groups.find(a) for a, paths in groups.producers.items()
              if a not in groups.parts for p in paths}
@@ -142,7 +166,7 @@ def _replay_mappings(ctx, mappings):
             raise errors.PlanError(
                 f"Expected mappings keyed by group names of this model. Received: a mapping "
                 f"for {name!r}, which produces no group here. Fix: replay on the same teacher.")
-        root, g = names[name], np.asarray(g, dtype=np.int64)
+        root, g = names[name], _unit_indices(name, g)
         old = ctx.groups.widths[root]
         if ctx.groups.is_frozen(root) or g.min() < 0 or g.max() >= old or \
                 not np.array_equal(np.unique(g), np.arange(old)):
@@ -152,6 +176,19 @@ def _replay_mappings(ctx, mappings):
                 f"[{g.min()}, {g.max()}]. Fix: replay on the same teacher.")
         out[root] = g
     return out
+
+
+def _unit_indices(name, g):
+    try:
+        array = np.asarray(g)
+    except (TypeError, ValueError):  # ragged or odd objects
+        array = np.zeros((0, 0))
+    if array.ndim != 1 or not array.size or not np.issubdtype(array.dtype, np.integer):
+        raise errors.PlanError(
+            f"Expected the mapping of group {name!r} to be a list of unit indices. "
+            f"Received: mappings={{{name!r}: {g!r:.80}}}. Fix: pass report.mappings() of "
+            f"an earlier growth of the same teacher.")
+    return array.astype(np.int64)
 
 
 def _group_rows(ctx, the_plan):
