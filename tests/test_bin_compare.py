@@ -6,6 +6,7 @@ from absl import flags
 import pytest
 
 from keras_net2net.bin import compare
+from keras_net2net.bin import demo
 from keras_net2net.training import comparison
 
 COMPARE = "keras_net2net.bin.compare"
@@ -61,6 +62,15 @@ def test_arms_follow_the_flags():
                     comparison.Arm("wider", widen=1.5)]
 
 
+def test_demo_defaults_are_compare_flags():
+    flag_values = flags.FlagValues()
+    compare.define_flags(flag_values)
+    for name, value in demo.DEMO_DEFAULTS.items():
+        flag_values.set_default(name, value)
+    flag_values(["demo"])
+    assert flag_values.seeds == demo.DEMO_DEFAULTS["seeds"]
+
+
 def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
                                                   tmp_path):
     result = run_binary(
@@ -85,6 +95,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
         assert max(arm["max_relative_error_per_seed"]) < 1e-4
         assert arm["params"]["student"] > arm["params"]["teacher"]
         assert arm["steps_scratch"] >= 10
+        assert arm["steps_scratch_to_teacher"] in (None, 0, 10, 20)
         assert arm["speedup"] is None or arm["speedup"] > 0
         versus = arm["teacher_vs_final_student"][0]
         assert 0.0 <= versus["agreement"] <= 1.0

@@ -232,6 +232,10 @@ def _summarise(runs, arms, seeds, interval, teacher_steps, student_steps,
             "final_accuracy": {"student": mean_student[-1],
                                "scratch": mean_scratch[-1]},
             **speedup(steps, mean_student, mean_scratch, interval),
+            # The student starts at the teacher's accuracy; how long scratch
+            # takes to get there is the other half of the paper's picture.
+            "steps_scratch_to_teacher": steps_to_reach(
+                steps, mean_scratch, report["teacher"]["accuracy"]),
             "speedup_per_seed": [speedup(steps, a, b, interval)["speedup"]
                                  for a, b in zip(student, scratch)],
             "teacher_vs_final_student": [s["teacher_vs_final_student"]
