@@ -211,10 +211,11 @@ def _resolve_per_layer(ctx, widen, strict):
 
 
 def _target_width(name, target, old):
-    if isinstance(target, bool) or not isinstance(target, (int, float)):
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or \
+            not math.isfinite(target):
         raise errors.PlanError(
-            f"Expected a width (int) or factor (float) for layer {name!r}. Received: "
-            f"widen={{{name!r}: {target!r}}}.")
+            f"Expected a width (int) or a finite factor (float) for layer {name!r}. "
+            f"Received: widen={{{name!r}: {target!r}}}.")
     new = target if isinstance(target, int) else math.ceil(old * target - 1e-9)
     if new < old:
         raise errors.PlanError(
