@@ -142,6 +142,8 @@ def conv1d_3d_transpose():
     a = L.GlobalAveragePooling1D()(a)
     b_in = keras.Input((4, 4, 4, 1), name="vol")
     b = L.Conv3D(3, 2, name="c3d")(b_in)
+    b = L.Conv3D(3, 1, data_format="channels_first", name="c3d_cf")(L.Permute((4, 1, 2, 3))(b))
+    b = L.Permute((2, 3, 4, 1))(b)
     b = L.Conv3DTranspose(4, 2, strides=2, name="c3dt")(b)
     b = L.MaxPooling3D(2)(b)
     b = L.GlobalMaxPooling3D()(b)
@@ -230,7 +232,7 @@ def sequential():
 
 def reshape_permute_padding():
     inp = keras.Input((6, 6, 2))
-    x = L.Conv2D(4, 3, padding="same", name="conv1")(inp)
+    x = L.Conv2D(4, 3, padding="same", dilation_rate=2, name="conv1")(inp)
     x = L.ZeroPadding2D(1)(x)
     x = L.Cropping2D(1)(x)
     x = L.UpSampling2D()(x)
