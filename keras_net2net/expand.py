@@ -276,7 +276,7 @@ def _verify(ctx, teacher, student, report, verify_data, data, tolerance, noise, 
         report.verification["training"] = verify_lib.compare(
             teacher, student, batch, names, training=True)
     exact = noise == 0 or noise_mode == "balanced"
-    if exact and report.max_relative_error > tol:
+    if exact and not report.max_relative_error <= tol:  # NaN fails too
         raise errors.VerificationError(
             f"Expected the student to reproduce the teacher within relative error {tol:g} "
             f"({dtype}). Received: max |d|/max |y| = {report.max_relative_error:.3g}. This is "

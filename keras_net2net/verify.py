@@ -64,8 +64,24 @@ def compare(teacher, student, inputs, names, training=False):
             rows.append({"output": name, "max_abs": float("inf"), "max_rel": float("inf"),
                          "note": f"shape {z.shape} != {y.shape}"})
             continue
-        max_abs = float(np.max(np.abs(y - z))) if y.size else 0.0
-        scale = float(np.max(np.abs(y))) if y.size else 0.0
+        max_abs, scale = _max_abs_difference(y, z), _max_abs(y)
         rows.append({"output": name, "max_abs": max_abs,
                      "max_rel": max_abs / scale if scale > 0 else max_abs})
     return rows
+
+
+def _max_abs_difference(y, z):
+    """max |y - z|, with a NaN or inf the teacher does not have counted as an
+    infinite difference: NaN compares False with any tolerance and would
+    otherwise pass for a perfect match."""
+    if not y.size:
+        return 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf
+        same = (y == z) | (np.isnan(y) & np.isnan(z))
+        diff = np.where(same, 0.0, np.abs(y - z))
+    return float(np.max(np.where(np.isnan(diff), np.inf, diff)))
+
+
+def _max_abs(y):
+    finite = np.abs(y[np.isfinite(y)])
+    return float(np.max(finite)) if finite.size else 0.0
