@@ -80,6 +80,12 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     """
     _check_options(mapping, noise, noise_mode, tolerance, seed)
     ctx = analysis.analyze(model)
+    if data is not None:
+        verify_lib.check_inputs(ctx, _as_inputs(data), "data")
+    if verify_data is not None:
+        verify_lib.check_inputs(ctx, _as_inputs(verify_data), "verify_data")
+    elif verify:
+        verify_lib.check_probe(ctx)
     widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
     insertions = deepen_lib.plan_insertions(ctx, deepen)
     options = (widen, deepen)

@@ -6,6 +6,8 @@ import contextlib
 import keras
 import numpy as np
 
+from keras_net2net import errors
+
 # Default relative tolerance per compute dtype.
 TOLERANCES = {"float32": 1e-4, "float64": 1e-9, "float16": 2e-2, "bfloat16": 1e-1}
 
@@ -18,8 +20,37 @@ def compute_dtype(model):
     return "float32"
 
 
+def check_probe(ctx):
+    """Raises unless random inputs can be drawn for every model input."""
+    for tensor, key in zip(ctx.graph.model.inputs, ctx.graph.inputs):
+        dtype = ctx.graph.dtypes[key]
+        if not any(kind in dtype for kind in ("float", "int", "bool")):
+            raise errors.UnsupportedModelError(
+                f"Expected numeric model inputs to verify the student on random data. "
+                f"Received: input {tensor.name!r} of dtype {dtype}. Fix: pass "
+                f"verify_data= (a batch of real inputs), or verify=False.")
+
+
+def check_inputs(ctx, arrays, option):
+    """Raises unless `arrays` hold one non-empty batch per model input, each
+    of that input's shape."""
+    specs = [tuple(ctx.graph.shapes[key]) for key in ctx.graph.inputs]
+    shapes = [tuple(np.shape(a)) for a in arrays]
+    fits = len(shapes) == len(specs) and all(
+        len(shape) == len(spec) and shape[0] > 0 and
+        all(d is None or d == e for d, e in zip(spec[1:], shape[1:]))
+        for shape, spec in zip(shapes, specs))
+    if not fits:
+        raise errors.PlanError(
+            f"Expected {option} to hold one non-empty batch per model input, of shape"
+            f"{'s' if len(specs) > 1 else ''} {specs if len(specs) > 1 else specs[0]}. Received: {option} of shape"
+            f"{'s' if len(shapes) != 1 else ''} {shapes if len(shapes) != 1 else shapes[0]}. "
+            f"Fix: pass e.g. x_train[:256] (a list of arrays for several inputs).")
+
+
 def probe_inputs(ctx, batch=4, seed=0):
     """Random inputs matching the model's input specs (ints for Embeddings)."""
+    check_probe(ctx)
     rng = np.random.default_rng(seed)
     graph = ctx.graph
     out = []
