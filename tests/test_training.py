@@ -119,6 +119,15 @@ def test_corrupt_checkpoint_index_is_an_error(digits_dir, tmp_path,
                          model_dir=str(tmp_path), train_steps=40)
 
 
+def test_run_killed_before_its_state_file_resumes_from_disk(
+        digits_dir, tmp_path, default_strategy):
+    config = _trained_dir(digits_dir, tmp_path, default_strategy)
+    os.remove(tmp_path / "checkpoints" / "checkpoint")
+    _, history = experiment.train(config, default_strategy, _mlp(),
+                                  model_dir=str(tmp_path), train_steps=30)
+    assert (history["start_step"], history["final_step"]) == (20, 30)
+
+
 def test_checkpoint_of_another_model_is_an_error(digits_dir, tmp_path,
                                                  default_strategy):
     config = _trained_dir(digits_dir, tmp_path, default_strategy)

@@ -8,11 +8,14 @@ an error: a silent fresh start would throw away a run's progress unnoticed.
 
 import glob
 import os
+import re
 import shutil
 
+from absl import logging
 import tensorflow as tf
 
 CHECKPOINT_SUBDIR = "checkpoints"
+_CHECKPOINT_INDEX = re.compile(r".*-(\d+)\.index")
 
 
 class CheckpointError(ValueError):
@@ -59,17 +62,32 @@ class Checkpointer:
     def latest(self):
         """Path prefix of the newest checkpoint in the model dir, or None.
 
+        A run killed during its first save can leave a complete checkpoint
+        but no state file naming it (TensorFlow writes the state file last);
+        the newest checkpoint on disk is used then.
+
         Raises:
-            CheckpointError: if checkpoints exist but the state file that
-                names the newest one is missing or unreadable (TensorFlow
-                would log a warning and report none: a silent fresh start).
+            CheckpointError: if the state file exists but cannot be read
+                (TensorFlow would log a warning and report no checkpoint: a
+                silent fresh start).
         """
         path = tf.train.latest_checkpoint(self.directory)
-        if path is None and glob.glob(os.path.join(self.directory, "*.index")):
-            state = os.path.join(self.directory, "checkpoint")
+        if path is not None:
+            return path
+        on_disk = sorted(
+            (int(match.group(1)), match.group(0)[:-len(".index")])
+            for match in map(_CHECKPOINT_INDEX.fullmatch, glob.glob(
+                os.path.join(self.directory, "*.index"))) if match)
+        if not on_disk:
+            return None
+        state = os.path.join(self.directory, "checkpoint")
+        if os.path.exists(state):
             raise self._error(state, "the state file naming the newest "
-                              "checkpoint is missing or unreadable")
-        return path
+                              "checkpoint cannot be read")
+        logging.warning("No checkpoint state file in %s (a run killed while "
+                        "saving?); using the newest checkpoint, %s.",
+                        self.directory, on_disk[-1][1])
+        return on_disk[-1][1]
 
     def restore_latest(self):
         """Restores the newest checkpoint, if there is one.
