@@ -171,8 +171,6 @@ def _resolve_per_layer(ctx, widen, strict):
         atom = by_layer[id(layer)]
         old = groups.widths[atom]
         new = _target_width(name, target, old)
-        if new == old:
-            continue
         # A split group grows run by run, each by the factor asked for.
         runs = [(groups.find(leaf), groups.widths[leaf],
                  math.ceil(groups.widths[leaf] * new / old - 1e-9))
@@ -189,6 +187,8 @@ def _resolve_per_layer(ctx, widen, strict):
                     f"{', '.join(repr(v) for v in via) or 'the graph'}. "
                     f"Fix: give them the same width, or name only one of them.")
             asked[root] = (name, run_new)
+        if new == old:
+            continue  # Nothing to apply, but layers coupled to it must agree.
         why = None
         for root, run_old, run_new in runs:
             reasons = groups.frozen_reasons(root)

@@ -4,8 +4,10 @@ layers its report names."""
 
 import keras
 import numpy as np
+import pytest
 
 import keras_net2net as n2n
+from keras_net2net import errors
 from tests import factories
 from tests.fuzz_models import probe
 from tests.growth import assert_preserved
@@ -44,3 +46,29 @@ def test_sequential_with_residual_insertion_keeps_its_name():
     student, _ = _grow(teacher, deepen={"conv2": "residual"})
     assert student.name == teacher.name
     assert np.isfinite(student.count_params())
+
+
+def _squeeze_excite():
+    inp = keras.Input((4, 4, 2))
+    x = L.Conv2D(5, 1, name="conv")(inp)
+    s = L.GlobalAveragePooling2D()(x)
+    s = L.Dense(3, activation="relu", name="reduce")(s)
+    s = L.Dense(5, activation="sigmoid", name="expand")(s)
+    x = L.Multiply(name="scale")([x, L.Reshape((1, 1, 5))(s)])
+    return keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(x)))
+
+
+@pytest.mark.parametrize("widen", [{"expand": 2.0, "conv": 5}, {"conv": 5, "expand": 10},
+                                   {"conv": 1.0, "expand": 6}])
+def test_asking_a_coupled_layer_to_keep_its_width_is_a_conflict(widen):
+    """widen={'expand': 2.0, 'conv': 5}: 'conv' (width 5) is coupled to
+    'expand' through the Multiply; the request to keep it at 5 was dropped and
+    the student grew it to 10 anyway."""
+    teacher = factories.randomize_state(_squeeze_excite())
+    snap = snapshot(teacher)
+    with pytest.raises(errors.PlanError, match="Expected one width.*'conv'.*'scale'"):
+        n2n.expand_model(teacher, widen=widen)
+    assert_unchanged(teacher, snap)
+    _, report = _grow(_squeeze_excite(), widen={"conv": 5, "expand": 5, "reduce": 4})
+    widths = {r["layer"]: r["new_width"] for r in report.layers}
+    assert widths == {"conv": 5, "expand": 5, "reduce": 4, "out": 2}
