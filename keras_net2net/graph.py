@@ -57,6 +57,16 @@ class Graph:
         self.paths = {}  # id(layer) -> path of its first call
         self.layers = {}  # id(layer) -> layer
         self.nested_inputs = {}  # id(nested model) -> outer TensorKeys of its first call
+        if not isinstance(model, keras.Model):
+            if isinstance(model, keras.layers.Layer):
+                kind, fix = "a layer", "wrap it: keras.Model(inputs, layer(inputs))"
+            elif isinstance(model, str):
+                kind, fix = "a string", "load a saved model with keras.models.load_model(path)"
+            else:
+                kind, fix = "not a Keras model", "pass a Functional or built Sequential model"
+            raise errors.UnsupportedModelError(
+                f"Expected a Functional or Sequential keras.Model. Received: model="
+                f"{model!r:.80} of class {type(model).__name__}, {kind}. Fix: {fix}.")
         functional = _functional_of(model, model.name, top=True)
         self.inputs = [self._key((), t) for t in functional.inputs]
         self.outputs = self._walk(functional, (), "")
