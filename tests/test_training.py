@@ -6,6 +6,7 @@ live in test_bin_train.py, in subprocesses.
 
 import glob
 import os
+import types
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ import tensorflow as tf
 from keras_net2net import models
 from keras_net2net.training import checkpoints
 from keras_net2net.training import experiment
+from keras_net2net.training import loop
 from keras_net2net.training import optimizers
 from keras_net2net.training import runner
 from keras_net2net.training import strategy as strategy_lib
@@ -164,12 +166,15 @@ def test_checkpoint_of_another_optimizer_is_an_error(digits_dir, tmp_path,
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_trains(digits_dir, precision, float32_policy,
-                                default_strategy):
+def test_mixed_precision_trains_and_resumes(digits_dir, tmp_path, precision,
+                                            float32_policy, default_strategy):
     strategy_lib.set_precision(precision)
-    model, history = experiment.train(
-        _config(digits_dir, mixed_precision=precision), default_strategy,
-        _mlp(), model_dir="", train_steps=60)
+    config = _config(digits_dir, mixed_precision=precision, log_every=30)
+    experiment.train(config, default_strategy, _mlp(),
+                     model_dir=str(tmp_path), train_steps=30)
+    model, history = experiment.train(config, default_strategy, _mlp(),
+                                      model_dir=str(tmp_path), train_steps=60)
+    assert history["start_step"] == 30
     assert model.layers[-1].compute_dtype == precision.split("_")[1]
     assert np.isfinite(history["train"][-1]["loss"])
     assert history["eval"][-1]["accuracy"] > 0.3
@@ -203,6 +208,55 @@ def test_regularization_losses_are_trained(digits_dir, default_strategy):
                .get_layer("logits").kernel.numpy() for l2 in (0.0, 10.0)]
     # Each SGD step shrinks the kernel by 1 - 2 * 10 * 0.01 = 0.8.
     assert np.abs(kernels[1]).max() < 0.2 * np.abs(kernels[0]).max()
+
+
+def test_epochs_become_whole_steps():
+    info = types.SimpleNamespace(num_train_examples=1437)
+    resolve = experiment.resolve_train_steps
+    assert resolve(experiment.RunConfig(epochs=2, global_batch_size=64),
+                   info) == 44
+    assert resolve(experiment.RunConfig(train_steps=7), info) == 7
+    assert resolve(experiment.RunConfig(), info) == (
+        experiment.DEFAULT_TRAIN_STEPS)
+
+
+def test_global_batch_must_split_over_replicas():
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    with pytest.raises(ValueError, match="global_batch_size=7"):
+        loop.Trainer(two_replicas, None, None, None, None, None, 7)
+
+
+@pytest.mark.parametrize("name,kwargs,names", [
+    ("mlp", {"widths": [8, 4]}, ["flatten", "fc1", "fc2", "logits"]),
+    ("cnn", {"widths": [2, 4, 8]},
+     ["conv1", "conv2", "pool1", "conv3", "flatten", "fc1", "logits"]),
+    ("cnn", {"width": 2, "depth": 2}, ["conv1", "conv2", "flatten", "fc1",
+                                       "logits"]),
+])
+def test_built_in_models_have_stable_names(name, kwargs, names):
+    keras.backend.clear_session()  # Automatic names would now differ.
+    model = models.build_model(name, (8, 8, 1), 10, **kwargs)
+    assert [layer.name for layer in model.layers[1:]] == names
+
+
+def test_resnet_small_and_applications_build():
+    resnet = models.build_model("resnet_small", (8, 8, 1), 10, width=4,
+                                depth=2)
+    assert resnet.get_layer("block2_add").output.shape == (None, 8, 8, 4)
+    assert models.is_application("MobileNetV2")
+    assert not models.is_application("mlp")
+    mobile = models.build_model("MobileNetV2", (32, 32, 3), 7)
+    assert mobile.output.shape == (None, 7)
+
+
+@pytest.mark.parametrize("name,kwargs,message", [
+    ("transformer", {}, "model='transformer'"),
+    ("mlp", {"width": 0}, "width=0"),
+    ("cnn", {"widths": [4, -1]}, "widths=-1"),
+])
+def test_bad_model_settings_are_named(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.build_model(name, (8, 8, 1), 10, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -241,6 +295,25 @@ def test_optimizers_by_name(name):
 @pytest.mark.skipif(not HAS_GPU, reason="needs a GPU")
 def test_one_device_gpu_learns_digits(digits_dir):
     strategy = strategy_lib.get_strategy("one_device", num_gpus=1)
+    _, history = experiment.train(_config(digits_dir), strategy, _mlp(32),
+                                  model_dir="", train_steps=200)
+    assert history["eval"][-1]["accuracy"] > 0.8
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(len(tf.config.list_physical_devices("GPU")) < 2,
+                    reason="needs two GPUs")
+def test_mirrored_on_gpus_learns_digits(digits_dir):
+    strategy = strategy_lib.get_strategy("mirrored", num_gpus=2)
+    _, history = experiment.train(_config(digits_dir), strategy, _mlp(32),
+                                  model_dir="", train_steps=200)
+    assert history["eval"][-1]["accuracy"] > 0.8
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("TPU"),
+                    reason="needs a TPU")
+def test_tpu_strategy_learns_digits(digits_dir):
+    strategy = strategy_lib.get_strategy("tpu", tpu="local")
     _, history = experiment.train(_config(digits_dir), strategy, _mlp(32),
                                   model_dir="", train_steps=200)
     assert history["eval"][-1]["accuracy"] > 0.8
