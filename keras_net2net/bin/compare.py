@@ -152,6 +152,7 @@ def main(argv):
 def run():
     """Console entry point: net2net-compare."""
     define_flags()
+    shared_flags.list_flags_in_short_help()
     app.run(main)
 
 

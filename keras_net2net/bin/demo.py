@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from keras_net2net.bin import compare
+from keras_net2net.bin import flags as shared_flags
 
 FLAGS = flags.FLAGS
 
@@ -43,6 +44,7 @@ def run():
     compare.define_flags()
     for name, value in DEMO_DEFAULTS.items():
         FLAGS.set_default(name, value)
+    shared_flags.list_flags_in_short_help()
     app.run(main)
 
 

@@ -4,7 +4,7 @@ Prints accuracy, loss, parameter count and inference latency of both, and
 the fraction of examples where they predict the same class; --output also
 writes the figures as JSON.
 
-        net2net-evaluate --a=teacher.keras --b=student.keras --output=eval.json
+    net2net-evaluate --a=teacher.keras --b=student.keras --output=eval.json
 """
 
 import json
@@ -62,6 +62,7 @@ def main(argv):
 def run():
     """Console entry point: net2net-evaluate."""
     define_flags()
+    shared_flags.list_flags_in_short_help()
     app.run(main)
 
 

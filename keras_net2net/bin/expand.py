@@ -3,9 +3,9 @@ r"""net2net-expand: grows a saved model with Net2WiderNet / Net2DeeperNet.
 Reads a teacher, writes a student that computes the same function, and a
 report of what grew beside it (`student.keras` -> `student.report.json`).
 
-        net2net-expand --input=teacher.keras --output=student.keras --widen=1.5
-        net2net-expand --input=teacher.keras --output=student.keras \
-                --widen=conv1=16,fc1=64 --deepen=fc1:2,conv2:residual
+    net2net-expand --input=teacher.keras --output=student.keras --widen=1.5
+    net2net-expand --input=teacher.keras --output=student.keras \
+        --widen=conv1=16,fc1=64 --deepen=fc1:2,conv2:residual
 
 The input file is only ever read; an existing output is kept unless
 --overwrite is given.
@@ -168,6 +168,7 @@ def main(argv):
 def run():
     """Console entry point: net2net-expand."""
     define_flags()
+    shared_flags.list_flags_in_short_help()
     app.run(main)
 
 

@@ -3,9 +3,11 @@
 Values are checked when flags are parsed, so a bad value stops the program
 before any work with absl's usage error naming the flag:
 
-        $ net2net-train --global_batch_size=0
-        FATAL Flags parsing error: flag --global_batch_size=0: ...
+    $ net2net-train --global_batch_size=0
+    FATAL Flags parsing error: flag --global_batch_size=0: ...
 """
+
+import sys
 
 from absl import flags
 
@@ -226,6 +228,22 @@ def parses(parse):
             return False
         return True
     return check
+
+
+def list_flags_in_short_help(flag_values=flags.FLAGS):
+    """Makes --helpshort list every keras_net2net flag of the program.
+
+    absl's --helpshort shows the main module's flags; a console script's
+    main module defines none, so the package's flags are declared there.
+    Call it just before `app.run`.
+
+    Args:
+        flag_values: the `FlagValues` the flags are defined on.
+    """
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.startswith("keras_net2net"):
+            for flag in module_flags:
+                flag_values.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def _shape(values):

@@ -4,11 +4,11 @@ Trains a built-in architecture (or fine-tunes a saved model) and writes
 `<model_dir>/model.keras`, checkpoints and TensorBoard summaries. Rerunning
 the same command resumes from the newest checkpoint.
 
-        net2net-train --model_dir=runs/teacher --model=cnn --widths=4,8,16 \
-                --train_steps=1000
-        net2net-train --model_dir=runs/student --init_model=student.keras \
-                --learning_rate=1e-4
-        net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
+    net2net-train --model_dir=runs/teacher --model=cnn --widths=4,8,16 \
+        --train_steps=1000
+    net2net-train --model_dir=runs/student --init_model=student.keras \
+        --learning_rate=1e-4
+    net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
 """
 
 import os
@@ -97,6 +97,7 @@ def main(argv):
 def run():
     """Console entry point: net2net-train."""
     define_flags()
+    shared_flags.list_flags_in_short_help()
     app.run(main)
 
 
