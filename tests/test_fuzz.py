@@ -1,0 +1,64 @@
+"""Fuzzing the rewriter: on random tiny models and random growth plans, every
+run keeps every output and grows what its report says, or refuses with a
+typed error that names a layer; the teacher never changes.
+
+This is the quick profile (100 examples, fixed seed). The long run is
+`python benchmarks/fuzz.py --examples 2000`; what it finds is kept in
+tests/test_fuzz_regressions.py.
+"""
+
+import collections
+import re
+
+import keras
+from hypothesis import HealthCheck
+from hypothesis import Phase
+from hypothesis import given
+from hypothesis import settings
+
+from tests import fuzz_models
+
+_SETTINGS = dict(deadline=None, derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.filter_too_much])
+_RUNS = collections.Counter()
+
+
+@settings(max_examples=100, **_SETTINGS)
+@given(fuzz_models.cases())
+def test_growth_preserves_outputs_or_refuses_with_a_typed_error(case):
+    _RUNS["examples"] += 1
+    if _RUNS["examples"] % 25 == 0:  # Keras keeps every layer name it handed out.
+        keras.backend.clear_session()
+    _RUNS[fuzz_models.check(case)] += 1
+
+
+_KINDS = collections.Counter()
+# Layer kinds and graph shapes the issue asks the generator to reach.
+REQUIRED = [
+    "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "ReLU", "LeakyReLU",
+    "PReLU", "ELU", "Activation", "Dropout", "MaxPooling2D", "AveragePooling2D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D", "Cropping2D",
+    "UpSampling2D", "Flatten", "Reshape", "Add", "Concatenate", "Multiply",
+    "channels_first", "depth_multiplier=2", "keras.Model(", "keras.Sequential(", "shared",
+    "keras.ops.concatenate", " + 1.0", "in2 = keras.Input",
+]
+
+
+@settings(max_examples=150, phases=[Phase.generate], **_SETTINGS)
+@given(fuzz_models.teachers())
+def _collect_kinds(teacher):
+    code, _, _ = teacher
+    kinds = set(re.findall(r"L\.(\w+)\(", code))
+    kinds |= {k for k in REQUIRED if k in code}
+    if re.search(r"model = keras.Model\(\S+, \[", code):
+        kinds.add("several outputs")
+    _KINDS.update(kinds)
+
+
+def test_generator_reaches_every_required_kind():
+    _KINDS.clear()
+    _collect_kinds()
+    missing = [k for k in REQUIRED + ["several outputs"] if not _KINDS[k]]
+    assert not missing, f"never generated: {missing}; counts: {dict(_KINDS)}"
