@@ -18,6 +18,7 @@ report["arms"]["wider"]["speedup"]
 import dataclasses
 import os
 
+from absl import logging
 import keras
 import numpy as np
 
@@ -147,6 +148,8 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
     train = lambda model_fn, **kwargs: experiment.train(
         config, strategy, model_fn, model_dir="", input_fns=input_fns,
         **kwargs)
+    logging.info("Seed %d: training the teacher for %d steps.", config.seed,
+                 teacher_steps)
     teacher, teacher_history = train(teacher_fn, train_steps=teacher_steps)
     run = {"teacher": teacher_history, "arms": {}}
     models = {"teacher": teacher}
@@ -161,6 +164,9 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
             expanded["report"] = report
             return student
 
+        logging.info("Seed %d: training the %s student and its scratch twin "
+                     "for %d steps each.", config.seed, arm.name,
+                     student_steps)
         student, student_history = train(
             grow, train_steps=student_steps, eval_at_start=True,
             learning_rate=config.learning_rate * student_lr_scale)

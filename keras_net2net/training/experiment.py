@@ -109,7 +109,7 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             data's `InputInfo`; returns the `keras.Model` to train (new or loaded).
             Keras' random seed is set to `config.seed` just before.
         model_dir: where checkpoints, summaries, `model.keras` and `history.json`
-            go; defaults to `config.model_dir`. None keeps nothing on disk.
+            go; None means `config.model_dir`, "" keeps nothing on disk.
         learning_rate: overrides `config.learning_rate`.
         train_steps: overrides the step count from `config`.
         eval_at_start: evaluate before the first step too.

@@ -67,11 +67,11 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
     history = {"train": [], "eval": [], "start_step": step}
     writers = _Writers(summary_dir)
     if eval_at_start and step == 0:
-        _evaluate(trainer, step, history, writers)
+        _evaluate(trainer, step, history, writers, loud=True)
     if step >= train_steps:
         logging.info("Already at step %d of %d; nothing to train.", step,
                      train_steps)
-        _evaluate(trainer, step, history, writers)
+        _evaluate(trainer, step, history, writers, loud=True)
         return history
     iterator = trainer.train_iterator(start_step=step)
     while step < train_steps:
@@ -93,7 +93,8 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
                      train_steps, metrics["loss"], metrics["accuracy"],
                      metrics["examples_per_second"])
         if step == train_steps or (eval_every and step % eval_every == 0):
-            _evaluate(trainer, step, history, writers)
+            _evaluate(trainer, step, history, writers,
+                      loud=step == train_steps or step % log_every == 0)
         if checkpointer and (step == train_steps or (
             checkpoint_every and step % checkpoint_every == 0)):
             logging.info("Saved checkpoint %s.", checkpointer.save())
@@ -105,12 +106,15 @@ def _next_multiple(step, every):
     return (step // every + 1) * every
 
 
-def _evaluate(trainer, step, history, writers):
+def _evaluate(trainer, step, history, writers, loud):
     metrics = {"step": step, **trainer.evaluate()}
     history["eval"].append(metrics)
     writers.write("eval", metrics)
-    logging.info("step %d eval: loss=%.4f accuracy=%.4f", step,
-                 metrics["loss"], metrics["accuracy"])
+    # Frequent evaluations (learning curves) would drown the log; they are
+    # logged on the training log's rhythm, and all of them at --v=1.
+    logging.log(logging.INFO if loud else logging.DEBUG,
+                "step %d eval: loss=%.4f accuracy=%.4f", step,
+                metrics["loss"], metrics["accuracy"])
 
 
 def _diverged_message(first, last, loss, checkpointer):
