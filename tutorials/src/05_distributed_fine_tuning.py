@@ -229,7 +229,8 @@ for index in range(len(cluster["worker"])):
 # net2net-train --model_dir=runs/student --init_model=runs/student.keras \
 #     --strategy=tpu --tpu=local --global_batch_size=4096 --mixed_precision=mixed_bfloat16
 # ```
-#
+
+# %% [markdown]
 # ## What to try next
 #
 # * `--strategy=mirrored --num_cpu_devices=4`, and check that the loss curve
