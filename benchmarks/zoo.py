@@ -77,10 +77,21 @@ def as_float64(model):
     return copy
 
 
-def float64_error(model, student, x):
-    y = np.asarray(as_float64(model)(x.astype("float64"), training=False))
-    z = np.asarray(as_float64(student)(x.astype("float64"), training=False))
-    return float(np.max(np.abs(y - z)) / np.max(np.abs(y)))
+def float64_error(model, kwargs, x):
+    """The same growth done on a float64 copy of the teacher: a float32 error
+    above tolerance is rounding if this one is tiny (some of these nets with
+    random BatchNorm statistics differ by 40% between their own float32 and
+    float64 runs)."""
+    teacher = as_float64(model)
+    student = n2n.expand_model(teacher, seed=0, verify=False, **kwargs)
+    y = np.asarray(teacher(x.astype("float64"), training=False))
+    z = np.asarray(student(x.astype("float64"), training=False))
+    y32 = np.asarray(model(x, training=False), dtype=np.float64)
+    scale = np.max(np.abs(y))
+    # How much this teacher amplifies rounding: its own float32 error, scaled
+    # from float32's unit roundoff to float64's.
+    floor = float(np.max(np.abs(y32 - y)) / scale) * (2.0**-53 / 2.0**-24)
+    return float(np.max(np.abs(y - z)) / scale), floor
 
 
 def run(name, plan, tolerance=1e-5):
@@ -95,14 +106,14 @@ def run(name, plan, tolerance=1e-5):
     tracemalloc.stop()
     y, z = np.asarray(model(x, training=False)), np.asarray(student(x, training=False))
     rel = float(np.max(np.abs(y - z)) / np.max(np.abs(y)))
-    rel64 = float64_error(model, student, x) if rel > tolerance else None
+    rel64, floor64 = float64_error(model, kwargs, x) if rel > tolerance else (None, None)
     frozen = [g for g in report.groups if g["frozen"]]
     hidden_frozen = [g for g in frozen if not any(
         r.startswith(("model input", "model output")) for r in g["reasons"])]
     return dict(model=name, plan=plan, params_before=report.params_before,
                 params_after=report.params_after,
                 widened=sum(g["new_width"] > g["old_width"] for g in report.groups),
-                frozen=len(frozen), hidden_frozen=hidden_frozen, max_rel=rel, max_rel64=rel64,
+                frozen=len(frozen), hidden_frozen=hidden_frozen, max_rel=rel, max_rel64=rel64, floor64=floor64,
                 seconds=seconds, peak_mib=peak)
 
 
@@ -124,16 +135,17 @@ def main():
                 failures += 1
                 print(f"{name:<22} {plan:<16} ERROR {type(e).__name__}: {str(e)[:200]}")
                 continue
-            # Above tolerance in float32, the transform is judged by running both
-            # models in float64; what is left is the rounding of the student's
-            # float32 weights (w / 3 is not a float32), far below 1e-6.
+            # Above tolerance in float32, the transform is judged in float64,
+            # against that teacher's own rounding amplification.
             bad = r["max_rel"] > args.tolerance and not (
-                r["max_rel64"] is not None and r["max_rel64"] <= 1e-6)
+                r["max_rel64"] is not None
+                and r["max_rel64"] <= max(1e-9, 1000 * r["floor64"]))
             failures += bad
             print(f"{r['model']:<22} {r['plan']:<16} {r['params_before']:>13,} "
                   f"{r['params_after']:>11,} {r['widened']:>5} {r['frozen']:>4} "
                   f"{r['max_rel']:>11.2e} {r['seconds']:>8.2f} {r['peak_mib']:>8.1f}"
-                  + (f"  float64: {r['max_rel64']:.1e}" if r["max_rel64"] is not None else "")
+                  + (f"  float64: {r['max_rel64']:.1e} (rounding floor {r['floor64']:.1e})"
+                     if r["max_rel64"] is not None else "")
                   + ("  FAIL" if bad else ""), flush=True)
             for g in r["hidden_frozen"][:3]:
                 print(f"    kept {g['name']} ({g['old_width']}): {g['reasons'][0]}")
