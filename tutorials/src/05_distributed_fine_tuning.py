@@ -72,13 +72,14 @@ def net2net(tool, *flags, show=r"step \d+|Done|Resumed"):
 # | `--mixed_precision` | `mixed_float16` (GPU) or `mixed_bfloat16` (TPU, recent CPUs) |
 # | `--jit_compile` | compile each replica's step with XLA |
 #
-# The full list, from the tool itself:
+# The full list, from `net2net-train --helpshort`:
 
 # %%
-help_text = subprocess.run([sys.executable, "-m", "keras_net2net.bin.train", "--helpfull"],
+help_text = subprocess.run([sys.executable, "-m", "keras_net2net.bin.train", "--helpshort"],
                            capture_output=True, text=True).stdout
-sections = re.split(r"\n(?=\S)", help_text)
-print("\n".join(s for s in sections if s.startswith("keras_net2net")))
+# Drop the usage text above the flags and the line naming the source file.
+flag_lines = help_text.split("\nflags:\n", 1)[-1].splitlines()
+print("\n".join(line for line in flag_lines if not line.endswith(".py:")).strip("\n"))
 
 # %% [markdown]
 # ## 1. Train a teacher, mirrored over two CPU devices
