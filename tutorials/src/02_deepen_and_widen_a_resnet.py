@@ -235,8 +235,8 @@ for name, (loss, accuracy) in curves.items():
     print(f"{name}: test accuracy {accuracy[0]:.3f} -> {accuracy[-1]:.3f}")
 
 # %% [markdown]
-# Both curves jump in the first epoch because the learning rate is ten times
-# smaller than the teacher's, which lets the weights settle; the student keeps
+# Both curves jump in the first epoch, most likely because the learning rate
+# is ten times smaller than the teacher's and lets the weights settle; the student keeps
 # pace with the teacher from the very first epoch, with six times the
 # parameters to grow into on a harder task.
 

@@ -156,16 +156,20 @@ print(sorted({type(layer).__module__.split('.')[0] for layer in reloaded.layers}
 # `Lambda`, and a head with a `LayerNormalization`.
 
 # %%
-backbone = keras.applications.MobileNetV2(
-    input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
-features = backbone.output
-attention = keras.layers.Conv2D(1, 1, activation="sigmoid", name="attention")(features)
-x = keras.layers.Multiply(name="attend")([features, attention])
-x = keras.layers.Lambda(lambda t: 2.0 * t, name="custom_scale")(x)
-x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-x = keras.layers.Dense(64, activation="gelu", name="head_fc")(x)
-x = keras.layers.LayerNormalization(name="head_ln")(x)
-custom = keras.Model(backbone.input, keras.layers.Dense(10, name="logits")(x))
+def custom_model(scale):
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
+    features = backbone.output
+    attention = keras.layers.Conv2D(1, 1, activation="sigmoid", name="attention")(features)
+    x = keras.layers.Multiply(name="attend")([features, attention])
+    x = scale(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(64, activation="gelu", name="head_fc")(x)
+    x = keras.layers.LayerNormalization(name="head_ln")(x)
+    return keras.Model(backbone.input, keras.layers.Dense(10, name="logits")(x))
+
+
+custom = custom_model(keras.layers.Lambda(lambda t: 2.0 * t, name="custom_scale"))
 
 custom_student, custom_report = n2n.expand_model(
     custom, widen={"Conv_1": 1920, "head_fc": 100, "block_16_project": 168},
@@ -183,8 +187,8 @@ for skipped in custom_report.skipped:
 #
 # * **`Lambda`**: its code is opaque, so growth cannot pass through it, and
 #   `Conv_1`'s group (everything that feeds it without mixing) keeps its width.
-#   Replace the `Lambda` with a Keras layer (here `keras.layers.Rescaling(2.0)`)
-#   and the group grows.
+#   Replace the `Lambda` with a Keras layer that does the same (here
+#   `keras.layers.Rescaling(2.0)`) and the group grows: see below.
 # * **Broadcasting `Multiply`**: the 1-channel attention map is multiplied into
 #   all channels; widening it would make it a per-channel map, a different
 #   function.
@@ -201,6 +205,21 @@ try:
 except n2n.errors.FrozenGroupError as error:
     print(type(error).__name__, error, sep="\n")
 
+# %% [markdown]
+# The way out for the `Lambda` is a Keras layer that says what it does.
+# `Rescaling` is elementwise, so growth passes through it:
+
+# %%
+fixed = custom_model(keras.layers.Rescaling(2.0, name="custom_scale"))
+_, fixed_report = n2n.expand_model(fixed, widen={"Conv_1": 1920, "head_fc": 128},
+                                   seed=0, return_report=True)
+for row in fixed_report.layers:
+    if row["layer"] in ("Conv_1", "head_fc"):
+        print(f"{row['layer']}: {row['old_width']} -> {row['new_width']}")
+
+# %% [markdown]
+# Back to the model with the `Lambda`: a factor grows everything else.
+
 # %%
 custom_student, custom_report = n2n.expand_model(custom, widen=2.0, seed=0, return_report=True)
 print(f"widen=2.0 on the custom model: {custom_report.params_before:,} -> "
@@ -214,8 +233,8 @@ plot_widths(custom_report, "Custom head, widen=2.0: kept groups in gray")
 # * Other architectures: `ResNet50`, `EfficientNetB0`, `DenseNet121`,
 #   `NASNetMobile` (`explain_model` on each; the concatenations of DenseNet and
 #   NASNet grow segment by segment).
-# * Replace the `Lambda` with `keras.layers.Rescaling(2.0)` and watch `Conv_1`
-#   grow.
+# * Write a custom layer of your own and teach the toolkit how it grows:
+#   `n2n.register_rule` (see its docstring).
 # * `report.to_json("report.json")` keeps the whole record, including the
 #   mappings; `expand_model(..., mappings=report.mappings())` replays them.
 # * Fine-tune a grown model on your data, or with the training binaries
