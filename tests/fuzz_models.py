@@ -68,7 +68,7 @@ class Case:
 
     Attributes:
         code: Python source that assigns the teacher to `model`.
-        widen, deepen, seed, mapping: the `expand_model` arguments.
+        widen, deepen, seed, mapping, strict: the `expand_model` arguments.
         producers: {layer path: width} of the layers that produce channels.
         deepenable: paths of the layers `deepen` may name.
     """
@@ -78,6 +78,7 @@ class Case:
     deepen: object = None
     seed: int = 0
     mapping: str = "random"
+    strict: bool = False
     producers: dict = dataclasses.field(default_factory=dict)
     deepenable: list = dataclasses.field(default_factory=list)
 
@@ -89,7 +90,7 @@ class Case:
 
     def kwargs(self):
         return dict(widen=self.widen, deepen=self.deepen, seed=self.seed, mapping=self.mapping,
-                    noise=0.0)
+                    strict=self.strict, noise=0.0)
 
     def repro(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs().items())
@@ -500,8 +501,13 @@ def _nested(b, t):
         lines = [f"{sub} = keras.Sequential([keras.Input({t.shape!r}), " +
                  ", ".join(layers) + f"], name={sub!r})"]
     lines.append(f"{out} = {sub}({t.var})")
+    outputs = [(out, t.fmt)]
+    if draw(st.integers(0, 3)) == 0:  # the same submodel called twice
+        again = b.var()
+        lines.append(f"{again} = {sub}(L.Activation('tanh', name={b.name('act')!r})({t.var}))")
+        outputs.append((again, t.fmt))
     paths = [f"{sub}/{first}", f"{sub}/{last}"]
-    b.emit(lines, [(out, t.fmt)], [t], dict(zip(paths, widths)), paths)
+    b.emit(lines, outputs, [t], dict(zip(paths, widths)), paths)
 
 
 def _shared(b, t):
@@ -543,7 +549,7 @@ def _heads(b):
     vectors = []
     for t in leaves:
         if t.rank > 2:
-            kind = draw(st.sampled_from(["flatten", "pool", "raw"]))
+            kind = draw(st.sampled_from(["flatten", "pool", "flatten", "pool", "raw"]))
             if kind == "raw" and len(leaves) == 1:
                 vectors.append(t)
                 continue
@@ -579,8 +585,11 @@ def teachers(draw, max_steps=12):
     for k in range(draw(st.integers(1, 2))):
         shape, fmt = draw(st.sampled_from(INPUT_SHAPES))
         name = f"in{k + 1}"
-        b.emit([f"{name} = keras.Input({shape!r}, name={name!r})"], [(name, fmt)], [])
+        made = b.emit([f"{name} = keras.Input({shape!r}, name={name!r})"], [(name, fmt)], [])
         b.inputs.append(name)
+        if draw(st.integers(0, 3)) > 0:  # a stem, so that growth is not tied to the input
+            draw(st.sampled_from([_conv, _dense] if len(shape) < 3 else
+                                 [_conv, _dense, _separable]))(b, made[0])
     for _ in range(draw(st.integers(1, max_steps))):
         t = b.pick()
         draw(st.sampled_from(STEPS[t.rank]))(b, t)
@@ -606,6 +615,8 @@ def _per_layer_widths(draw, producers):
 @st.composite
 def _deepen_plans(draw, deepenable):
     names = draw(st.lists(st.sampled_from(deepenable), min_size=1, max_size=2, unique=True))
+    # Layers of nested models by path ("sub3/sub3_a") or by their unique bare name.
+    names = [n.split("/")[-1] if draw(st.booleans()) else n for n in names]
     if draw(st.booleans()):
         return names
     return {n: draw(st.sampled_from([1, 2, "residual", "identity"])) for n in names}
@@ -615,7 +626,7 @@ def _deepen_plans(draw, deepenable):
 def cases(draw, max_steps=12):
     """A random teacher and a random growth plan for it."""
     code, producers, deepenable = draw(teachers(max_steps))
-    widen_options = [st.none(), st.sampled_from([1.5, 2.0, 1.0, 2.5]),
+    widen_options = [st.none(), st.sampled_from([2.0, 1.5, 3.0, 1.0, 2.5]),
                      st.floats(1.0, 2.5).map(lambda f: round(f, 3))]
     if producers:
         widen_options.append(_per_layer_widths(producers))
@@ -626,7 +637,8 @@ def cases(draw, max_steps=12):
     if widen is None and deepen is None:
         widen = 2.0
     return Case(code, widen, deepen, draw(st.integers(0, 2)),
-                draw(st.sampled_from(["random", "round_robin"])), producers, deepenable)
+                draw(st.sampled_from(["random", "round_robin"])), draw(st.integers(0, 3)) == 3,
+                producers, deepenable)
 
 
 # -- the property ----------------------------------------------------------------
