@@ -79,6 +79,14 @@ def test_resumed_run_matches_uninterrupted_run(digits_dir, tmp_path,
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_log_and_eval_keep_their_own_rhythm(digits_dir, default_strategy):
+    config = _config(digits_dir, log_every=50, eval_every=20)
+    _, history = experiment.train(config, default_strategy, _mlp(),
+                                  model_dir="", train_steps=110)
+    assert [e["step"] for e in history["train"]] == [50, 100, 110]
+    assert [e["step"] for e in history["eval"]] == [20, 40, 60, 80, 100, 110]
+
+
 def test_finished_run_is_not_trained_again(digits_dir, tmp_path,
                                            default_strategy):
     config = _config(digits_dir)

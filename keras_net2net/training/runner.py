@@ -45,7 +45,8 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
     Args:
         trainer: a `Trainer`.
         train_steps: the step count to stop at (not a number of further steps).
-        log_every: steps between training log lines and summaries.
+        log_every: steps between training log lines, summaries and `train`
+            history entries (each the mean over the steps since the last).
         eval_every: steps between evaluations on the held-out split; 0
             evaluates only at the end.
         checkpoint_every: steps between checkpoints; 0 saves only at the end.
@@ -74,24 +75,24 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
         _evaluate(trainer, step, history, writers, loud=True)
         return history
     iterator = trainer.train_iterator(start_step=step)
+    since_log = {"steps": 0, "loss": 0.0, "accuracy": 0.0, "seconds": 0.0}
     while step < train_steps:
         every = [log_every, eval_every, checkpoint_every if checkpointer else 0]
         stop = min([train_steps] + [_next_multiple(step, n) for n in every if n])
         began = time.perf_counter()
         metrics = trainer.train_steps(iterator, stop - step)
-        elapsed = time.perf_counter() - began
+        since_log["seconds"] += time.perf_counter() - began
         if not math.isfinite(metrics["loss"]):
             raise NonFiniteLossError(_diverged_message(step, stop, metrics["loss"],
                                                        checkpointer))
-        examples = (stop - step) * trainer.global_batch_size
+        for name in ("loss", "accuracy"):
+            since_log[name] += metrics[name] * (stop - step)
+        since_log["steps"] += stop - step
         step = stop
-        metrics = {"step": step, **metrics,
-                   "examples_per_second": examples / max(elapsed, 1e-9)}
-        history["train"].append(metrics)
-        writers.write("train", metrics)
-        logging.info("step %d/%d: loss=%.4f accuracy=%.4f examples/s=%.1f", step,
-                     train_steps, metrics["loss"], metrics["accuracy"],
-                     metrics["examples_per_second"])
+        if step == train_steps or step % log_every == 0:
+            _log_training(trainer, step, train_steps, since_log, history,
+                          writers)
+            since_log = dict.fromkeys(since_log, 0)
         if step == train_steps or (eval_every and step % eval_every == 0):
             _evaluate(trainer, step, history, writers,
                       loud=step == train_steps or step % log_every == 0)
@@ -104,6 +105,19 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
 
 def _next_multiple(step, every):
     return (step // every + 1) * every
+
+
+def _log_training(trainer, step, train_steps, since_log, history, writers):
+    steps = since_log["steps"]
+    metrics = {"step": step, "loss": since_log["loss"] / steps,
+               "accuracy": since_log["accuracy"] / steps,
+               "examples_per_second": steps * trainer.global_batch_size
+                                      / max(since_log["seconds"], 1e-9)}
+    history["train"].append(metrics)
+    writers.write("train", metrics)
+    logging.info("step %d/%d: loss=%.4f accuracy=%.4f examples/s=%.1f", step,
+                 train_steps, metrics["loss"], metrics["accuracy"],
+                 metrics["examples_per_second"])
 
 
 def _evaluate(trainer, step, history, writers, loud):
