@@ -76,7 +76,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     result = run_binary(
         COMPARE, f"--model_dir={tmp_path}", f"--data_dir={digits_dir}",
         "--teacher_widths=2,4,4", "--teacher_steps=40", "--student_steps=20",
-        "--eval_every=10", "--seeds=1", "--arms=wider,both",
+        "--eval_every=10", "--seeds=1", "--arms=both",
         "--global_batch_size=32", "--learning_rate=0.01")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "speed-up" in result.stdout and "curves.png" in result.stdout
@@ -85,7 +85,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     assert report["settings"]["student_learning_rate"] == pytest.approx(0.001)
     assert 0.0 <= report["teacher"]["accuracy"] <= 1.0
     assert report["teacher"]["train_seconds_per_seed"][0] > 0
-    assert list(report["arms"]) == ["wider", "both"]
+    assert list(report["arms"]) == ["both"]
     for arm in report["arms"].values():
         assert arm["steps"] == [0, 10, 20]
         assert len(arm["student_accuracy"]) == len(arm["scratch_accuracy"]) == 3
