@@ -185,3 +185,28 @@ def test_corrupt_checkpoint_stops_the_binary_with_a_clear_error(
     assert result.returncode == 1
     assert "net2net-train: error: Cannot restore checkpoint" in result.stderr
     assert "ckpt-20" in result.stderr and "--model_dir" in result.stderr
+
+
+def test_init_model_is_fine_tuned_from_its_weights(digits_dir, tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    strategy = strategy_lib.get_strategy("default")
+    args = _train_args(teacher_dir, digits_dir, "--train_steps=100")
+    _, teacher = experiment.train(shared_flags.run_config(_parse(*args)),
+                                  strategy, train.model_fn_from_flags(
+                                      _parse(*args)))
+    init = _parse(*_train_args(tmp_path / "tuned", digits_dir,
+                               "--train_steps=20",
+                               f"--init_model={teacher_dir / 'model.keras'}"))
+    _, tuned = experiment.train(shared_flags.run_config(init), strategy,
+                                train.model_fn_from_flags(init),
+                                eval_at_start=True)
+    assert tuned["eval"][0]["accuracy"] == pytest.approx(
+        teacher["eval"][-1]["accuracy"])
+
+
+def test_unreadable_init_model_names_the_flag(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"junk")
+    model_fn = train.model_fn_from_flags(_parse(f"--init_model={bad}"))
+    with pytest.raises(ValueError, match=r"--init_model=.*bad\.keras"):
+        model_fn(None)

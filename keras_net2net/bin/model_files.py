@@ -3,6 +3,10 @@
 import keras
 
 
+class ModelFileError(ValueError):
+    """A file named by a flag is not a readable Keras model."""
+
+
 def load(path, flag_name):
     """Loads a .keras model; a bad file raises an error naming flag and file.
 
@@ -14,12 +18,12 @@ def load(path, flag_name):
         The uncompiled `keras.Model`.
 
     Raises:
-        ValueError: if the file cannot be read as a Keras model.
+        ModelFileError: if the file cannot be read as a Keras model.
     """
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file.
-        raise ValueError(
+        raise ModelFileError(
             f"Cannot read --{flag_name}={path} as a Keras model: "
             f"{type(error).__name__}: {str(error).rstrip('.')}. Expected a "
             ".keras file written by model.save().") from error

@@ -17,10 +17,10 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import keras
 
 from keras_net2net import models
 from keras_net2net.bin import flags as shared_flags
+from keras_net2net.bin import model_files
 from keras_net2net.training import checkpoints
 from keras_net2net.training import experiment
 from keras_net2net.training import runner
@@ -71,7 +71,7 @@ def model_fn_from_flags(flag_values=FLAGS):
     """Returns `model_fn(info)` that builds or loads the model the flags name."""
     init_model = flag_values.init_model
     if init_model:
-        return lambda info: keras.models.load_model(init_model, compile=False)
+        return lambda info: model_files.load(init_model, "init_model")
     widths = ([int(w) for w in flag_values.widths] if flag_values.widths
               else None)
     return lambda info: models.build_model(
@@ -86,7 +86,8 @@ def main(argv):
     strategy = experiment.prepare_process(config)
     try:
         _, history = experiment.train(config, strategy, model_fn_from_flags())
-    except (checkpoints.CheckpointError, runner.NonFiniteLossError) as error:
+    except (checkpoints.CheckpointError, runner.NonFiniteLossError,
+            model_files.ModelFileError) as error:
         logging.error("%s", error)
         sys.exit(f"net2net-train: error: {error}")
     final = history["eval"][-1]

@@ -181,8 +181,8 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
         run["arms"][arm.name] = {
             "student": student_history, "scratch": scratch_history,
             "max_relative_error": report.max_relative_error,
-            "params": {"teacher": report.to_dict()["params_before"],
-                       "student": report.to_dict()["params_after"]},
+            "params": {"teacher": teacher.count_params(),
+                       "student": student.count_params()},
             "teacher_vs_final_student": versus,
         }
         models[f"{arm.name}_student"] = student
