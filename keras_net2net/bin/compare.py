@@ -132,13 +132,15 @@ def main(argv):
         FLAGS.teacher_model, info.input_shape, info.num_classes,
         widths=widths if FLAGS.teacher_model != "resnet_small" else None)
     seeds = list(range(FLAGS.seed, FLAGS.seed + FLAGS.seeds))
+    is_chief = strategy_lib.task_info(strategy)[2]
     report = comparison.run_comparison(
         config, strategy, teacher_fn, arms_from_flags(), seeds=seeds,
         teacher_steps=FLAGS.teacher_steps, student_steps=FLAGS.student_steps,
         student_lr_scale=FLAGS.student_lr_scale, noise=FLAGS.noise,
-        output_dir=os.path.join(config.model_dir, "models"))
-    if not strategy_lib.task_info(strategy)[2]:
-        return  # Only the chief writes the report.
+        output_dir=os.path.join(config.model_dir, "models") if is_chief
+        else None)
+    if not is_chief:
+        return  # Every worker trains; only the chief writes.
     report_path = os.path.join(config.model_dir, REPORT_FILENAME)
     curves_path = os.path.join(config.model_dir, CURVES_FILENAME)
     with open(report_path, "w") as f:

@@ -158,10 +158,9 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
 
         def grow(info, arm=arm, expanded=expanded):
             del info
-            student, report = n2n.expand_model(
+            student, expanded["report"] = n2n.expand_model(
                 teacher, widen=arm.widen, deepen=arm.deepen, noise=noise,
                 seed=config.seed, return_report=True)
-            expanded["report"] = report
             return student
 
         logging.info("Seed %d: training the %s student and its scratch twin "
@@ -173,7 +172,7 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
         # Same architecture, fresh weights: clone_model re-runs every
         # layer's initialiser instead of copying the student's weights.
         scratch, scratch_history = train(
-            lambda info: keras.models.clone_model(grow(info)),
+            lambda info, student=student: keras.models.clone_model(student),
             train_steps=student_steps, eval_at_start=True)
         report = expanded["report"]
         versus = evaluation.compare_models(
