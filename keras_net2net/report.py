@@ -30,6 +30,7 @@ class ExpansionReport:
     params_before: int = 0
     params_after: int = 0
     options: dict = dataclasses.field(default_factory=dict)
+    explained: bool = False
 
     @property
     def max_relative_error(self):
@@ -60,6 +61,8 @@ class ExpansionReport:
         return {g["name"]: g["mapping"] for g in self.groups if g["new_width"] != g["old_width"]}
 
     def __str__(self):
+        if self.explained:
+            return self._explanation()
         lines = [f"Net2Net expansion: {self.params_before:,} -> {self.params_after:,} parameters"]
         grown = [r for r in self.layers if r["new_width"] != r["old_width"]]
         lines.append(f"widened layers ({len(grown)} of {len(self.layers)}):")
@@ -83,4 +86,16 @@ class ExpansionReport:
                              f"max|d|/max|y| = {r['max_rel']:.3g}")
         if v:
             lines.append(f"verified in {v.get('dtype')} with tolerance {v.get('tolerance')}")
+        return "\n".join(lines)
+
+    def _explanation(self):
+        lines = [f"Channel groups ({len(self.groups)}), {self.params_before:,} parameters:"]
+        for g in self.groups:
+            state = f"kept: {g['reasons'][0]}" if g["frozen"] else "can widen"
+            members = ", ".join(g["members"][:6]) + (" ..." if len(g["members"]) > 6 else "")
+            lines.append(f"  {g['name']:<32} width {g['old_width']:>5}  {state}")
+            if members:
+                lines.append(f"      couples: {members}")
+        for b in self.barriers:
+            lines.append(f"barrier {b['layer']} ({b['class']}): {b['reason']}")
         return "\n".join(lines)

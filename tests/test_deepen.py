@@ -160,3 +160,26 @@ def test_grouped_and_depthwise_style_convs_stay_grouped():
     assert student.get_layer("dw_as_grouped_deepen_1").groups == 16
     assert student.get_layer("grouped_deepen_1").groups == 2
     assert_preserved(teacher, student, _probe(teacher))
+
+
+def test_bn_statistics_fall_back_to_inference_mode_when_scales_differ():
+    """Untrained moving statistics: inference-mode values are tiny, training-
+    mode ones are not; training-mode statistics would cancel in float32."""
+    inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="conv1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    teacher = keras.Model(inp, L.Dense(2, name="logits")(x))
+    teacher.get_layer("bn1").moving_variance.assign(np.full(4, 1e16, "float32"))
+    data = np.random.default_rng(0).normal(size=(32, 6, 6, 3)).astype("float32")
+    student, report = n2n.expand_model(teacher, deepen=["conv1"], data=data, return_report=True)
+    assert report.max_relative_error <= 1e-5
+    assert "inference mode" in report.inserted[0]["note"]
+
+
+def test_explain_model_prints_groups():
+    text = str(n2n.explain_model(factories.residual()))
+    assert text.startswith("Channel groups")
+    assert "can widen" in text and "kept: model output 'logits'" in text
+    assert "couples: " in text
