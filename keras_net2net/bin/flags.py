@@ -7,6 +7,7 @@ before any work with absl's usage error naming the flag:
     FATAL Flags parsing error: flag --global_batch_size=0: ...
 """
 
+import os
 import sys
 
 from absl import flags
@@ -67,6 +68,10 @@ def define_shared_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "model_dir", None, "Directory for checkpoints, TensorBoard summaries "
         "and the saved model; rerunning with the same directory resumes.", **fv)
+    flags.register_validator(
+        "model_dir", lambda path: path is None or _creatable_dir(path),
+        message="expected a directory, or a path whose existing parent is a "
+        "directory (a file stands in the way)", **fv)
     define_data_flags(flag_values)
     flags.DEFINE_integer(
         "global_batch_size", defaults.global_batch_size,
@@ -255,3 +260,14 @@ def _is_shape(values):
         return bool(values) and all(int(v) > 0 for v in values)
     except ValueError:
         return False
+
+
+def _creatable_dir(path):
+    """True if `path` is a directory or could be created as one."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+    return os.path.isdir(path)
