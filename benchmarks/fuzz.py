@@ -82,6 +82,9 @@ def count(args):
             entry = failures.setdefault(sig, {"count": 0, "first_index": index, "case": case,
                                               "error": f"{type(error).__name__}: {error}"})
             entry["count"] += 1
+            if entry["count"] == 1:
+                print(f"  new failure at example {index}: {sig}: {entry['error'][:300]}",
+                      flush=True)
         seconds.append(time.perf_counter() - start)
         if args.progress and outcomes.total() % args.progress == 0:
             print(f"  {outcomes.total()} examples, {dict(outcomes)}", flush=True)

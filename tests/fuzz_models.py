@@ -140,8 +140,11 @@ class _Builder:
         self.counter += 1
         return f"{kind}{self.counter}"
 
-    def emit(self, lines, outputs, reads, producers=(), deepenable=()):
-        """Runs `lines`; on success records them and `outputs` [(var, fmt)]."""
+    def emit(self, lines, outputs, reads, producers=(), deepenable=(), limit=True):
+        """Runs `lines`; on success records them and `outputs` [(var, fmt)].
+
+        `limit`: refuse outputs larger than MAX_SIZE / MAX_SPATIAL (heads,
+        which must join every branch, are exempt)."""
         state = random.getstate()  # Keras seeds layers from `random`; keep draws pure.
         try:
             exec("\n".join(lines), self.namespace)  # noqa: S102
@@ -152,8 +155,8 @@ class _Builder:
         made = []
         for var, fmt in outputs:
             shape = tuple(self.namespace[var].shape[1:])
-            if None in shape or 0 in shape or math.prod(shape) > MAX_SIZE or \
-                    (len(shape) > 1 and max(shape[:-1] + shape[1:]) > MAX_SPATIAL):
+            if None in shape or 0 in shape or limit and (math.prod(shape) > MAX_SIZE or (
+                    len(shape) > 1 and max(shape[:-1] + shape[1:]) > MAX_SPATIAL)):
                 return []
             made.append(_Tensor(var, shape, fmt))
         self.lines.extend(lines)
@@ -558,14 +561,15 @@ def _heads(b):
                 layer = f"L.GlobalAveragePooling{t.rank - 2}D(data_format={t.fmt!r})"
             else:
                 layer = f"L.Flatten(data_format={t.fmt!r})"
-            vectors.extend(b.emit([f"{out} = {layer}({t.var})"], [(out, "channels_last")], [t]))
+            vectors.extend(b.emit([f"{out} = {layer}({t.var})"], [(out, "channels_last")], [t],
+                                  limit=False) or [t])
         else:
             vectors.append(t)
     if len(vectors) > 2 or (len(vectors) == 2 and draw(st.booleans())):
         out = b.var()
         joined = b.emit([f"{out} = L.Concatenate(name='joined')([{', '.join(v.var for v in vectors)}])"],
-                        [(out, "channels_last")], vectors)
-        vectors = joined or vectors[:1]
+                        [(out, "channels_last")], vectors, limit=False)
+        vectors = joined or vectors  # Every branch must reach an output.
     outputs = []
     for k, v in enumerate(vectors):
         if v.rank == 2 and draw(st.integers(0, 4)) > 0:
@@ -597,6 +601,10 @@ def teachers(draw, max_steps=12):
     inputs = b.inputs[0] if len(b.inputs) == 1 else "[" + ", ".join(b.inputs) + "]"
     outs = outputs[0] if len(outputs) == 1 else "[" + ", ".join(outputs) + "]"
     b.lines.append(f"model = keras.Model({inputs}, {outs}, name='fuzz')")
+    exec(b.lines[-1], b.namespace)  # noqa: S102
+    present = set(_names(b.namespace["model"]))
+    lost = [p for p in list(b.producers) + b.deepenable if p not in present]
+    assert not lost, f"generator bug: {lost} not in the model"
     return "\n".join(b.lines) + "\n", b.producers, list(dict.fromkeys(b.deepenable))
 
 
