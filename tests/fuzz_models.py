@@ -47,8 +47,6 @@ INPUT_SHAPES = [  # (shape without batch, data format of its channel axis)
     ((2, 6, 6), "channels_first"), ((6,), "channels_last"), ((4,), "channels_last"),
     ((6, 3), "channels_last"), ((5, 2), "channels_first"),
 ]
-PRODUCERS = ("Dense", "Conv1D", "Conv2D", "SeparableConv2D", "Conv2DTranspose")
-DEEPENABLE = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 
 _PRELUDE = """\
 import keras
