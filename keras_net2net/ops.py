@@ -41,7 +41,7 @@ def replicate(w, axis, src, counts=None):
     if counts is not None:
         shape = [1] * out.ndim
         shape[axis] = -1
-        out = out / counts[src].reshape(shape)
+        out /= counts[src].reshape(shape)  # in place: no second full-size copy
     return out
 
 
