@@ -343,4 +343,5 @@ def test_train_binary_refuses_a_corrupt_init_model(run_binary, tmp_path):
     assert _digest(bad) == before[str(bad)]
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "--init_model" in result.stderr.strip().splitlines()[-1]
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"--init_model={bad}" in error and "Expected a .keras file" in error, error
