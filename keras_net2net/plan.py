@@ -127,7 +127,14 @@ def resolve_widths(ctx, widen, strict):
         new = math.ceil(old * widen - 1e-9)
         ok, reason = _fits_blocks(groups, root, old, new)
         if not ok:
-            skipped.append((_group_name(ctx, root), reason))
+            name = _group_name(ctx, root)
+            if strict:  # a group that can grow, only not by this factor
+                raise errors.FrozenGroupError(
+                    f"Expected every growable group to take widen={widen!r} exactly. "
+                    f"Received: group {name!r} of width {old}, but {reason}. Fix: use an "
+                    f"integer factor such as {math.ceil(widen):.1f}, or strict=False to "
+                    f"keep this group's width with a note in the report.")
+            skipped.append((name, reason))
             continue
         if new > old:
             widths[root] = new

@@ -45,6 +45,8 @@ CASES = [
     (factories.norms, dict(widen={"conv_ln": 9}, strict=True), errors.FrozenGroupError,
      ["LayerNormalization 'ln'", "whole multiple"]),
     (factories.residual, dict(widen={"stem": 0.5}), errors.PlanError, ["only adds units"]),
+    (factories.norms, dict(widen=1.5, strict=True), errors.FrozenGroupError,
+     ["widen=1.5", "whole multiple", "strict=False"]),
     (factories.residual, dict(widen={}), errors.PlanError, ["at least one layer"]),
     (factories.residual, dict(widen={"stem": "x"}), errors.PlanError, ["'stem'"]),
     (factories.residual, dict(deepen=["nope"]), errors.PlanError, ["deepen='nope'"]),
