@@ -94,4 +94,4 @@ def test_evaluate_binary_names_a_bad_model_file(run_binary, tmp_path):
     result = run_binary(EVALUATE, f"--a={tmp_path / 'a.keras'}",
                         f"--b={tmp_path / 'a.keras'}")
     assert result.returncode == 1
-    assert "Cannot read --a=" in result.stderr
+    assert "Received: --a=" in result.stderr

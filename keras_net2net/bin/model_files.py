@@ -24,6 +24,7 @@ def load(path, flag_name):
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file.
         raise ModelFileError(
-            f"Cannot read --{flag_name}={path} as a Keras model: "
-            f"{type(error).__name__}: {str(error).rstrip('.')}. Expected a "
-            ".keras file written by model.save().") from error
+            f"Expected a .keras file written by model.save(). Received: "
+            f"--{flag_name}={path}, which Keras cannot read as a model "
+            f"({type(error).__name__}: {str(error).rstrip('.')}). Fix: point "
+            f"--{flag_name} at a saved .keras model; the file was not changed.") from error
