@@ -61,9 +61,7 @@ def main(argv):
 
 def run():
     """Console entry point: net2net-evaluate."""
-    define_flags()
-    shared_flags.list_flags_in_short_help()
-    app.run(main)
+    shared_flags.run_main(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -167,9 +167,7 @@ def main(argv):
 
 def run():
     """Console entry point: net2net-expand."""
-    define_flags()
-    shared_flags.list_flags_in_short_help()
-    app.run(main)
+    shared_flags.run_main(define_flags, main)
 
 
 if __name__ == "__main__":

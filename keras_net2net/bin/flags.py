@@ -271,3 +271,12 @@ def _creatable_dir(path):
             return True
         path = parent
     return os.path.isdir(path)
+
+
+def run_main(define_flags, main):
+    """Console entry point of a binary: its flags, short help, absl's app.run."""
+    from absl import app
+
+    define_flags()
+    list_flags_in_short_help()
+    app.run(main)

@@ -29,13 +29,20 @@ class PassThroughRule(Rule):
         ctx.layouts[call.outputs[0]] = layout
 
 
-class SoftmaxRule(Rule):
+class AcrossAxisRule(Rule):
+    """Layers that combine values along `op.axis` (Softmax, UnitNormalization):
+    a pass-through, unless that axis holds the channels, which then keep
+    their width."""
+
+    def __init__(self, what):
+        self.what = what
+
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         if layout is not None and layout.axis in _normalize_axes(
                 call.op.axis, ctx.rank(call.inputs[0])):
             ctx.groups.freeze_layout(
-                layout, f"Softmax {call.path!r} normalises across channels")
+                layout, f"{type(call.op).__name__} {call.path!r} {self.what}")
         ctx.layouts[call.outputs[0]] = layout
 
 
@@ -170,16 +177,6 @@ class RescalingRule(Rule):
         if np.size(call.op.scale) > 1 or np.size(call.op.offset) > 1:
             ctx.groups.freeze_layout(
                 layout, f"Rescaling {call.path!r} has a per-channel scale or offset")
-        ctx.layouts[call.outputs[0]] = layout
-
-
-class UnitNormRule(Rule):
-    def propagate(self, ctx, call):
-        layout = input_layout(ctx, call)
-        if layout is not None and layout.axis in _normalize_axes(
-                call.op.axis, ctx.rank(call.inputs[0])):
-            ctx.groups.freeze_layout(
-                layout, f"UnitNormalization {call.path!r} divides by a norm over channels")
         ctx.layouts[call.outputs[0]] = layout
 
 
