@@ -34,7 +34,7 @@ def application_names():
                   if n[0].isupper() and callable(f))
 
 
-def build(name, size=None):
+def build(name, size=None, bn_spread=0.2):
     fn = getattr(keras.applications, name)
     size = size or MIN_SIZE.get(name, 32)
     kwargs = dict(weights=None, input_shape=(size, size, 3))
@@ -44,7 +44,7 @@ def build(name, size=None):
         kwargs["include_preprocessing"] = True
     # Randomised BN statistics, moderate so that the deepest nets stay well
     # conditioned enough for a float32 comparison to mean something.
-    return factories.randomize_state(fn(**kwargs), seed=1, spread=0.2)
+    return factories.randomize_state(fn(**kwargs), seed=1, spread=bn_spread)
 
 
 def inner_convs(model, k=3):
@@ -96,8 +96,8 @@ def float64_error(model, kwargs, x):
     return float(np.max(np.abs(y - z)) / scale), floor
 
 
-def run(name, plan, tolerance=1e-5):
-    model = build(name)
+def run(name, plan, tolerance=1e-5, bn_spread=0.2):
+    model = build(name, bn_spread=bn_spread)
     kwargs = PLANS[plan](model)
     x = np.random.default_rng(0).uniform(0, 255, (2,) + tuple(model.input_shape[1:])).astype("float32")
     tracemalloc.start()
@@ -124,6 +124,8 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated model names")
     parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plans")
     parser.add_argument("--tolerance", type=float, default=1e-5)
+    parser.add_argument("--bn_spread", type=float, default=0.2,
+                        help="BatchNorm scales drawn from [1 - s, 1 + s]")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else application_names()
     print(f"{'model':<22} {'plan':<16} {'params before':>13} {'after':>11} {'grown':>5} "
@@ -132,7 +134,7 @@ def main():
     for name in names:
         for plan in args.plans.split(","):
             try:
-                r = run(name, plan, args.tolerance)
+                r = run(name, plan, args.tolerance, args.bn_spread)
             except Exception as e:  # report and go on with the sweep
                 failures += 1
                 print(f"{name:<22} {plan:<16} ERROR {type(e).__name__}: {str(e)[:200]}")
