@@ -8,6 +8,7 @@ The floor is what any grower must at least do: build the student's graph
 """
 
 import argparse
+import functools
 import gc
 import os
 import sys
@@ -49,9 +50,9 @@ def main():
           f"{'expand MiB':>10} {'floor MiB':>9} {'mem ratio':>9}")
     for name in args.models.split(","):
         teacher = getattr(keras.applications, name)(weights=None, input_shape=(args.size, args.size, 3))
-        student, t_expand, m_expand = measure(
-            lambda: n2n.expand_model(teacher, widen=args.widen, seed=0, verify=False))
-        _, t_floor, m_floor = measure(lambda: floor(student))
+        student, t_expand, m_expand = measure(functools.partial(
+            n2n.expand_model, teacher, widen=args.widen, seed=0, verify=False))
+        _, t_floor, m_floor = measure(functools.partial(floor, student))
         print(f"{name:<12} {student.count_params():>12,} {t_expand:>9.2f} {t_floor:>8.2f} "
               f"{t_expand / t_floor:>6.2f} {m_expand:>10.1f} {m_floor:>9.1f} "
               f"{m_expand / m_floor:>9.2f}", flush=True)

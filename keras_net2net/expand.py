@@ -101,7 +101,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     builder = rebuild.Rebuilder(ctx, the_plan, insertions, noise, noise_mode, seed)
     student = builder.build()
     if data is not None:
-        _bn_statistics(student, builder, insertions, data)
+        _bn_statistics(student, insertions, data)
     report = _report(ctx, the_plan, insertions, skipped, model, student,
                      dict(widen=widen, deepen=deepen, noise=noise, noise_mode=noise_mode,
                           mapping=mapping, seed=seed, strict=strict))
@@ -201,7 +201,7 @@ def _unit_indices(name, g):
 
 
 def _group_rows(ctx, the_plan):
-    groups, graph = ctx.groups, ctx.graph
+    groups = ctx.groups
     names = {}
     for atom, paths in groups.producers.items():
         names.setdefault(groups.find(atom), []).extend(paths)
@@ -219,7 +219,6 @@ def _group_rows(ctx, the_plan):
             "reasons": groups.frozen_reasons(root),
             "mapping": g.tolist() if len(g) != old else [],
         })
-    del graph
     return rows
 
 
@@ -252,7 +251,7 @@ def _as_inputs(data):
     return [np.asarray(d) for d in data] if isinstance(data, (list, tuple)) else [np.asarray(data)]
 
 
-def _bn_statistics(student, builder, insertions, data):
+def _bn_statistics(student, insertions, data):
     """Sets inserted identity BatchNorms to the population statistics of what
     they will see in training, so that training mode is close to the identity
     too. Inference mode is exact either way, up to rounding of order

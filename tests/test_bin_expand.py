@@ -143,5 +143,5 @@ def test_expand_binary_refuses_corrupt_input(run_binary, tmp_path):
     result = run_binary(EXPAND, f"--input={bad}",
                         f"--output={tmp_path / 's.keras'}", "--widen=2")
     assert result.returncode == 1
-    assert f"net2net-expand: error: Expected a .keras file" in result.stderr
+    assert "net2net-expand: error: Expected a .keras file" in result.stderr
     assert f"Received: --input={bad}" in result.stderr
