@@ -80,14 +80,15 @@ print("barriers:", explained.barriers or "none")
 # pattern it follows) after `Conv_1`, and a zero-initialised residual block
 # after the last `project` convolution.
 #
-# We do **not** pass `data=` here. It would set the inserted BatchNorms to the
+# We do **not** pass `data=` here. It sets the inserted BatchNorms to the
 # training-mode statistics of a batch (tutorial 02), which is right for a
 # trained teacher, whose moving statistics match its training-mode activations.
 # This teacher is untrained: its moving statistics are still mean 0 and
-# variance 1, its inference-mode activations are orders of magnitude smaller
-# than its training-mode ones, and subtracting a training-mode mean from them
-# would round them away in float32 (`expand_model` would catch it and raise a
-# `VerificationError`). With a trained teacher, pass a batch of real images.
+# variance 1, and its inference-mode activations are orders of magnitude
+# smaller than its training-mode ones. Subtracting a training-mode mean from
+# them would round them away in float32, so `expand_model` would fall back to
+# inference-mode statistics and say so in the report's note. With a trained
+# teacher, pass a batch of real images.
 
 # %%
 images = np.random.default_rng(0).uniform(-1, 1, size=(64, 32, 32, 3)).astype("float32")
