@@ -158,10 +158,6 @@ def _is_functional(model):
     return isinstance(model, Functional)
 
 
-def is_layer(op):
-    return isinstance(op, keras.layers.Layer)
-
-
 def channels_axis(layer, rank):
     """The channel axis (non-negative) a conv-like layer reads, by data_format."""
     fmt = getattr(layer, "data_format", "channels_last")

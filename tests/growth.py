@@ -6,6 +6,36 @@ import keras
 import numpy as np
 
 
+def probe(model, seed=1):
+    """A small random batch matching the model's inputs (ints for Embeddings)."""
+    from keras_net2net import analysis
+    from keras_net2net import verify
+
+    return verify.probe_inputs(analysis.analyze(model), batch=3, seed=seed)
+
+
+def assert_keras_round_trip(student, x, tmp_path):
+    """Saved to .keras and loaded back with no custom objects: same outputs."""
+    path = tmp_path / "student.keras"
+    student.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(np.asarray(student(x[0])), np.asarray(loaded(x[0])))
+
+
+def assert_refused(teacher, kwargs, error, fragments):
+    """expand_model raises `error` in Keras' form with every fragment."""
+    import pytest
+
+    import keras_net2net as n2n
+
+    with pytest.raises(error) as info:
+        n2n.expand_model(teacher, **kwargs)
+    message = str(info.value)
+    assert message.startswith("Expected"), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
 def outputs(model, x):
     y = model(x if len(x) > 1 else x[0], training=False)
     return [np.asarray(t, dtype=np.float64) for t in keras.tree.flatten(y)]

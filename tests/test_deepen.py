@@ -7,18 +7,13 @@ import pytest
 
 import keras_net2net as n2n
 from tests import factories
+from tests.growth import assert_keras_round_trip
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
+from tests.growth import probe
 from tests.growth import snapshot
 
 L = keras.layers
-
-
-def _probe(model, seed=1):
-    from keras_net2net import analysis
-    from keras_net2net import verify
-
-    return verify.probe_inputs(analysis.analyze(model), batch=3, seed=seed)
 
 
 def dense_relu_bn():
@@ -75,7 +70,7 @@ def test_deepen_preserves_outputs(factory, deepen, widen, added, activation):
     snap = snapshot(teacher)
     student, report = n2n.expand_model(teacher, widen=widen, deepen=deepen, seed=0,
                                        return_report=True)
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
     assert_unchanged(teacher, snap)
     assert _count(student) - _count(teacher) == added
     first = report.inserted[0]
@@ -140,11 +135,7 @@ def test_inserted_activation_note_when_not_exact():
 def test_keras_round_trip_of_deepened(tmp_path):
     teacher = factories.randomize_state(factories.inception())
     student = n2n.expand_model(teacher, widen=1.5, deepen={"br2b": 2, "post": "residual"})
-    path = tmp_path / "deep.keras"
-    student.save(path)
-    loaded = keras.models.load_model(path)
-    x = _probe(teacher)
-    np.testing.assert_array_equal(np.asarray(student(x[0])), np.asarray(loaded(x[0])))
+    assert_keras_round_trip(student, probe(teacher), tmp_path)
 
 
 def test_grouped_and_depthwise_style_convs_stay_grouped():
@@ -159,7 +150,7 @@ def test_grouped_and_depthwise_style_convs_stay_grouped():
     assert student.get_layer("dw_as_grouped").groups == 16
     assert student.get_layer("dw_as_grouped_deepen_1").groups == 16
     assert student.get_layer("grouped_deepen_1").groups == 2
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
 
 
 def test_bn_statistics_fall_back_to_inference_mode_when_scales_differ():

@@ -6,21 +6,16 @@ import numpy as np
 import pytest
 
 import keras_net2net as n2n
-from keras_net2net import verify
 from tests import factories
+from tests.growth import assert_keras_round_trip
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
+from tests.growth import probe
 from tests.growth import snapshot
 
 
 def _build(factory):
     return factories.randomize_state(factory())
-
-
-def _probe(model, seed=1):
-    from keras_net2net import analysis
-
-    return verify.probe_inputs(analysis.analyze(model), batch=3, seed=seed)
 
 
 @pytest.mark.parametrize("factory", factories.ALL, ids=lambda f: f.__name__)
@@ -29,7 +24,7 @@ def test_widen_preserves_outputs(factory, widen):
     teacher = _build(factory)
     snap = snapshot(teacher)
     student, report = n2n.expand_model(teacher, widen=widen, seed=0, return_report=True)
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
     assert_unchanged(teacher, snap)
     assert report.max_relative_error <= 1e-5
     grown = [r for r in report.layers if r["new_width"] > r["old_width"]]
@@ -71,7 +66,7 @@ def test_split_group_per_layer_width():
     assert student.get_layer("up").filters == 16
     assert student.get_layer("branch_a").filters == 6
     assert student.get_layer("branch_b").filters == 10
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
     producers = {p for g in report.groups for p in g["producers"]}
     assert {"up[0:3]", "up[3:8]"} <= producers
 
@@ -119,12 +114,12 @@ def test_per_layer_widths_and_factors():
     assert student.get_layer("conv1").filters == 10
     assert student.get_layer("conv2").filters == 5
     assert student.get_layer("fc1").units == 14
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
 
 
 def test_noise_modes():
     teacher = _build(factories.residual)
-    x = _probe(teacher)
+    x = probe(teacher)
     student = n2n.expand_model(teacher, widen=2.0, noise=0.1, seed=3)
     assert_preserved(teacher, student, x)  # balanced noise stays exact
     plain = n2n.expand_model(teacher, widen=2.0, seed=3)
@@ -148,18 +143,14 @@ def test_mappings_replay_exactly():
 def test_keras_round_trip(tmp_path):
     teacher = _build(factories.residual)
     student = n2n.expand_model(teacher, widen=1.5, deepen={"b1_conv1": "residual"}, seed=0)
-    path = tmp_path / "student.keras"
-    student.save(path)
-    loaded = keras.models.load_model(path)
-    x = _probe(teacher)
-    np.testing.assert_array_equal(np.asarray(student(x[0])), np.asarray(loaded(x[0])))
+    assert_keras_round_trip(student, probe(teacher), tmp_path)
 
 
 def test_sequential_stays_sequential():
     teacher = _build(factories.sequential)
     student = n2n.expand_model(teacher, widen=2.0, deepen=["conv2"])
     assert isinstance(student, keras.Sequential)
-    assert_preserved(teacher, student, _probe(teacher))
+    assert_preserved(teacher, student, probe(teacher))
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
