@@ -31,8 +31,8 @@ class Rebuilder:
     def build(self):
         teacher = self.graph.model
         for ins in self.insertions.values():
-            width = self.plan.width(self.ctx.layout(ins.tensor)) if self.ctx.layout(ins.tensor) \
-                else self.ctx.shape(ins.tensor)[-1]
+            layout = self.ctx.layout(ins.tensor)
+            width = self.plan.new_shape(ins.tensor)[layout.axis if layout else -1]
             deepen_lib.build_layers(ins, width, self.taken)
         if isinstance(teacher, keras.Sequential) and self._sequential_ok():
             student = self._clone_sequential(teacher)
