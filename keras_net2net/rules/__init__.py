@@ -11,9 +11,11 @@ from keras.src.ops import math as ops_math
 from keras.src.ops import nn as ops_nn
 from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net.rules import attention
 from keras_net2net.rules import channelwise
 from keras_net2net.rules import merge
 from keras_net2net.rules import mixing
+from keras_net2net.rules import recurrent
 from keras_net2net.rules import shapes
 from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Context  # noqa: F401 (re-export)
@@ -95,6 +97,10 @@ try:  # InceptionResNetV2's residual scale: inputs[0] + inputs[1] * scale.
     _TABLE[_Scale] = _MERGE
 except ImportError:  # pragma: no cover - older Keras
     pass
+
+# Rule families kept in modules of their own.
+_TABLE.update(attention.TABLE)
+_TABLE.update(recurrent.TABLE)
 
 _USER_TABLE = {}
 
