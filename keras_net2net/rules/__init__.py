@@ -77,7 +77,10 @@ for _cls in _classes(ops_numpy, [
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "DivideNoNan", "Maximum",
         "Minimum", "Power", "Absolute", "Negative", "Square", "Sqrt", "Exp", "Expm1", "Log",
         "Log1p", "Tanh", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round", "Clip",
-        "Reciprocal", "Cbrt", "Copy", "Sinh", "Cosh", "Arctan"]) + _classes(ops_nn, [
+        "Reciprocal", "Cbrt", "Copy", "Sinh", "Cosh", "Arctan",
+        # Comparisons: Embedding(mask_zero=True) computes its mask with NotEqual.
+        "NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
+        "LogicalOr", "LogicalNot", "LogicalXor"]) + _classes(ops_nn, [
         "Relu", "Relu6", "Sigmoid", "Softplus", "Softsign", "SoftShrink", "Silu",
         "LogSigmoid", "LeakyRelu", "HardSigmoid", "HardSilu", "Elu", "Selu", "Gelu",
         "Celu", "TanhShrink", "HardTanh", "HardShrink", "Squareplus", "SparsePlus",
