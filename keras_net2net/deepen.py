@@ -15,7 +15,10 @@ L = keras.layers
 _CONVS = {L.Conv1D: 1, L.Conv2D: 2, L.Conv3D: 3}
 _DEPTHWISE = {L.DepthwiseConv1D: 1, L.DepthwiseConv2D: 2}
 _SEPARABLE = {L.SeparableConv1D: 1, L.SeparableConv2D: 2}
-DEEPENABLE = (L.Dense, *_CONVS, *_DEPTHWISE, *_SEPARABLE)
+# Recurrent anchors take zero-initialised residual blocks only: no recurrent
+# layer is the identity on its input.
+_RECURRENT = (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)
+DEEPENABLE = (L.Dense, *_CONVS, *_DEPTHWISE, *_SEPARABLE, *_RECURRENT)
 _ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
@@ -61,8 +64,18 @@ def plan_insertions(ctx, deepen):
                 f"{name!r} of class {type(anchor).__name__}. Fix: name the Dense or conv "
                 f"layer before it.")
         _check_spatial(anchor, name)
+        note = ""
+        if isinstance(anchor, _RECURRENT):
+            _check_recurrent(anchor, name, how)
+            if mode == "identity":
+                mode, note = "residual", (
+                    "recurrent layer: deepened with a zero-initialised residual block, "
+                    "since no recurrent layer is the identity")
         pattern, key = _pattern(ctx, anchor)
-        activation, exact, note = _inserted_activation(pattern, mode)
+        activation, exact, act_note = _inserted_activation(pattern, mode)
+        note = "; ".join(n for n in (note, act_note) if n)
+        if isinstance(anchor, _RECURRENT):  # the block's own nonlinearity
+            activation = activation_of(getattr(anchor, "forward_layer", anchor))
         out.append(Insertion(anchor, pattern[-1], mode, count, pattern, activation,
                              exact, note, key))
     return out
@@ -84,6 +97,17 @@ def _check_spatial(anchor, name):
             f"Expected a conv whose identity copy keeps the spatial size. Received: "
             f"deepen={name!r}, a {type(anchor).__name__} with padding='causal'; a centred "
             f"identity tap would shift the sequence. Fix: deepen another layer.")
+
+
+def _check_recurrent(anchor, name, how):
+    """A residual block goes after one output tensor."""
+    if anchor.return_state or getattr(anchor, "merge_mode", "concat") is None:
+        what = "return_state=True" if anchor.return_state else "merge_mode=None"
+        raise errors.PlanError(
+            f"Expected a recurrent layer with one output to deepen after. Received: "
+            f"deepen={{{name!r}: {how!r}}} for {type(anchor).__name__} {name!r} with {what}, "
+            f"which returns several tensors. Fix: deepen the Dense or recurrent layer "
+            f"that reads its output.")
 
 
 def _single_consumer(ctx, key):
@@ -195,8 +219,25 @@ def _bn_like(bn, name, policy):
     return L.BatchNormalization.from_config(config)
 
 
+def _recurrent_like(anchor, width, name, policy):
+    """A recurrent layer of the anchor's kind (forward direction) that maps a
+    sequence of `width` channels to one of `width` channels."""
+    rnn = anchor.forward_layer if isinstance(anchor, L.Bidirectional) else anchor
+    config = rnn.get_config()
+    config.update(units=width, return_sequences=True, return_state=False, go_backwards=False,
+                  stateful=False, name=name, dtype=policy)
+    return type(rnn).from_config(config)
+
+
 def _residual_layers(anchor, bn, activation, width, base, taken, policy):
-    if type(anchor) is L.Dense:
+    if isinstance(anchor, _RECURRENT) and anchor.return_sequences:
+        # x + Dense_0(RNN(x)): the block adds recurrent depth, the zero Dense
+        # (kernel and bias) makes it start as the identity, masks or not.
+        return [_recurrent_like(anchor, width, unique_name(base + "_a", taken), policy),
+                L.Dense(width, name=unique_name(base + "_b", taken), dtype=policy,
+                        kernel_initializer="zeros"),
+                L.Add(name=unique_name(base + "_add", taken), dtype=policy)]
+    if type(anchor) is L.Dense or isinstance(anchor, _RECURRENT):
         return [L.Dense(width, activation=activation, name=unique_name(base + "_a", taken), dtype=policy),
                 L.Dense(width, name=unique_name(base + "_b", taken), dtype=policy,
                         kernel_initializer="zeros"),
