@@ -10,6 +10,7 @@ from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
+from keras_net2net import rules
 from keras_net2net import verify as verify_lib
 from keras_net2net.report import ExpansionReport
 
@@ -105,6 +106,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     report = _report(ctx, the_plan, insertions, skipped, model, student,
                      dict(widen=widen, deepen=deepen, noise=noise, noise_mode=noise_mode,
                           mapping=mapping, seed=seed, strict=strict))
+    _check_student_runs(ctx, student, verify_data, data)
     if verify:
         _verify(ctx, model, student, report, verify_data, data, tolerance, noise, noise_mode)
     return (student, report) if return_report else student
@@ -205,6 +207,7 @@ def _group_rows(ctx, the_plan):
     names = {}
     for atom, paths in groups.producers.items():
         names.setdefault(groups.find(atom), []).extend(paths)
+    on_request = {groups.find(a) for a in ctx.on_request}
     rows = []
     for root in groups.roots():
         producers = names.get(root, [])
@@ -218,7 +221,24 @@ def _group_rows(ctx, the_plan):
             "frozen": groups.is_frozen(root),
             "reasons": groups.frozen_reasons(root),
             "mapping": g.tolist() if len(g) != old else [],
+            "on_request": root in on_request,
         })
+    return rows
+
+
+def _inner_rows(ctx, the_plan):
+    """Old and new widths inside layers (attention heads, head dims), by the
+    config keys that hold them."""
+    rows = []
+    for layer_id, io in ctx.io.items():
+        layer = ctx.graph.layers.get(layer_id)
+        rule = rules.rule_for(layer) if layer is not None else None
+        for key, role in getattr(rule, "inner_keys", {}).items():
+            layout = io.layouts.get(role)
+            if layout is not None:
+                rows.append({"layer": ctx.graph.paths[layer_id], "class": type(layer).__name__,
+                             "width": key, "old_width": int(layout.size),
+                             "new_width": int(the_plan.width(layout))})
     return rows
 
 
@@ -234,7 +254,7 @@ def _report(ctx, the_plan, insertions, skipped, teacher, student, options):
                  "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
                  "note": i.note} for i in insertions]
     return ExpansionReport(
-        layers=layers, groups=_group_rows(ctx, the_plan),
+        layers=layers, groups=_group_rows(ctx, the_plan), inner=_inner_rows(ctx, the_plan),
         skipped=[{"request": what, "reason": why} for what, why in skipped],
         inserted=inserted,
         barriers=[{"layer": p, "class": c, "reason": r} for p, c, r in ctx.barriers],
@@ -285,6 +305,31 @@ def _channel_stats(probe, feed, axis, training):
         x = np.asarray(probe(feed, training=training), dtype=np.float64)
     reduce = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
     return x.mean(axis=reduce), x.var(axis=reduce)
+
+
+def _check_student_runs(ctx, student, verify_data, data):
+    """Calls the student once, so that a student that cannot run (a carried
+    layer whose code fails on the student's tensors) fails here, typed, and
+    not on the user's first call, whatever `verify` says."""
+    chosen = verify_data if verify_data is not None else data
+    if chosen is not None:
+        inputs = _as_inputs(chosen)
+    else:
+        try:
+            inputs = verify_lib.probe_inputs(ctx)
+        except errors.UnsupportedModelError:
+            return  # Inputs we cannot draw (strings): nothing to call it on.
+    try:
+        with verify_lib.preserved_state(student):
+            student(inputs if len(inputs) > 1 else inputs[0], training=False)
+    except Exception as e:  # noqa: BLE001 - any failure of user code, reported typed
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise errors.UnsupportedModelError(
+            f"Expected the student to run on the teacher's inputs. Received: "
+            f"{type(e).__name__} when calling it: {lines[0][:300] if lines else ''}. A layer "
+            f"carried over from the teacher fails on the student's tensors. Fix: make that "
+            f"layer serialisable (get_config) or register a rule for it with "
+            f"keras_net2net.register_rule. The teacher is unchanged.") from e
 
 
 def _verify(ctx, teacher, student, report, verify_data, data, tolerance, noise, noise_mode):

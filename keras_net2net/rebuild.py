@@ -1,18 +1,21 @@
 """Builds the student through Keras' own cloning hooks and writes its weights.
 
-`keras.models.clone_model` walks the teacher's graph; `clone_function` makes
-each layer from its edited config (so no constructor argument is ever
-re-listed by hand), `call_function` threads inserted layers after their
-anchors. Nested models are cloned the same way with inputs of their new
-shapes. Weights are then computed in float64 from the teacher's and cast
-once to each variable's dtype.
+`keras.models.clone_model` walks the teacher's graph; `clone_function` hands
+it each layer as `keras_net2net.carry` made it (from its edited config, so no
+constructor argument is ever re-listed by hand, or reused where it holds no
+state and does not change), `call_function` threads inserted layers after their
+anchors. Every student layer is made before any is called, so a layer that
+cannot be copied is reported before any work. Nested models are cloned the same
+way with inputs of their new shapes. Weights are then computed in float64 from
+the teacher's and cast once to each variable's dtype.
 """
 
 import keras
 import numpy as np
-from keras.src.saving.serialization_lib import SafeModeScope
 
+from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
+from keras_net2net import errors
 from keras_net2net import ops
 from keras_net2net import rules
 
@@ -30,36 +33,61 @@ class Rebuilder:
     # -- structure ---------------------------------------------------------
     def build(self):
         teacher = self.graph.model
+        self._make_layers()
         for ins in self.insertions.values():
             layout = self.ctx.layout(ins.tensor)
             width = self.plan.new_shape(ins.tensor)[layout.axis if layout else -1]
             deepen_lib.build_layers(ins, width, self.taken)
-        if isinstance(teacher, keras.Sequential) and self._sequential_ok():
-            student = self._clone_sequential(teacher)
-        else:
-            student = self._clone_functional(teacher)
+        try:
+            if isinstance(teacher, keras.Sequential) and self._sequential_ok():
+                student = self._clone_sequential(teacher)
+            else:
+                student = self._clone_functional(teacher)
+        except errors.Net2NetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a carried layer's own code failed
+            raise carry.build_failure(e) from e
         self._write_weights()
         return student
 
     def _sequential_ok(self):
         return all(i.mode == "identity" for i in self.insertions.values())
 
+    def _make_layers(self):
+        """Makes every student layer up front (see `keras_net2net.carry`)."""
+        keys = {}
+        for call in self.graph.calls:
+            keys.setdefault(id(call.op), []).extend(call.inputs + call.outputs)
+        for layer_id, layer in self.graph.layers.items():
+            if isinstance(layer, keras.Model) or not isinstance(layer, keras.layers.Layer):
+                continue
+            rule, io = rules.rule_for(layer), self.ctx.io.get(layer_id)
+            grows = io is not None and rule is not None and self._grows(io)
+            edit = (lambda config, rule=rule, io=io: rule.edit_config(config, io, self.plan)) \
+                if grows else None
+            reuse = not grows and not layer.variables and self._same_shapes(keys.get(layer_id, []))
+            try:
+                new = carry.student_layer(layer, reuse, edit)
+            except carry.CannotRecreate as e:
+                why = "must grow" if grows else "holds variables the student needs its own copy of"
+                raise carry.refusal(self.graph.paths[layer_id], layer, why, e) from e
+            self.student_of[layer_id] = new
+            self.teacher_of[id(new)] = layer
+
+    def _grows(self, io):
+        return any(layout is not None and not self.plan.src(layout)[2]
+                   for layout in io.layouts.values())
+
+    def _same_shapes(self, keys):
+        return all(self.plan.new_shape(k) == self.ctx.shape(k) for k in keys)
+
     def _clone(self, layer):
         if id(layer) in self.student_of:
             return self.student_of[id(layer)]
         if isinstance(layer, keras.Model):
             new = self._clone_nested(layer)
-        elif not isinstance(layer, keras.layers.Layer):
-            new = layer  # keras.ops operations hold no state: reuse them.
         else:
-            config = layer.get_config()
-            rule, io = rules.rule_for(layer), self.ctx.io.get(id(layer))
-            if rule is not None and io is not None:
-                config = rule.edit_config(config, io, self.plan)
-            # The config comes from the user's in-memory teacher, not from a
-            # file, so a Lambda's Python function may be rebuilt from it.
-            with SafeModeScope(False):
-                new = layer.__class__.from_config(config)
+            new = layer  # keras.ops operations hold no state: reuse them.
         self.student_of[id(layer)] = new
         self.teacher_of[id(new)] = layer
         return new
@@ -137,7 +165,11 @@ class Rebuilder:
             if identity:
                 continue
             changed = True
-            w = ops.replicate(w, axis, src, counts if divide else None)
+            w = ops.replicate(w, axis, src, counts if divide is True else None)
+            if divide == rules.base.QUERY_DIMS:
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                w *= ops.first_copies(src, len(counts)).reshape(shape)
             if divide and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)

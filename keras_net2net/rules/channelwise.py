@@ -105,6 +105,11 @@ class LayerNormRule(Rule):
 
 
 class GroupNormRule(Rule):
+    """GroupNormalization: each group of channels is normalised alone, so
+    copies must stay inside their group, equally many per channel. With one
+    channel per group (`groups=-1`, instance norm) it is a per-channel layer
+    and grows at any width."""
+
     weights = {"gamma": [(0, IN, False)], "beta": [(0, IN, False)]}
 
     def propagate(self, ctx, call):
@@ -113,6 +118,10 @@ class GroupNormRule(Rule):
         ctx.layouts[call.outputs[0]] = layout
         if layout is None or layout.axis != call.op.axis % rank:
             ctx.record_io(call, **{IN: None})
+            return
+        if call.op.groups in (-1, layout.size):
+            ctx.record_io(call, **{IN: layout})
+            ctx.io[id(call.op)].extra["per_channel"] = True
             return
         if len(layout.segments) != 1 or layout.segments[0].inner != 1:
             ctx.groups.freeze_layout(
@@ -124,6 +133,11 @@ class GroupNormRule(Rule):
                 f"GroupNormalization {call.path!r} needs every channel copied "
                 "equally inside each of its groups (an integer widening factor)")
         ctx.record_io(call, **{IN: layout})
+
+    def edit_config(self, config, io, plan):
+        if io.extra.get("per_channel"):
+            config["groups"] = -1  # Keras reads -1 as one group per channel.
+        return config
 
 
 class PReLURule(Rule):

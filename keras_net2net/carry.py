@@ -1,0 +1,169 @@
+"""How each teacher layer becomes a student layer.
+
+Growth edits a layer's config only where its widths change; everything else is
+carried over as faithfully as Keras allows, so that layers whose config does
+not round-trip (custom layers, Lambdas over module functions, regularizers
+without `get_config`) never break a growth that does not touch them:
+
+- a layer that holds no variables and sees exactly the shapes it saw in the
+  teacher is reused as it is (Lambda, pixel shuffle, patch extraction): it has
+  no state, so sharing it cannot couple the teacher's training to the
+  student's;
+- any other layer is re-created from its config (`get_config` /
+  `from_config`), with regularizers, constraints and initializers that cannot
+  be serialised set aside and carried over as the same objects. Where the
+  constructor rejects the base arguments Keras puts in every config (`name`,
+  `trainable`, `dtype`: an `__init__` without `**kwargs`), the layer is made
+  from the config arguments its `__init__` accepts and given the teacher's
+  name, trainability and dtype policy after: the same constructor call the
+  user made;
+- a layer that cannot be re-created is reused if it holds no variables and
+  must not change; otherwise `UnsupportedModelError` names it, before any
+  work is done.
+"""
+
+import contextlib
+import inspect
+
+import keras
+from keras.src.saving.serialization_lib import SafeModeScope
+
+from keras_net2net import errors
+
+_OBJECT_KINDS = (keras.regularizers.Regularizer, keras.constraints.Constraint,
+                 keras.initializers.Initializer)
+# Arguments keras.layers.Layer.__init__ accepts besides its named ones.
+_LAYER_KWARGS = {"input_dim", "input_shape", "batch_input_shape", "batch_size", "weights"}
+
+
+class CannotRecreate(Exception):
+    """Internal: why a layer could not be re-created from its config."""
+
+
+def student_layer(layer, reuse, edit=None):
+    """The student's layer for teacher `layer`.
+
+    Args:
+        layer: the teacher's layer.
+        reuse: the layer may be shared with the student (no variables, same
+            shapes, same config).
+        edit: None, or a function config -> config that applies growth.
+
+    Returns:
+        The layer object to call in the student.
+
+    Raises:
+        CannotRecreate: with the reason, when a layer that must be copied
+            cannot be.
+    """
+    if reuse:
+        return layer
+    try:
+        return recreate(layer, edit)
+    except CannotRecreate:
+        if edit is None and not layer.variables:
+            return layer  # Stateless and unchanged: as safe as the reuse above.
+        raise
+
+
+def recreate(layer, edit=None):
+    """A new, unbuilt layer of the same class from `layer`'s (edited) config."""
+    with _set_aside(layer) as carried:
+        try:
+            config = layer.get_config()
+        except Exception as e:  # Any error of user code: reported, not raised as is.
+            raise CannotRecreate(f"its get_config() raised {_describe(e)}") from e
+    if edit is not None:
+        config = edit(config)
+    cls = type(layer)
+    # The config comes from the user's in-memory teacher, not from a file, so
+    # a Lambda's Python function may be rebuilt from it.
+    with SafeModeScope(False):
+        try:
+            new = cls.from_config(config)
+        except Exception as first:  # noqa: BLE001 - retried below, then reported
+            new = _from_accepted_arguments(layer, cls, config, first)
+    for attr, obj in carried.items():
+        setattr(new, attr, obj)
+    return new
+
+
+def _from_accepted_arguments(layer, cls, config, first):
+    """`cls(**config)` with only the arguments its `__init__` accepts; the
+    base ones it rejects (name, trainable, dtype) are set on the instance."""
+    params = inspect.signature(cls.__init__).parameters
+    takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+    dropped = [k for k in config if k not in params]
+    if takes_kwargs or not dropped or not _looks_like_base_arguments(dropped):
+        raise CannotRecreate(f"its from_config() raised {_describe(first)}") from first
+    try:
+        new = cls(**{k: v for k, v in config.items() if k in params})
+    except Exception as e:  # noqa: BLE001
+        raise CannotRecreate(
+            f"its from_config() raised {_describe(first)}, and so did its constructor "
+            f"with the arguments it accepts: {_describe(e)}") from e
+    new.name = layer.name
+    new.trainable = layer.trainable
+    new.dtype_policy = layer.dtype_policy
+    return new
+
+
+def _looks_like_base_arguments(keys):
+    base = set(inspect.signature(keras.layers.Layer.__init__).parameters) | _LAYER_KWARGS
+    return set(keys) <= base
+
+
+@contextlib.contextmanager
+def _set_aside(layer):
+    """Temporarily sets attributes holding regularizers, constraints or
+    initializers that cannot be serialised to None, so that `get_config`
+    works; yields {attribute: object} to carry into the student. The
+    teacher's attributes are restored however the block exits."""
+    carried = {}
+    for attr, value in list(vars(layer).items()):
+        if isinstance(value, _OBJECT_KINDS) and not _serialisable(value):
+            carried[attr] = value
+    try:
+        for attr in carried:
+            object.__setattr__(layer, attr, None)
+        yield carried
+    finally:
+        for attr, value in carried.items():
+            object.__setattr__(layer, attr, value)
+
+
+def _serialisable(obj):
+    try:
+        keras.saving.serialize_keras_object(obj)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "carry the object"
+        return False
+
+
+def _describe(e):
+    text = str(e).strip().splitlines()
+    first = next((line for line in text if line.strip()), "")
+    return f"{type(e).__name__}: {first[:200]}"
+
+
+def refusal(path, layer, why_changes, reason):
+    """The typed error for a layer growth must change but cannot re-create."""
+    init = inspect.signature(type(layer).__init__).parameters
+    takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in init.values())
+    fixes = ["implement get_config() returning every __init__ argument"]
+    if not takes_kwargs:
+        fixes.append("accept **kwargs in __init__ and pass them to super().__init__()")
+    fixes.append("or register a rule for it with keras_net2net.register_rule")
+    return errors.UnsupportedModelError(
+        f"Expected every layer that growth copies to be re-creatable from its config. "
+        f"Received: layer {path!r} of class {type(layer).__name__}, which {why_changes}, "
+        f"but {reason}. Fix: {', '.join(fixes)}. The teacher is unchanged.")
+
+
+def build_failure(e):
+    """The typed error for a student graph that Keras cannot build."""
+    return errors.UnsupportedModelError(
+        f"Expected the student to build from the teacher's layers. Received: "
+        f"{_describe(e)}. A layer whose width changed cannot take its new input. Fix: "
+        f"register a rule for it with keras_net2net.register_rule, or keep the layers "
+        f"around it at their width (widen={{name: width}}). The teacher is unchanged.")
