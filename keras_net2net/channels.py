@@ -42,6 +42,29 @@ class Layout:
             Segment(s.atom, s.width, s.inner * factor) for s in self.segments))
 
 
+@dataclasses.dataclass(frozen=True)
+class Product:
+    """Positions indexed by a pair (i, t) as i * inner.size + t: grouped-query
+    attention's query heads, kv head i times repeat t. The new position
+    (i', t') copies old (g_outer(i'), g_inner(t')); neither part is a tensor
+    axis of its own."""
+
+    outer: Layout
+    inner: Layout
+    axis = None
+
+    @property
+    def segments(self):
+        return self.outer.segments + self.inner.segments
+
+    @property
+    def size(self):
+        return self.outer.size * self.inner.size
+
+    def atoms(self):
+        return self.outer.atoms() | self.inner.atoms()
+
+
 class ChannelGroups:
     """Union-find over atoms, with freeze reasons and mapping constraints."""
 

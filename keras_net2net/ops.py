@@ -45,6 +45,14 @@ def replicate(w, axis, src, counts=None):
     return out
 
 
+def first_copies(src, old):
+    """sqrt(new / old) at the first new position copying each old position,
+    0.0 at its other copies (attention's query dims: rules.base.QUERY_DIMS)."""
+    keep = np.zeros(len(src))
+    keep[np.unique(src, return_index=True)[1]] = 1.0
+    return keep * np.sqrt(len(src) / old)
+
+
 def balanced_noise(shape, axis, src, scale, rng):
     """Noise that sums to zero over the copies of each unit along `axis`.
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_net2net import errors
 from keras_net2net import ops
+from keras_net2net.channels import Product
 
 
 def resolve_layer(graph, name, option):
@@ -64,16 +65,23 @@ class Plan:
 
     def width(self, layout):
         """New size of a layout's axis."""
+        if isinstance(layout, Product):
+            return self.width(layout.outer) * self.width(layout.inner)
         return sum(len(self.mapping(s.atom)) * s.inner for s in layout.segments)
 
     def src(self, layout):
         """(src, counts): old position of each new position, copies per old one."""
         if layout not in self._cache:
-            parts, offset = [], 0
-            for s in layout.segments:
-                parts.append(ops.segment_indices(self.mapping(s.atom), s.inner, offset))
-                offset += s.width * s.inner
-            src = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            if isinstance(layout, Product):  # (i, t) -> i * inner size + t
+                outer, inner = self.src(layout.outer)[0], self.src(layout.inner)[0]
+                src = (outer[:, None] * layout.inner.size + inner[None, :]).ravel()
+                offset = layout.size
+            else:
+                parts, offset = [], 0
+                for s in layout.segments:
+                    parts.append(ops.segment_indices(self.mapping(s.atom), s.inner, offset))
+                    offset += s.width * s.inner
+                src = np.concatenate(parts) if parts else np.zeros(0, np.int64)
             counts = np.bincount(src, minlength=offset)
             identity = len(src) == offset and bool(np.all(counts == 1)) and bool(
                 np.all(src == np.arange(offset)))
@@ -99,7 +107,9 @@ def resolve_widths(ctx, widen, strict):
 
     Args:
         ctx: the analysis context.
-        widen: None, a factor >= 1, or {layer name: width (int) or factor (float)}.
+        widen: None, a factor >= 1, or {layer name: width (int) or factor
+            (float)}; a layer with widths inside it (attention) also takes
+            {key: width or factor}, e.g. {"mha": {"num_heads": 8}}.
         strict: raise instead of skipping a request that cannot be applied.
 
     Returns:
@@ -142,9 +152,13 @@ def resolve_widths(ctx, widen, strict):
 
 
 def _grown_roots(ctx):
-    """Roots of groups that some layer produces (others are inputs etc.)."""
+    """Roots of groups that a global factor grows: those some layer produces
+    (others are inputs etc.) and the inner widths not kept for requests."""
     if not hasattr(ctx, "_grown_roots"):
-        ctx._grown_roots = {ctx.groups.find(leaf) for a in ctx.producer_atoms.values()
+        inner = [a for atoms in ctx.inner_atoms.values() for a in atoms.values()
+                 if a not in ctx.on_request]
+        ctx._grown_roots = {ctx.groups.find(leaf)
+                            for a in list(ctx.producer_atoms.values()) + inner
                             for leaf in ctx.groups.leaves(a)}
     return ctx._grown_roots
 
@@ -164,20 +178,13 @@ def _group_name(ctx, root):
 
 def _resolve_per_layer(ctx, widen, strict):
     groups = ctx.groups
-    by_layer = {id(layer): atom for _, (layer, atom) in producers(ctx).items()}
+    requests = _requests(ctx, widen)
+    atom_of = {label: atom for label, _, atom, _ in requests}
+    shown = {label: text for label, text, _, _ in requests}
     widths, asked, skipped = {}, {}, []
-    for name, target in widen.items():
-        layer = resolve_layer(ctx.graph, name, "widen")
-        if id(layer) not in by_layer:
-            can = sorted(producers(ctx))
-            raise errors.PlanError(
-                f"Expected widen to name a layer that produces channels (Dense, Conv*, "
-                f"SeparableConv*, Embedding). Received: widen={{{name!r}: {target!r}}} for "
-                f"layer {name!r} of class {type(layer).__name__}. Fix: name one of "
-                f"{can[:12]}{' ...' if len(can) > 12 else ''}.")
-        atom = by_layer[id(layer)]
+    for name, text, atom, target in requests:
         old = groups.widths[atom]
-        new = _target_width(name, target, old)
+        new = _target_width(name, text, target, old)
         # A split group grows run by run, each by the factor asked for.
         runs = [(groups.find(leaf), groups.widths[leaf],
                  math.ceil(groups.widths[leaf] * new / old - 1e-9))
@@ -185,11 +192,10 @@ def _resolve_per_layer(ctx, widen, strict):
         for root, run_old, run_new in runs:
             if root in asked and asked[root][1] != run_new:
                 other = asked[root][0]
-                via = groups.coupling_path(
-                    atom, by_layer[id(resolve_layer(ctx.graph, other, "widen"))])
+                via = groups.coupling_path(atom, atom_of[other])
                 raise errors.PlanError(
                     f"Expected one width for layers that must grow together. Received: "
-                    f"widen={{{other!r}: {widen[other]!r}, {name!r}: {target!r}}}, but {other!r} "
+                    f"widen={{{shown[other]}, {text}}}, but {other!r} "
                     f"and {name!r} are coupled through "
                     f"{', '.join(repr(v) for v in via) or 'the graph'}. "
                     f"Fix: give them the same width, or name only one of them.")
@@ -207,8 +213,8 @@ def _resolve_per_layer(ctx, widen, strict):
             if strict:
                 raise errors.FrozenGroupError(
                     f"Expected a layer whose width can grow exactly. Received: "
-                    f"widen={{{name!r}: {new}}}, but the group of {name!r} is kept at width "
-                    f"{old} because {why}. Fix: drop {name!r} from widen, or pass "
+                    f"widen={{{_shown(name, new)}}}, but the group of {name!r} is kept at "
+                    f"width {old} because {why}. Fix: drop {name!r} from widen, or pass "
                     f"strict=False to skip it with a note in the report.")
             skipped.append((name, why))
             continue
@@ -217,16 +223,72 @@ def _resolve_per_layer(ctx, widen, strict):
     return widths, skipped
 
 
-def _target_width(name, target, old):
+def _requests(ctx, widen):
+    """[(label, text as typed, atom, target)] of a per-layer request: a layer's
+    name for the group it produces, "name:key" for a width inside it
+    (`widen={name: {key: target}}`, see `Context.inner`)."""
+    by_layer = {id(layer): atom for _, (layer, atom) in producers(ctx).items()}
+    out = []
+    for name, target in widen.items():
+        layer = resolve_layer(ctx.graph, name, "widen")
+        inner = ctx.inner_atoms.get(id(layer), {})
+        keys = sorted(inner)
+        if isinstance(target, dict):
+            if not inner or not target:
+                raise errors.PlanError(
+                    f"Expected widen={{name: {{key: width}}}} to name widths inside a layer "
+                    f"(attention heads, key_dim, ...). Received: widen={{{name!r}: {target!r}}} "
+                    f"for layer {name!r} of class {type(layer).__name__}"
+                    + (f", whose inner widths are {keys}" if inner else ", which has none")
+                    + ". Fix: " + (f"e.g. widen={{{name!r}: {{{keys[0]!r}: ...}}}}." if inner
+                                   else f"give its width alone, e.g. widen={{{name!r}: 2.0}}."))
+            for key, value in target.items():
+                if key not in inner:
+                    raise errors.PlanError(
+                        f"Expected the inner widths of layer {name!r} ({type(layer).__name__}) "
+                        f"to be among {keys}. Received: widen={{{name!r}: {{{key!r}: "
+                        f"{value!r}}}}}. Fix: use one of {keys}.")
+                out.append((f"{name}:{key}", f"{name!r}: {{{key!r}: {value!r}}}",
+                            inner[key], value))
+            continue
+        if id(layer) not in by_layer:
+            can = sorted(producers(ctx))
+            if inner:
+                raise errors.PlanError(
+                    f"Expected widen to name a layer that produces channels, or the widths "
+                    f"inside one. Received: widen={{{name!r}: {target!r}}} for layer {name!r} "
+                    f"of class {type(layer).__name__}, whose output follows its input's "
+                    f"width and whose own widths are {keys}. Fix: e.g. "
+                    f"widen={{{name!r}: {{{keys[0]!r}: {target!r}}}}}.")
+            raise errors.PlanError(
+                f"Expected widen to name a layer that produces channels (Dense, Conv*, "
+                f"SeparableConv*, Embedding). Received: widen={{{name!r}: {target!r}}} for "
+                f"layer {name!r} of class {type(layer).__name__}. Fix: name one of "
+                f"{can[:12]}{' ...' if len(can) > 12 else ''}.")
+        out.append((name, f"{name!r}: {target!r}", by_layer[id(layer)], target))
+    return out
+
+
+def _shown(label, value):
+    """`label: value` as typed in widen= (inner widths as {name: {key: value}})."""
+    name, _, key = label.rpartition(":")
+    if name:
+        return f"{name!r}: {{{key!r}: {value!r}}}"
+    return f"{label!r}: {value!r}"
+
+
+def _target_width(name, text, target, old):
+    what = f"width {name.rpartition(':')[2]!r} of layer {name.rpartition(':')[0]!r}" \
+        if ":" in name else f"layer {name!r}"
     if isinstance(target, bool) or not isinstance(target, (int, float)) or \
             not math.isfinite(target):
         raise errors.PlanError(
-            f"Expected a width (int) or a finite factor (float) for layer {name!r}. "
-            f"Received: widen={{{name!r}: {target!r}}}.")
+            f"Expected a width (int) or a finite factor (float) for {what}. "
+            f"Received: widen={{{text}}}.")
     new = target if isinstance(target, int) else math.ceil(old * target - 1e-9)
     if new < old:
         raise errors.PlanError(
-            f"Expected a width >= the current width {old} of layer {name!r}: Net2WiderNet "
-            f"only adds units. Received: widen={{{name!r}: {target!r}}}. Fix: ask for "
+            f"Expected a width >= the current width {old} of {what}: Net2WiderNet "
+            f"only adds units. Received: widen={{{text}}}. Fix: ask for "
             f"{old} or more.")
     return int(new)

@@ -12,7 +12,11 @@ class ExpansionReport:
     Attributes:
         layers: [{"layer", "class", "old_width", "new_width"}] for producers.
         groups: [{"name", "members", "old_width", "new_width", "frozen",
-            "reasons", "mapping"}], one per channel group.
+            "reasons", "mapping", "on_request"}], one per channel group;
+            widths inside a layer (attention heads, head dims) are groups
+            named "layer:key", and `on_request` ones grow only when named.
+        inner: [{"layer", "class", "width", "old_width", "new_width"}], the
+            widths inside layers by config key (num_heads, key_dim, ...).
         skipped: [{"request", "reason"}] widths asked for and not applied.
         inserted: [{"anchor", "mode", "layers", "activation", "exact", "note"}].
         barriers: [{"layer", "class", "reason"}].
@@ -23,6 +27,7 @@ class ExpansionReport:
 
     layers: list = dataclasses.field(default_factory=list)
     groups: list = dataclasses.field(default_factory=list)
+    inner: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
     inserted: list = dataclasses.field(default_factory=list)
     barriers: list = dataclasses.field(default_factory=list)
@@ -68,6 +73,9 @@ class ExpansionReport:
         lines.append(f"widened layers ({len(grown)} of {len(self.layers)}):")
         for r in grown:
             lines.append(f"  {r['layer']:<32} {r['class']:<20} {r['old_width']:>6} -> {r['new_width']}")
+        if self.inner:
+            lines.append("widths inside layers:")
+            lines.extend(self._inner_lines(lambda r: f"{r['old_width']} -> {r['new_width']}"))
         kept = [g for g in self.groups if g["frozen"]]
         if kept:
             lines.append(f"groups kept at their width ({len(kept)}):")
@@ -88,14 +96,27 @@ class ExpansionReport:
             lines.append(f"verified in {v.get('dtype')} with tolerance {v.get('tolerance')}")
         return "\n".join(lines)
 
+    def _inner_lines(self, show):
+        by_layer = {}
+        for r in self.inner:
+            by_layer.setdefault((r["layer"], r["class"]), []).append(f"{r['width']} {show(r)}")
+        return [f"  {layer:<32} {cls:<20} {', '.join(parts)}"
+                for (layer, cls), parts in by_layer.items()]
+
     def _explanation(self):
         lines = [f"Channel groups ({len(self.groups)}), {self.params_before:,} parameters:"]
         for g in self.groups:
             state = f"kept: {g['reasons'][0]}" if g["frozen"] else "can widen"
+            if g.get("on_request") and not g["frozen"]:
+                layer, _, key = g["name"].rpartition(":")
+                state = f"can widen when named: widen={{{layer!r}: {{{key!r}: ...}}}}"
             members = ", ".join(g["members"][:6]) + (" ..." if len(g["members"]) > 6 else "")
             lines.append(f"  {g['name']:<32} width {g['old_width']:>5}  {state}")
             if members:
                 lines.append(f"      couples: {members}")
+        if self.inner:
+            lines.append("widths inside layers (groups named layer:key above):")
+            lines.extend(self._inner_lines(lambda r: str(r["old_width"])))
         for b in self.barriers:
             lines.append(f"barrier {b['layer']} ({b['class']}): {b['reason']}")
         return "\n".join(lines)

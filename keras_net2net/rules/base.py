@@ -17,6 +17,15 @@ from keras_net2net.channels import Segment
 # number of copies (a consumer summing over that axis).
 IN, OUT, MID = "in", "out", "mid"
 
+# How a weight axis follows its role's mapping g (third entry of a weight
+# spec): COPY new[j] = old[g(j)]; DIVIDE also divides by the copy count of
+# g(j) (a consumer summing over that axis); QUERY_DIMS is the query side of
+# attention scores q.k / sqrt(d): each old position is kept once (its first
+# copy), scaled by sqrt(d'/d), and its other copies are zero, so that with the
+# key side copied q'.k' / sqrt(d') == q.k / sqrt(d) at any width d' (copying
+# both sides would count copied dims twice).
+COPY, DIVIDE, QUERY_DIMS = False, True, "query_dims"
+
 # Activations that act on one channel at a time only.
 NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
 # Activations φ with φ(φ(x)) == φ(x): an inserted copy after them is exact.
@@ -41,6 +50,8 @@ class Context:
         self.io = {}  # id(layer) -> LayerIO
         self.barriers = []  # (path, class name, reason)
         self.producer_atoms = {}  # id(layer) -> atom it produces
+        self.inner_atoms = {}  # id(layer) -> {key: atom} of widths inside the layer
+        self.on_request = set()  # inner atoms a global factor leaves alone
 
     def layout(self, key):
         return self.layouts.get(key)
@@ -79,6 +90,23 @@ class Context:
         if layout is not None:
             self.producer_atoms[layer_id] = layout.segments[0].atom
         return layout
+
+    def inner(self, call, key, width, on_request=False):
+        """A width that lives inside a layer (attention heads, key_dim), which
+        no tensor of the graph carries: its own group, named "path:key", one
+        per layer over all calls. `widen={path: {key: width}}` asks for it by
+        name; a global factor grows it unless `on_request`.
+
+        Returns:
+            A `Layout` (axis None) of the inner group, for `record_io`.
+        """
+        atoms = self.inner_atoms.setdefault(id(call.op), {})
+        if key not in atoms:
+            atoms[key] = self.groups.new_atom(width, producer=f"{call.path}:{key}")
+            if on_request:
+                self.on_request.add(atoms[key])
+        atom = atoms[key]
+        return Layout(None, (Segment(atom, self.groups.widths[atom]),))
 
     def barrier(self, call, reason):
         """Freeze everything the call reads and give its outputs frozen atoms."""
@@ -124,6 +152,8 @@ class Context:
                 self.groups.touch(layout, call.path)
             return True
         for role, layout in layouts.items():
+            if layout == io.layouts.get(role):
+                continue  # the same inner groups, or the same tensor layout
             if not self.unify(io.layouts.get(role), layout, call.path):
                 reason = f"shared layer {call.path!r} is called on tensors with different channel layouts"
                 self.groups.freeze_layout(io.layouts.get(role), reason)
@@ -136,8 +166,11 @@ class Rule:
 
     # Config key holding the output width, for producers.
     width_key = None
-    # {weight name: [(axis, role, divide)]}
+    # {weight name or index: [(axis, role, COPY | DIVIDE | QUERY_DIMS)]}
     weights = {}
+    # {config key: role} of widths inside the layer (`Context.inner`): the
+    # student's config gets each role's new width.
+    inner_keys = {}
 
     def propagate(self, ctx, call):
         raise NotImplementedError
@@ -145,6 +178,9 @@ class Rule:
     def edit_config(self, config, io, plan):
         if self.width_key is not None:
             config[self.width_key] = plan.width(io.layouts[OUT])
+        for key, role in self.inner_keys.items():
+            if io.layouts.get(role) is not None:
+                config[key] = plan.width(io.layouts[role])
         return config
 
     def weight_axes(self, layer, io):
