@@ -30,3 +30,41 @@ def run_module(module, *args, timeout=180, env=None):
 def run_binary():
     """`run_module` as a fixture, for tests of the absl binaries."""
     return run_module
+
+
+# Files a run may leave in the source tree only if git ignores them: a test or
+# tutorial that writes a model, report or plot beside the code is a bug.
+_ARTIFACTS = (".keras", ".h5", ".json", ".png", ".npz", ".npy", ".csv", ".txt", ".tfrecord",
+              ".weights.h5", ".ckpt", ".index")
+
+
+def _untracked_artifacts():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                             cwd=root, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a git checkout: nothing to compare
+    return {line[3:] for line in out.splitlines()
+            if line.startswith("??") and line.endswith(_ARTIFACTS)}
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the xdist controller, or no xdist
+        session.config._artifacts_before = _untracked_artifacts()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_artifacts_before", None)
+    after = _untracked_artifacts() if before is not None else None
+    if after is not None and after - before:
+        session.config._left_in_tree = sorted(after - before)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    left = getattr(config, "_left_in_tree", None)
+    if left:
+        terminalreporter.write_line(
+            "FAILED: the run left files in the source tree (write under tmp_path or an "
+            f"ignored folder): {left}", red=True)

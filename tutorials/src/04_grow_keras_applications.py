@@ -18,6 +18,7 @@
 
 # %%
 import os
+import tempfile
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-up
@@ -138,11 +139,13 @@ plot_widths(report, "MobileNetV2 widened by 1.5: channels per layer")
 # ## The student is plain Keras
 #
 # No custom layers, no wrappers: save it, load it, and it still computes the
-# teacher's function.
+# teacher's function. (It is saved to a scratch folder, so that running this
+# notebook leaves nothing beside it.)
 
 # %%
-student.save("mobilenetv2_student.keras")
-reloaded = keras.models.load_model("mobilenetv2_student.keras")
+path = os.path.join(tempfile.mkdtemp(), "mobilenetv2_student.keras")
+student.save(path)
+reloaded = keras.models.load_model(path)
 y = teacher.predict(images, verbose=0)
 z = reloaded.predict(images, verbose=0)
 print(f"reloaded student vs teacher: max |Δ|/max |y| = "
