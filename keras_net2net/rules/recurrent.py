@@ -147,7 +147,7 @@ def _set_units(config, units):
     if "units" in config:
         config["units"] = units
     else:  # keras.layers.RNN(cell)
-        config["cell"]["config"]["units"] = units
+        _unbuilt(config["cell"])["config"]["units"] = units
 
 
 class TimeDistributedRule(Rule):
