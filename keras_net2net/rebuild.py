@@ -59,13 +59,15 @@ class Rebuilder:
         for call in self.graph.calls:
             keys.setdefault(id(call.op), []).extend(call.inputs + call.outputs)
         for layer_id, layer in self.graph.layers.items():
-            if isinstance(layer, keras.Model) or not isinstance(layer, keras.layers.Layer):
+            if isinstance(layer, keras.Model):
                 continue
             rule, io = rules.rule_for(layer), self.ctx.io.get(layer_id)
             grows = io is not None and rule is not None and self._grows(io)
             edit = (lambda config, rule=rule, io=io: rule.edit_config(config, io, self.plan)) \
                 if grows else None
-            reuse = not grows and not layer.variables and self._same_shapes(keys.get(layer_id, []))
+            # keras.ops operations hold no state: reused unless their arguments change.
+            reuse = not grows and (not isinstance(layer, keras.layers.Layer) or (
+                not layer.variables and self._same_shapes(keys.get(layer_id, []))))
             try:
                 new = carry.student_layer(layer, reuse, edit)
             except carry.CannotRecreate as e:
@@ -84,10 +86,7 @@ class Rebuilder:
     def _clone(self, layer):
         if id(layer) in self.student_of:
             return self.student_of[id(layer)]
-        if isinstance(layer, keras.Model):
-            new = self._clone_nested(layer)
-        else:
-            new = layer  # keras.ops operations hold no state: reuse them.
+        new = self._clone_nested(layer)
         self.student_of[id(layer)] = new
         self.teacher_of[id(new)] = layer
         return new

@@ -17,6 +17,7 @@ from keras_net2net.rules import merge
 from keras_net2net.rules import mixing
 from keras_net2net.rules import recurrent
 from keras_net2net.rules import shapes
+from keras_net2net.rules import tensor_ops
 from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Context  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Rule  # noqa: F401 (re-export)
@@ -45,6 +46,7 @@ _TABLE = {
     L.Normalization: channelwise.FrozenPassRule("its statistics are kept as they are"),
     L.Flatten: shapes.FlattenRule(),
     L.Reshape: shapes.ReshapeRule(),
+    ops_numpy.Reshape: shapes.ReshapeRule(),
     L.Permute: shapes.PermuteRule(),
     L.RepeatVector: shapes.RepeatVectorRule(),
     L.Concatenate: merge.ConcatenateRule(),
@@ -104,6 +106,7 @@ except ImportError:  # pragma: no cover - older Keras
 # Rule families kept in modules of their own.
 _TABLE.update(attention.TABLE)
 _TABLE.update(recurrent.TABLE)
+_TABLE.update(tensor_ops.TABLE)
 
 _USER_TABLE = {}
 

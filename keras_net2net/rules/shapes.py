@@ -40,38 +40,74 @@ class FlattenRule(Rule):
 
 
 class ReshapeRule(Rule):
-    """Reshapes that keep each channel's values together: same trailing channel
-    axis, same leading dims up to a channels_first axis, or a full flatten."""
+    """Reshapes that keep each channel's values together, as the layer
+    (`target_shape`, batch excluded) or as `keras.ops.reshape` (`newshape`):
+
+    - the channel axis stays last, or leading dims are kept up to a
+      channels_first axis: the layout moves as it is;
+    - trailing dims are folded into the channel axis, `(T, F, C) -> (T, F*C)`
+      or a full flatten: each folded position repeats the channel layout,
+      interleaved, as Flatten does;
+    - a channel axis is unfolded, `Dense(h*w*C) -> (h, w, C)`: the reverse. The
+      flat group is cut into h*w runs of C that share one mapping, so the
+      writer grows in the interleaved order the new channel axis needs.
+
+    Anything else mixes channels with other axes and keeps its width."""
 
     def propagate(self, ctx, call):
         shape, out_shape = ctx.shape(call.inputs[0]), ctx.shape(call.outputs[0])
         layout = input_layout(ctx, call)
-        out, mode = None, None
-        if layout is not None:
-            a = layout.axis
-            if a == len(shape) - 1 and len(out_shape) >= 2 and out_shape[-1] == shape[a]:
-                out, mode = layout.moved(len(out_shape) - 1), -1
-            elif len(out_shape) > a and tuple(out_shape[1:a + 1]) == tuple(shape[1:a + 1]):
-                out, mode = layout, a - 1
-            elif len(out_shape) == 2:
-                out, mode = flatten_layout(layout, shape, list(range(len(shape)))), "flat"
+        out = self._fold(ctx, call, layout, shape, out_shape) if layout is not None else None
         if out is None:
             ctx.barrier(call, "this reshape mixes the channel axis with others")
             return
         ctx.layouts[call.outputs[0]] = out
         ctx.record_io(call, **{OUT: out})
-        ctx.io[id(call.op)].extra["mode"] = mode
+
+    def _fold(self, ctx, call, layout, shape, out_shape):
+        a, last = layout.axis, len(shape) - 1
+        if a == last and len(out_shape) >= 2 and out_shape[-1] == shape[a]:
+            return layout.moved(len(out_shape) - 1)
+        if a < last and len(out_shape) > a and tuple(out_shape[1:a + 1]) == tuple(shape[1:a + 1]):
+            return layout  # channels_first: what follows the channels is reshaped
+        if len(out_shape) == 2:
+            return flatten_layout(layout, shape, list(range(len(shape))))
+        if a != last or None in shape[1:] or None in out_shape[1:]:
+            return None
+        keep = _common_prefix(shape[1:], out_shape[1:])
+        folded, unfolded = shape[1 + keep:], out_shape[1 + keep:]
+        if len(unfolded) == 1:  # (..., F, C) -> (..., F*C): C interleaved F times
+            return Layout(len(out_shape) - 1, layout.segments * math.prod(folded[:-1]))
+        if len(folded) == 1:  # (..., N) -> (..., h, w, C)
+            width, tiles = unfolded[-1], math.prod(unfolded[:-1])
+            atom = ctx.groups.new_atom(width)
+            if len(layout.segments) == 1 and layout.segments[0].atom not in ctx.groups.parts:
+                # Cut in one go: cut run by run, the split chain would be `tiles` deep.
+                ctx.groups.split(layout.segments[0].atom, [width] * tiles, call.path)
+            if not ctx.unify(layout, Layout(a, (Segment(atom, width),) * tiles), call.path):
+                return None
+            return Layout(len(out_shape) - 1, (Segment(atom, width),))
+        return None
 
     def edit_config(self, config, io, plan):
-        target = list(config["target_shape"])
-        mode = io.extra["mode"]
-        width = plan.width(io.layouts[OUT])
-        if mode == "flat":
-            target = [-1] if target == [-1] else [width]
-        elif target[mode] != -1:
-            target[mode] = width
-        config["target_shape"] = tuple(target)
+        key = "target_shape" if "target_shape" in config else "newshape"
+        target = list(config[key])
+        out = io.layouts[OUT]
+        # The layer's target_shape leaves out the batch axis; the op's does not.
+        index = out.axis - 1 if key == "target_shape" else out.axis
+        if -1 in target and len(target) == 1:
+            return config  # a full flatten infers its width
+        if target[index] != -1:
+            target[index] = plan.width(out)
+        config[key] = tuple(target)
         return config
+
+
+def _common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class PermuteRule(Rule):
