@@ -29,6 +29,10 @@ class Rebuilder:
         self.student_of = {}  # id(teacher layer) -> student layer
         self.teacher_of = {}  # id(student layer) -> teacher layer
         self.taken = {layer.name for layer in self.graph.layers.values()}
+        # (teacher variable, student variable, [(axis, src, counts, mode)]) for
+        # every weight carried over: how each student weight came from the
+        # teacher's, for whatever must follow the same map (optimizer slots).
+        self.weight_map = []
 
     # -- structure ---------------------------------------------------------
     def build(self):
@@ -144,8 +148,10 @@ class Rebuilder:
             for index, (old, new) in enumerate(zip(teacher_layer.weights, student_layer.weights)):
                 value = old.numpy()
                 how = axes.get(old.name) or axes.get(index)
+                transforms = []
                 if how:
-                    value = self._rewrite(value, how, io)
+                    value = self._rewrite(value, how, io, transforms)
+                self.weight_map.append((old, new, transforms))
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
                         f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")
@@ -153,7 +159,7 @@ class Rebuilder:
         for ins in self.insertions.values():
             deepen_lib.initial_weights(ins, None)
 
-    def _rewrite(self, value, axes, io):
+    def _rewrite(self, value, axes, io, transforms):
         w = np.asarray(value, dtype=np.float64)
         changed = False
         for axis, role, divide in axes:
@@ -164,6 +170,7 @@ class Rebuilder:
             if identity:
                 continue
             changed = True
+            transforms.append((axis, src, counts, divide))
             w = ops.replicate(w, axis, src, counts if divide is True else None)
             if divide == rules.base.QUERY_DIMS:
                 shape = [1] * w.ndim
