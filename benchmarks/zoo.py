@@ -2,7 +2,8 @@
 
 For each architecture (weights=None, logits): widen x1.5, widen x2.0 and
 widen x1.5 + deepen at a few inner conv layers; logits compared on random
-inputs with randomised BatchNorm statistics.
+inputs, with every weight that starts at a constant (biases, norm scales and
+shifts, moving statistics, LayerScale) randomised by tests/factories.py.
 
     python benchmarks/zoo.py                 # all models
     python benchmarks/zoo.py --only ResNet50,MobileNetV3Small --plans widen1.5
@@ -34,7 +35,7 @@ def application_names():
                   if n[0].isupper() and callable(f))
 
 
-def build(name, size=None, bn_spread=0.2):
+def build(name, size=None, spread=0.2):
     fn = getattr(keras.applications, name)
     size = size or MIN_SIZE.get(name, 32)
     kwargs = dict(weights=None, input_shape=(size, size, 3))
@@ -42,9 +43,10 @@ def build(name, size=None, bn_spread=0.2):
         kwargs["classifier_activation"] = None
     if "include_preprocessing" in inspect.signature(fn).parameters:
         kwargs["include_preprocessing"] = True
-    # Randomised BN statistics, moderate so that the deepest nets stay well
-    # conditioned enough for a float32 comparison to mean something.
-    return factories.randomize_state(fn(**kwargs), seed=1, spread=bn_spread)
+    # Constant-initialised weights randomised, moderately so that the deepest
+    # nets stay well conditioned enough for a float32 comparison to mean
+    # something.
+    return factories.randomize_state(fn(**kwargs), seed=1, spread=spread)
 
 
 def inner_convs(model, k=3):
@@ -96,8 +98,8 @@ def float64_error(model, kwargs, x):
     return float(np.max(np.abs(y - z)) / scale), floor
 
 
-def run(name, plan, tolerance=1e-5, bn_spread=0.2):
-    model = build(name, bn_spread=bn_spread)
+def run(name, plan, tolerance=1e-5, spread=0.2):
+    model = build(name, spread=spread)
     kwargs = PLANS[plan](model)
     x = np.random.default_rng(0).uniform(0, 255, (2,) + tuple(model.input_shape[1:])).astype("float32")
     tracemalloc.start()
@@ -109,13 +111,16 @@ def run(name, plan, tolerance=1e-5, bn_spread=0.2):
     y, z = np.asarray(model(x, training=False)), np.asarray(student(x, training=False))
     rel = float(np.max(np.abs(y - z)) / np.max(np.abs(y)))
     rel64, floor64 = float64_error(model, kwargs, x) if rel > tolerance else (None, None)
-    frozen = [g for g in report.groups if g["frozen"]]
-    hidden_frozen = [g for g in frozen if not any(
+    # Kept: frozen by a barrier, or skipped (a width the group cannot take).
+    skipped = {s["request"]: s["reason"] for s in report.skipped}
+    kept = [dict(g, reasons=g["reasons"] or [skipped.get(g["name"], "skipped")])
+            for g in report.groups if g["new_width"] == g["old_width"]]
+    hidden_kept = [g for g in kept if not any(
         r.startswith(("model input", "model output")) for r in g["reasons"])]
     return dict(model=name, plan=plan, params_before=report.params_before,
                 params_after=report.params_after,
                 widened=sum(g["new_width"] > g["old_width"] for g in report.groups),
-                frozen=len(frozen), hidden_frozen=hidden_frozen, max_rel=rel, max_rel64=rel64, floor64=floor64,
+                kept=len(kept), hidden_kept=hidden_kept, max_rel=rel, max_rel64=rel64, floor64=floor64,
                 seconds=seconds, peak_mib=peak)
 
 
@@ -124,8 +129,9 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated model names")
     parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plans")
     parser.add_argument("--tolerance", type=float, default=1e-5)
-    parser.add_argument("--bn_spread", type=float, default=0.2,
-                        help="BatchNorm scales drawn from [1 - s, 1 + s]")
+    parser.add_argument("--spread", type=float, default=0.2,
+                        help="constant-initialised scales drawn from [1 - s, 1 + s], "
+                             "shifts with std 0.6 s")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else application_names()
     print(f"{'model':<22} {'plan':<16} {'params before':>13} {'after':>11} {'grown':>5} "
@@ -134,7 +140,7 @@ def main():
     for name in names:
         for plan in args.plans.split(","):
             try:
-                r = run(name, plan, args.tolerance, args.bn_spread)
+                r = run(name, plan, args.tolerance, args.spread)
             except Exception as e:  # report and go on with the sweep
                 failures += 1
                 print(f"{name:<22} {plan:<16} ERROR {type(e).__name__}: {str(e)[:200]}")
@@ -146,15 +152,15 @@ def main():
                 and r["max_rel64"] <= max(1e-9, 1000 * r["floor64"]))
             failures += bad
             print(f"{r['model']:<22} {r['plan']:<16} {r['params_before']:>13,} "
-                  f"{r['params_after']:>11,} {r['widened']:>5} {r['frozen']:>4} "
+                  f"{r['params_after']:>11,} {r['widened']:>5} {r['kept']:>4} "
                   f"{r['max_rel']:>11.2e} {r['seconds']:>8.2f} {r['peak_mib']:>8.1f}"
                   + (f"  float64: {r['max_rel64']:.1e} (rounding floor {r['floor64']:.1e})"
                      if r["max_rel64"] is not None else "")
                   + ("  FAIL" if bad else ""), flush=True)
-            for g in r["hidden_frozen"][:3]:
+            for g in r["hidden_kept"][:3]:
                 print(f"    kept {g['name']} ({g['old_width']}): {g['reasons'][0]}")
-            if len(r["hidden_frozen"]) > 3:
-                print(f"    ... and {len(r['hidden_frozen']) - 3} more hidden groups kept")
+            if len(r["hidden_kept"]) > 3:
+                print(f"    ... and {len(r['hidden_kept']) - 3} more hidden groups kept")
             keras.backend.clear_session()
     print(f"{failures} failures")
     return 1 if failures else 0

@@ -84,11 +84,22 @@ def _as_list(x):
 
 
 def compare(teacher, student, inputs, names, training=False):
-    """Per-output error figures of the student against the teacher."""
+    """Per-output error figures of the student against the teacher.
+
+    A student whose outputs nest differently (one missing, one more, other
+    keys) gets a first row with an infinite error: zipping the two would
+    otherwise compare only the outputs they share.
+    """
+    feed = inputs if len(inputs) > 1 else inputs[0]
     with preserved_state(teacher, student):
-        ys = _as_list(teacher(inputs if len(inputs) > 1 else inputs[0], training=training))
-        zs = _as_list(student(inputs if len(inputs) > 1 else inputs[0], training=training))
+        y_tree = teacher(feed, training=training)
+        z_tree = student(feed, training=training)
+    ys, zs = _as_list(y_tree), _as_list(z_tree)
     rows = []
+    if not _same_structure(y_tree, z_tree):
+        rows.append({"output": "(all)", "max_abs": float("inf"), "max_rel": float("inf"),
+                     "note": f"the student returns {len(zs)} output(s) nested as "
+                             f"{_describe(z_tree)}; the teacher {len(ys)}, as {_describe(y_tree)}"})
     for name, y, z in zip(names, ys, zs):
         y, z = y.astype(np.float64), z.astype(np.float64)
         if y.shape != z.shape:
@@ -99,6 +110,23 @@ def compare(teacher, student, inputs, names, training=False):
         rows.append({"output": name, "max_abs": max_abs,
                      "max_rel": max_abs / scale if scale > 0 else max_abs})
     return rows
+
+
+def _same_structure(y, z):
+    """Same number of outputs under the same keys; a list and a tuple match
+    (`assert_same_paths`, where this Keras has it)."""
+    if len(keras.tree.flatten(y)) != len(keras.tree.flatten(z)):
+        return False
+    check = getattr(keras.tree, "assert_same_paths", keras.tree.assert_same_structure)
+    try:
+        check(y, z)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _describe(tree):
+    return repr(keras.tree.map_structure(lambda t: "x", tree))
 
 
 def _max_abs_difference(y, z):

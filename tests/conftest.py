@@ -2,11 +2,22 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF's own CPU Conv kernels take only NHWC; its oneDNN kernels take NCHW too.
+# TF 2.21 starts with oneDNN off on the build machine (an AVX2 CPU), and then
+# no channels_first conv runs on CPU at all: switch it on before TF loads.
+# Subprocesses and notebook kernels inherit it. (tests/test_keras_quirks.py)
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import subprocess
 import sys
 
 import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "keras_quirk: reproduces a Keras/TensorFlow behaviour in plain Keras "
+        "(not keras-net2net); fails when that behaviour changes")
 
 
 @pytest.fixture(scope="session")

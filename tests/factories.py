@@ -1,5 +1,6 @@
-"""Small model factories shared by the growth tests. Each returns a fresh
-functional (or Sequential) model with non-trivial BatchNorm statistics."""
+"""Small model factories shared by the growth tests, and the one randomiser
+(`randomize_state`) that every growth test, the fuzz generator and the zoo
+use so that no weight is left at its initial constant."""
 
 import keras
 import numpy as np
@@ -8,19 +9,44 @@ L = keras.layers
 
 
 def randomize_state(model, seed=0, spread=0.5):
-    """Random BN statistics/affines and PReLU slopes, so that tests see them.
+    """Gives every weight that still holds its initial constant random values.
 
-    `spread` sets scales in [1 - spread, 1 + spread] and shifts of std
-    0.6 * spread. Very deep nets (EfficientNetV2-M/L, B7) become chaotic at
-    0.5: their own float32 and float64 outputs then differ by O(1).
+    Biases, BatchNorm/LayerNorm/GroupNorm gamma and beta, moving statistics,
+    LayerScale, PReLU alpha: Keras starts them all at a constant, and a rule
+    that drops, zeroes or mis-indexes a constant tensor computes the same
+    function as the right rule. Kernels are random already and are left alone.
+
+    The rule is declarative: a float variable whose entries are all equal is
+    redrawn by what that constant says it is.
+    - zero (bias, beta, moving mean, PReLU alpha): a shift, normal with
+      std 0.6 * spread;
+    - any other constant (gamma, moving variance, LayerScale at 1e-6): a
+      scale, uniform in [1 - spread, 1 + spread], so variances stay positive.
+    Integer state (seed generators, counts) is left alone.
+
+    Args:
+        model: a Keras model; nested models are walked.
+        seed: seeds the draws (layers are visited in a fixed order).
+        spread: the scale of the draws, O(1) so that a wrong rule shows far
+            above a 1e-5 tolerance. Very deep nets (EfficientNetV2-M/L, B7)
+            become chaotic in float32 at 0.5; benchmarks/zoo.py uses 0.2.
+
+    Returns:
+        `model`, with its variables assigned in place.
     """
     rng = np.random.default_rng(seed)
     for layer in _all_layers(model):
         for v in layer.weights:
-            if v.name in ("moving_variance", "gamma"):
-                v.assign(rng.uniform(1 - spread, 1 + spread, v.shape).astype(v.dtype))
-            elif v.name in ("moving_mean", "beta", "alpha"):
-                v.assign(rng.normal(0, 0.6 * spread, v.shape).astype(v.dtype))
+            if "float" not in str(v.dtype):
+                continue
+            value = np.asarray(v.numpy())
+            if value.size == 0 or np.ptp(value) != 0:
+                continue
+            if value.flat[0] == 0:
+                draw = rng.normal(0, 0.6 * spread, v.shape)
+            else:
+                draw = rng.uniform(1 - spread, 1 + spread, v.shape)
+            v.assign(draw.astype(v.dtype))
     return model
 
 
@@ -65,7 +91,10 @@ def cnn_flatten():
 
 
 def cnn_channels_first():
-    inp = keras.Input((3, 8, 8))
+    # Spatial sizes 7, 3, 1 equal no channel count the tests grow to: Keras'
+    # TF ops.add puts a channels_first bias on the last axis when they match
+    # (tests/test_keras_quirks.py).
+    inp = keras.Input((3, 7, 7))
     x = L.Conv2D(4, 3, padding="same", data_format="channels_first", name="conv1")(inp)
     x = L.BatchNormalization(axis=1, name="bn1")(x)
     x = L.Activation("relu")(x)
@@ -147,7 +176,9 @@ def conv1d_3d_transpose():
     a = L.GlobalAveragePooling1D()(a)
     b_in = keras.Input((4, 4, 4, 1), name="vol")
     b = L.Conv3D(3, 2, name="c3d")(b_in)
-    b = L.Conv3D(3, 1, data_format="channels_first", name="c3d_cf")(L.Permute((4, 1, 2, 3))(b))
+    # 5 filters on a 3x3x3 volume: no width it grows to meets the last spatial
+    # size (the channels_first bias quirk, tests/test_keras_quirks.py).
+    b = L.Conv3D(5, 1, data_format="channels_first", name="c3d_cf")(L.Permute((4, 1, 2, 3))(b))
     b = L.Permute((2, 3, 4, 1))(b)
     b = L.Conv3DTranspose(4, 2, strides=2, name="c3dt")(b)
     b = L.MaxPooling3D(2)(b)

@@ -36,20 +36,38 @@ def assert_refused(teacher, kwargs, error, fragments):
         assert fragment in message, (fragment, message)
 
 
+def call(model, x):
+    """The model's outputs on `x` in inference mode, as the model nests them."""
+    return model(x if len(x) > 1 else x[0], training=False)
+
+
 def outputs(model, x):
-    y = model(x if len(x) > 1 else x[0], training=False)
-    return [np.asarray(t, dtype=np.float64) for t in keras.tree.flatten(y)]
+    return [np.asarray(t, dtype=np.float64) for t in keras.tree.flatten(call(model, x))]
+
+
+def assert_same_outputs_structure(y, z):
+    """Teacher outputs `y` and student outputs `z` nest the same way: as many
+    outputs, under the same keys (a student with an output missing, or one
+    more, must not pass a comparison that zips the two)."""
+    ys, zs = keras.tree.flatten(y), keras.tree.flatten(z)
+    assert len(ys) == len(zs), f"teacher has {len(ys)} outputs, student {len(zs)}"
+    same_paths = getattr(keras.tree, "assert_same_paths", keras.tree.assert_same_structure)
+    same_paths(y, z)
 
 
 def assert_preserved(teacher, student, x, rtol=1e-5):
-    """max|Δ| / max|y| <= rtol for every output, and shapes unchanged."""
+    """Same output structure; then max|Δ| / max|y| <= rtol for every output,
+    and shapes unchanged. Returns [(max|Δ|, relative error)] per output."""
+    y_tree, z_tree = call(teacher, x), call(student, x)
+    assert_same_outputs_structure(y_tree, z_tree)
     figures = []
-    for y, z in zip(outputs(teacher, x), outputs(student, x)):
-        assert y.shape == z.shape
+    for y, z in zip(keras.tree.flatten(y_tree), keras.tree.flatten(z_tree)):
+        y, z = np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
+        assert y.shape == z.shape, (y.shape, z.shape)
         max_abs = float(np.max(np.abs(y - z)))
         rel = max_abs / max(float(np.max(np.abs(y))), 1e-12)
         figures.append((max_abs, rel))
-        assert rel <= rtol, f"max|d|={max_abs:.3g} rel={rel:.3g} > {rtol}"
+        assert rel <= rtol, f"max|d|={max_abs:.3g} rel={rel:.3g} > {rtol}"  # NaN fails too
     return figures
 
 
