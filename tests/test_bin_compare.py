@@ -83,22 +83,36 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["seeds"] == [0]
     assert report["settings"]["student_learning_rate"] == pytest.approx(0.001)
-    assert 0.0 <= report["teacher"]["accuracy"] <= 1.0
+    teacher_accuracy = report["teacher"]["accuracy"]
+    assert report["teacher"]["accuracy_per_seed"] == [teacher_accuracy]
     assert report["teacher"]["train_seconds_per_seed"][0] > 0
     assert list(report["arms"]) == ["both"]
     for arm in report["arms"].values():
-        assert arm["steps"] == [0, 10, 20]
-        assert len(arm["student_accuracy"]) == len(arm["scratch_accuracy"]) == 3
-        # A Net2Net student starts where its teacher ended.
-        assert arm["student_accuracy"][0] == pytest.approx(
-            report["teacher"]["accuracy"], abs=1e-6)
+        steps, scratch = arm["steps"], arm["scratch_accuracy"]
+        assert steps == [0, 10, 20]
+        assert len(arm["student_accuracy"]) == len(scratch) == 3
+        # A Net2Net student starts where its teacher ended; its scratch twin
+        # (fresh weights) starts near chance on 10 classes.
+        assert arm["student_accuracy"][0] == pytest.approx(teacher_accuracy, abs=1e-6)
+        assert scratch[0] <= 0.2, scratch
         assert max(arm["max_relative_error_per_seed"]) < 1e-4
         assert arm["params"]["student"] > arm["params"]["teacher"]
-        assert arm["steps_scratch"] >= 10
-        assert arm["steps_scratch_to_teacher"] in (None, 0, 10, 20)
-        assert arm["speedup"] is None or arm["speedup"] > 0
+        # The report's figures follow from its own curves (no clamping here).
+        reached = next(s for s, a in zip(steps, scratch) if a >= scratch[-1])
+        assert arm["steps_scratch"] == max(reached, 10)
+        assert arm["target_accuracy"] == pytest.approx(scratch[-1])
+        student_reached = next((s for s, a in zip(steps, arm["student_accuracy"])
+                                if a >= scratch[-1]), None)
+        assert arm["steps_student"] == (None if student_reached is None
+                                        else max(student_reached, 10))
+        assert arm["speedup"] == (None if student_reached is None else
+                                  pytest.approx(arm["steps_scratch"] / arm["steps_student"]))
+        assert arm["steps_scratch_to_teacher"] == next(
+            (s for s, a in zip(steps, scratch) if a >= teacher_accuracy), None)
         versus = arm["teacher_vs_final_student"][0]
-        assert 0.0 <= versus["agreement"] <= 1.0
+        assert versus["teacher"]["accuracy"] == pytest.approx(teacher_accuracy, abs=1e-6)
+        assert versus["student"]["accuracy"] == pytest.approx(
+            arm["student_accuracy"][-1], abs=1e-6)
         assert versus["teacher"]["params"] == arm["params"]["teacher"]
     picture = (tmp_path / "curves.png").read_bytes()
     assert picture.startswith(b"\x89PNG") and len(picture) > 10_000

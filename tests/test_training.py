@@ -339,8 +339,8 @@ def test_mixed_float16_on_gpu(digits_dir, float32_policy):
 
 
 def test_model_dir_outputs_are_only_where_asked(digits_dir, tmp_path,
-                                                default_strategy):
-    os.chdir(tmp_path)
+                                                default_strategy, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # restored after the test
     experiment.train(_config(digits_dir), default_strategy, _mlp(),
                      model_dir="", train_steps=10)
     assert os.listdir(tmp_path) == []
