@@ -1,8 +1,13 @@
 """Expansion time and peak memory against the floor, side by side in one run.
 
 The floor is what any grower must at least do: build the student's graph
-(`keras.models.clone_model(student)`) and write its weights
-(`set_weights(student.get_weights())`). Prints expand / floor ratios.
+(`keras.models.clone_model(student)`) and write its weights. Two floors:
+"floor" assigns each weight from the student's variable directly (no extra
+copy of the whole model), "floor+copy" goes through
+`set_weights(student.get_weights())`, which first materialises every weight
+as a NumPy array. Each figure is the best of --repeats runs (time and memory
+taken from the same runs, each minimum on its own). Prints expand / floor
+ratios.
 
     python benchmarks/expand_speed.py --models ResNet50,ResNet101,ResNet152 --widen 2.0
 """
@@ -35,9 +40,24 @@ def measure(fn):
 
 
 def floor(student):
+    """Graph rebuilt, each weight assigned from its variable: no model-sized
+    NumPy copy."""
+    clone = keras.models.clone_model(student)
+    for new, old in zip(clone.weights, student.weights):
+        new.assign(old)
+    return clone
+
+
+def floor_with_copy(student):
     clone = keras.models.clone_model(student)
     clone.set_weights(student.get_weights())
     return clone
+
+
+def best(fn, repeats):
+    """(result of the last run, min seconds, min peak MiB) over `repeats` runs."""
+    runs = [measure(fn) for _ in range(repeats)]
+    return runs[-1][0], min(r[1] for r in runs), min(r[2] for r in runs)
 
 
 def main():
@@ -45,21 +65,23 @@ def main():
     parser.add_argument("--models", default="ResNet50,ResNet101,ResNet152")
     parser.add_argument("--widen", type=float, default=2.0)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="samples per figure (best kept)")
     args = parser.parse_args()
     print(f"{'model':<12} {'params':>12} {'expand s':>9} {'floor s':>8} {'ratio':>6} "
-          f"{'expand MiB':>10} {'floor MiB':>9} {'mem ratio':>9}")
+          f"{'+copy s':>8} {'expand MiB':>10} {'floor MiB':>9} {'mem ratio':>9} {'+copy MiB':>9}")
     # One untimed round first: the first clone/expand in a process pays one-off
     # costs (imports, tracing) that belong to neither side.
     warm = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3))
-    floor(n2n.expand_model(warm, widen=args.widen, seed=0, verify=False))
+    floor_with_copy(floor(n2n.expand_model(warm, widen=args.widen, seed=0, verify=False)))
     for name in args.models.split(","):
         teacher = getattr(keras.applications, name)(weights=None, input_shape=(args.size, args.size, 3))
-        student, t_expand, m_expand = measure(functools.partial(
-            n2n.expand_model, teacher, widen=args.widen, seed=0, verify=False))
-        _, t_floor, m_floor = measure(functools.partial(floor, student))
+        student, t_expand, m_expand = best(functools.partial(
+            n2n.expand_model, teacher, widen=args.widen, seed=0, verify=False), args.repeats)
+        _, t_floor, m_floor = best(functools.partial(floor, student), args.repeats)
+        _, t_copy, m_copy = best(functools.partial(floor_with_copy, student), args.repeats)
         print(f"{name:<12} {student.count_params():>12,} {t_expand:>9.2f} {t_floor:>8.2f} "
-              f"{t_expand / t_floor:>6.2f} {m_expand:>10.1f} {m_floor:>9.1f} "
-              f"{m_expand / m_floor:>9.2f}", flush=True)
+              f"{t_expand / t_floor:>6.2f} {t_copy:>8.2f} {m_expand:>10.1f} {m_floor:>9.1f} "
+              f"{m_expand / m_floor:>9.2f} {m_copy:>9.1f}", flush=True)
         del teacher, student
         keras.backend.clear_session()
 

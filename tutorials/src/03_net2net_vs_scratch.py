@@ -192,8 +192,10 @@ with open("runs/compare/report.json") as f:
 print("settings:", {k: compare_report["settings"][k] for k in
                     ("teacher_steps", "student_steps", "learning_rate", "student_learning_rate")})
 for arm, result in compare_report["arms"].items():
+    # No speed-up when the student never reaches the scratch model's final accuracy.
+    faster = f"{result['speedup']:.1f}x" if result["speedup"] is not None else "never"
     print(f"{arm:<7} params {result['params']['teacher']:,} -> {result['params']['student']:,}, "
-          f"speed-up {result['speedup']:.1f}x, final accuracy {result['final_accuracy']}")
+          f"speed-up {faster}, final accuracy {result['final_accuracy']}")
 
 # %% [markdown]
 # ## What to try next
