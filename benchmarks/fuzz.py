@@ -5,7 +5,9 @@ max|d|/max|y| <= 1e-5) and grow what its report says, or refuse with a typed
 `Net2NetError` naming a layer; the teacher must never change (see
 tests/fuzz_models.py). The first pass runs all examples and counts outcomes;
 then each distinct failure is found again with the same seed and shrunk by
-hypothesis to a minimal repro, printed as runnable source.
+hypothesis to a minimal repro, printed as runnable source. Exits non-zero on
+any failure, or when the share of examples preserved (not refused) is below
+its floor (`fuzz_models.FLOORS`).
 
     python benchmarks/fuzz.py --examples 2000
     python benchmarks/fuzz.py --examples 300 --seed 7 --max_steps 14 --no-shrink
@@ -23,6 +25,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# channels_first convs on CPU need TF's oneDNN kernels (tests/conftest.py).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import keras  # noqa: E402
@@ -65,6 +69,7 @@ def count(args):
     """Pass 1: every example, outcomes counted, failures grouped."""
     state = collections.Counter()
     outcomes, kinds, failures = collections.Counter(), collections.Counter(), {}
+    by_noise = collections.defaultdict(collections.Counter)
     seconds = []
 
     @hypothesis_seed(args.seed)
@@ -74,10 +79,14 @@ def count(args):
         start = time.perf_counter()
         kinds.update(set(re.findall(r"L\.(\w+)\(", case.code)))
         index = outcomes.total()
+        noise = f"{case.noise_mode} {case.noise}" if case.noise else "none"
         try:
-            outcomes[_run_case(case, state)] += 1
+            outcome = _run_case(case, state)
+            outcomes[outcome] += 1
+            by_noise[noise][outcome] += 1
         except Exception as error:  # noqa: BLE001 - every failure is a finding
             outcomes["failure"] += 1
+            by_noise[noise]["failure"] += 1
             sig = signature(error)
             entry = failures.setdefault(sig, {"count": 0, "first_index": index, "case": case,
                                               "error": f"{type(error).__name__}: {error}"})
@@ -90,7 +99,7 @@ def count(args):
             print(f"  {outcomes.total()} examples, {dict(outcomes)}", flush=True)
 
     run()
-    return outcomes, kinds, failures, seconds
+    return outcomes, kinds, failures, seconds, by_noise
 
 
 def shrink(args, sig, entry):
@@ -132,7 +141,7 @@ def main():
     warnings.filterwarnings("ignore")
 
     start = time.perf_counter()
-    outcomes, kinds, failures, seconds = count(args)
+    outcomes, kinds, failures, seconds, by_noise = count(args)
     elapsed = time.perf_counter() - start
     n = outcomes.total()
     typed = {k: v for k, v in outcomes.items() if k not in ("preserved", "failure")}
@@ -144,6 +153,14 @@ def main():
     for name, k in sorted(typed.items(), key=lambda kv: -kv[1]):
         print(f"    {name:<20} {k:>6}")
     print(f"  failures       {outcomes['failure']:>6}  ({len(failures)} distinct)")
+    for noise, counts in sorted(by_noise.items()):
+        print(f"  noise {noise:<16} {dict(counts)}")
+    try:
+        fuzz_models.assert_floors(outcomes)
+        below = None
+    except fuzz_models.FuzzFailure as error:
+        below = str(error)
+        print(f"  BELOW FLOOR: {below}")
     print("  layer kinds (examples using each): " +
           ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
 
@@ -158,11 +175,12 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"examples": n, "seconds": elapsed, "outcomes": dict(outcomes),
-                       "typed_errors": typed, "kinds": dict(kinds),
+                       "typed_errors": typed, "kinds": dict(kinds), "below_floor": below,
+                       "by_noise": {k: dict(v) for k, v in by_noise.items()},
                        "failures": {s: {"count": failures[s]["count"], "error": r["error"],
                                         "repro": r["case"].repro()}
                                     for s, r in shrunk.items()}}, f, indent=1)
-    return 1 if failures else 0
+    return 1 if failures or below else 0
 
 
 if __name__ == "__main__":

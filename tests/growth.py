@@ -71,6 +71,25 @@ def assert_preserved(teacher, student, x, rtol=1e-5):
     return figures
 
 
+def float32_twin(model):
+    """The same model and weights computing in float32 (a reference for a
+    mixed-precision model that does not rely on keras-net2net)."""
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=clone)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def relative_error(y, reference):
+    """max|y - reference| / max|reference| over every output."""
+    return max(float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-12)
+               for a, b in zip(y, reference))
+
+
 def _config(model):
     # Lambda bytecode is re-marshalled with refcount-dependent flags: skip it.
     return re.sub(r'"code": "[^"]*"', '"code": ""', model.to_json())

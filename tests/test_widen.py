@@ -10,7 +10,10 @@ from tests import factories
 from tests.growth import assert_keras_round_trip
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
+from tests.growth import float32_twin
+from tests.growth import outputs
 from tests.growth import probe
+from tests.growth import relative_error
 from tests.growth import snapshot
 
 
@@ -164,6 +167,13 @@ def test_mixed_precision_stays_mixed(policy):
     assert student.get_layer("conv1").dtype_policy.name == policy
     assert report.verification["dtype"] == policy.split("_")[1]
     assert report.max_relative_error <= report.verification["tolerance"]
+    # Graded against a float32 twin of the teacher, not the library's report:
+    # the student is as close to it as the teacher's own rounding allows.
+    x = probe(teacher)
+    reference = outputs(float32_twin(teacher), x)
+    rounding = relative_error(outputs(teacher, x), reference)
+    slack = {"mixed_float16": 1e-3, "mixed_bfloat16": 1e-2}[policy]
+    assert relative_error(outputs(student, x), reference) <= 2 * rounding + slack
 
 
 def test_explain_model_lists_groups_and_reasons():
