@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -7,6 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # no channels_first conv runs on CPU at all: switch it on before TF loads.
 # Subprocesses and notebook kernels inherit it. (tests/test_keras_quirks.py)
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# Hypothesis caches source constants under ./.hypothesis even without a
+# database: keep the source tree clean.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "keras-net2net-hypothesis"))
 
 import subprocess
 import sys
