@@ -1,5 +1,6 @@
 """Walks the graph once and asks each op's rule how channels flow through it."""
 
+from keras_net2net import padding
 from keras_net2net import rules
 from keras_net2net.graph import Graph
 
@@ -30,6 +31,7 @@ def analyze(model):
             ctx.layouts.setdefault(key, None)
     for name, key in zip(graph.output_names, graph.outputs):
         ctx.groups.freeze_layout(ctx.layout(key), f"model output {name!r}")
+    ctx.pad_kinds, ctx.pad_reasons = padding.analyse(ctx)
     return ctx
 
 

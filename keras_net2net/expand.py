@@ -8,6 +8,7 @@ import numpy as np
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import padding
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import rules
@@ -179,8 +180,10 @@ def _replay_mappings(ctx, mappings):
                 f"for {name!r}, which produces no group here. Fix: replay on the same teacher.")
         root, g = names[name], _unit_indices(name, g)
         old = ctx.groups.widths[root]
-        if ctx.groups.is_frozen(root) or g.min() < 0 or g.max() >= old or \
-                not np.array_equal(np.unique(g), np.arange(old)):
+        # Pads (-1, keras_net2net.padding) only where the group can take them.
+        low = padding.PAD if root in ctx.pad_kinds else 0
+        if ctx.groups.is_frozen(root) or g.min() < low or g.max() >= old or \
+                not np.array_equal(np.unique(g[g >= 0]), np.arange(old)):
             raise errors.PlanError(
                 f"Expected a mapping onto all {old} units of group {name!r} that can grow. "
                 f"Received: a mapping of length {len(g)} with values in "

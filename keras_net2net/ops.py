@@ -31,17 +31,31 @@ def mapping(old, new, kind, rng, blocks=None):
 
 
 def segment_indices(g, inner, offset):
-    """Old positions of a segment whose channel i spans `inner` positions."""
-    return (g[:, None] * inner + np.arange(inner, dtype=np.int64)).ravel() + offset
+    """Old positions of a segment whose channel i spans `inner` positions
+    (negative, a pad, where g is)."""
+    idx = (g[:, None] * inner + np.arange(inner, dtype=np.int64)).ravel() + offset
+    idx[np.repeat(g < 0, inner)] = -1
+    return idx
 
 
-def replicate(w, axis, src, counts=None):
-    """`w` copied along `axis` by `src`; divided by copy counts when given."""
-    out = np.take(w, src, axis=axis)
+def replicate(w, axis, src, counts=None, pad="zero"):
+    """`w` copied along `axis` by `src`; divided by copy counts when given.
+
+    Positions whose `src` is negative are pads (keras_net2net.padding): they
+    hold the mean of `w` along `axis` when `pad` is "mean", else zero.
+    """
+    pads = src < 0
+    take = np.where(pads, 0, src) if pads.any() else src
+    out = np.take(w, take, axis=axis)
+    shape = [1] * out.ndim
+    shape[axis] = -1
     if counts is not None:
-        shape = [1] * out.ndim
-        shape[axis] = -1
-        out /= counts[src].reshape(shape)  # in place: no second full-size copy
+        out /= np.where(pads, 1, counts[take]).reshape(shape)  # in place: no second copy
+    if pads.any():
+        index = [slice(None)] * out.ndim
+        index[axis] = pads
+        fill = np.mean(w, axis=axis, keepdims=True) if pad == "mean" and counts is None else 0.0
+        out[tuple(index)] = fill
     return out
 
 
@@ -62,10 +76,13 @@ def balanced_noise(shape, axis, src, scale, rng):
     """
     e = rng.normal(0.0, scale, size=shape)
     moved = np.moveaxis(e, axis, 0)
+    units = src >= 0  # pads (negative src) copy no unit: they get no noise
+    moved[~units] = 0.0
     sums = np.zeros((int(src.max()) + 1,) + moved.shape[1:])
-    np.add.at(sums, src, moved)
-    counts = np.bincount(src, minlength=sums.shape[0]).reshape((-1,) + (1,) * (moved.ndim - 1))
-    moved = moved - (sums / np.maximum(counts, 1))[src]
+    np.add.at(sums, src[units], moved[units])
+    counts = np.bincount(src[units], minlength=sums.shape[0]).reshape(
+        (-1,) + (1,) * (moved.ndim - 1))
+    moved[units] = moved[units] - (sums / np.maximum(counts, 1))[src[units]]
     return np.moveaxis(moved, 0, axis)
 
 

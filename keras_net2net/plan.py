@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_net2net import errors
 from keras_net2net import ops
+from keras_net2net import padding
 from keras_net2net.channels import Product
 
 
@@ -50,7 +51,11 @@ class Plan:
                 self.mappings[root] = np.arange(old, dtype=np.int64)
             else:
                 blocks, _ = self.groups.blocks(root)
-                self.mappings[root] = ops.mapping(old, new, mapping_kind, rng, blocks)
+                pads = new % old if blocks == 1 and root in ctx.pad_kinds else 0
+                self.mappings[root] = np.concatenate([
+                    ops.mapping(old, new - pads, mapping_kind, rng, blocks),
+                    np.full(pads, padding.PAD, dtype=np.int64)])
+        self.has_pads = any(len(g) and g.min() < 0 for g in self.mappings.values())
         self._cache = {}
 
     def mapping(self, atom):
@@ -82,11 +87,24 @@ class Plan:
                     parts.append(ops.segment_indices(self.mapping(s.atom), s.inner, offset))
                     offset += s.width * s.inner
                 src = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-            counts = np.bincount(src, minlength=offset)
+            counts = np.bincount(src[src >= 0], minlength=offset)
             identity = len(src) == offset and bool(np.all(counts == 1)) and bool(
                 np.all(src == np.arange(offset)))
             self._cache[layout] = (src, counts, identity)
         return self._cache[layout]
+
+    def kept_fraction(self, layout):
+        """Copies (not pads) over all new positions of `layout`: the s of
+        keras_net2net.padding, 1.0 where nothing is padded."""
+        src = self.src(layout)[0]
+        return float(np.count_nonzero(src >= 0) / len(src)) if len(src) else 1.0
+
+    def pad_kind(self, key):
+        """The pad kind of tensor `key` ("mean" or "zero"), or None."""
+        for kinds in self.ctx.pad_kinds.values():
+            if key in kinds:
+                return kinds[key]
+        return None
 
     def new_shape(self, key):
         shape = list(self.ctx.shape(key))
@@ -135,7 +153,7 @@ def resolve_widths(ctx, widen, strict):
         if groups.is_frozen(root) or root not in _grown_roots(ctx):
             continue
         new = math.ceil(old * widen - 1e-9)
-        ok, reason = _fits_blocks(groups, root, old, new)
+        ok, reason = _fits_blocks(ctx, root, old, new)
         if not ok:
             name = _group_name(ctx, root)
             if strict:  # a group that can grow, only not by this factor
@@ -163,11 +181,13 @@ def _grown_roots(ctx):
     return ctx._grown_roots
 
 
-def _fits_blocks(groups, root, old, new):
-    blocks, reason = groups.blocks(root)
-    if blocks is None or new % old == 0:
+def _fits_blocks(ctx, root, old, new):
+    blocks, reason = ctx.groups.blocks(root)
+    if blocks is None or new % old == 0 or (blocks == 1 and root in ctx.pad_kinds):
         return True, None
-    return False, f"{reason}: width {old} -> {new} is not a whole multiple of {old}"
+    why = ctx.pad_reasons.get(root)
+    return False, (f"{reason}: width {old} -> {new} is not a whole multiple of {old}" +
+                   (f", and it cannot be padded: {why}" if why else ""))
 
 
 def _group_name(ctx, root):
@@ -205,7 +225,7 @@ def _resolve_per_layer(ctx, widen, strict):
         why = None
         for root, run_old, run_new in runs:
             reasons = groups.frozen_reasons(root)
-            ok, block_reason = _fits_blocks(groups, root, run_old, run_new)
+            ok, block_reason = _fits_blocks(ctx, root, run_old, run_new)
             if reasons or not ok:
                 why = reasons[0] if reasons else block_reason
                 break

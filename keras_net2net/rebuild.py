@@ -17,6 +17,7 @@ from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import ops
+from keras_net2net import padding
 from keras_net2net import rules
 
 
@@ -150,7 +151,8 @@ class Rebuilder:
                 how = axes.get(old.name) or axes.get(index)
                 transforms = []
                 if how:
-                    value = self._rewrite(value, how, io, transforms)
+                    fill = self._pad_fill(teacher_layer, old.name)
+                    value = self._rewrite(value, how, io, transforms, fill)
                 self.weight_map.append((old, new, transforms))
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
@@ -159,7 +161,19 @@ class Rebuilder:
         for ins in self.insertions.values():
             deepen_lib.initial_weights(ins, None)
 
-    def _rewrite(self, value, axes, io, transforms):
+    def _pad_fill(self, layer, weight_name):
+        """What the pad positions of a copied (not divided) weight axis hold
+        (keras_net2net.padding): a writer's columns make its output's pad kind;
+        per-channel parameters map a pad to itself (zero shifts, mean scales)."""
+        if not self.plan.has_pads:
+            return "zero"
+        if padding.is_writer(self.ctx, layer):
+            calls = self.graph.calls_of(layer)
+            kind = self.plan.pad_kind(calls[0].outputs[0]) if calls else None
+            return "mean" if kind == padding.MEAN else "zero"
+        return "zero" if weight_name in ("beta", "bias", "moving_mean") else "mean"
+
+    def _rewrite(self, value, axes, io, transforms, fill):
         w = np.asarray(value, dtype=np.float64)
         changed = False
         for axis, role, divide in axes:
@@ -171,11 +185,14 @@ class Rebuilder:
                 continue
             changed = True
             transforms.append((axis, src, counts, divide))
-            w = ops.replicate(w, axis, src, counts if divide is True else None)
+            w = ops.replicate(w, axis, src, counts if divide is True else None, fill)
+            shape = [1] * w.ndim
+            shape[axis] = -1
             if divide == rules.base.QUERY_DIMS:
-                shape = [1] * w.ndim
-                shape[axis] = -1
                 w *= ops.first_copies(src, len(counts)).reshape(shape)
+            elif divide == rules.base.NORM_SCALE:
+                w *= np.sqrt(self.plan.kept_fraction(layout))
+                continue  # a norm's scale takes no symmetry-breaking noise
             if divide and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)

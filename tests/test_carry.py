@@ -199,7 +199,10 @@ def test_stateless_layers_are_reused_and_weighted_ones_copied():
 
 def test_regularizer_without_get_config_is_carried_as_the_object():
     teacher = randomize_state(pointnet_model())
-    student = n2n.expand_model(teacher, widen=2.0, seed=0)
+    # Only the T-net's convolution grows: the regularised layer keeps its
+    # width, so its activity (and the regularizer's loss) must not change.
+    student = n2n.expand_model(teacher, widen={"tnet_conv": 16}, seed=0)
+    assert student.get_layer("transform").units == 9
     reg = teacher.get_layer("transform").activity_regularizer
     assert student.get_layer("transform").activity_regularizer is reg
     assert teacher.get_layer("transform").activity_regularizer is reg  # restored

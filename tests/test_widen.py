@@ -86,14 +86,16 @@ def test_which_layers_grow(name):
         assert widths[layer][1] == widths[layer][0], (layer, widths[layer])
 
 
-def test_layernorm_needs_integer_factor():
+def test_groupnorm_needs_integer_factor_layernorm_pads():
     teacher = _build(factories.norms)
-    _, report = n2n.expand_model(teacher, widen=1.5, seed=0, return_report=True)
+    student, report = n2n.expand_model(teacher, widen=1.5, seed=0, return_report=True)
     widths = {r["layer"]: (r["old_width"], r["new_width"]) for r in report.layers}
-    assert widths["conv_ln"] == (6, 6) and widths["conv_gn"] == (8, 8)
+    assert widths["conv_gn"] == (8, 8)
+    assert widths["conv_ln"] == (6, 9)  # one copy of each channel and 3 pads (padding.py)
     assert widths["conv_free"] == (4, 6)
     reasons = " ".join(s["reason"] for s in report.skipped)
-    assert "LayerNormalization 'ln'" in reasons and "GroupNormalization 'gn'" in reasons
+    assert "GroupNormalization 'gn'" in reasons and "LayerNormalization" not in reasons
+    assert_preserved(teacher, student, probe(teacher))
 
 
 def test_flatten_channels_last_interleaves_rows():

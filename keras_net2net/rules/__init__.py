@@ -38,6 +38,7 @@ _TABLE = {
     L.Embedding: mixing.EmbeddingRule(),
     L.BatchNormalization: channelwise.BatchNormRule(),
     L.LayerNormalization: channelwise.LayerNormRule(),
+    L.RMSNormalization: channelwise.RMSNormRule(),
     L.GroupNormalization: channelwise.GroupNormRule(),
     L.PReLU: channelwise.PReLURule(),
     L.Softmax: channelwise.AcrossAxisRule("normalises across channels"),

@@ -25,6 +25,9 @@ IN, OUT, MID = "in", "out", "mid"
 # key side copied q'.k' / sqrt(d') == q.k / sqrt(d) at any width d' (copying
 # both sides would count copied dims twice).
 COPY, DIVIDE, QUERY_DIMS = False, True, "query_dims"
+# A norm's scale over channels that may carry pads (keras_net2net.padding):
+# copied, then multiplied by sqrt(s), s = the fraction of copies (not pads).
+NORM_SCALE = "norm_scale"
 
 # Activations that act on one channel at a time only.
 NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
@@ -52,6 +55,9 @@ class Context:
         self.producer_atoms = {}  # id(layer) -> atom it produces
         self.inner_atoms = {}  # id(layer) -> {key: atom} of widths inside the layer
         self.on_request = set()  # inner atoms a global factor leaves alone
+        self.norm_calls = []  # (atom, call) of LayerNorm/RMSNorm over channels
+        self.pad_kinds = {}  # root -> {tensor key: pad kind}, set by keras_net2net.padding
+        self.pad_reasons = {}  # root -> why its tensors cannot take pads
 
     def layout(self, key):
         return self.layouts.get(key)

@@ -2,7 +2,9 @@
 any per-channel parameter is indexed with the group's mapping."""
 
 from keras_net2net import graph
+from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import NORM_SCALE
 from keras_net2net.rules.base import NOT_ELEMENTWISE
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import activation_name
@@ -71,8 +73,15 @@ class BatchNormRule(Rule):
 
 
 class LayerNormRule(Rule):
-    """Exact only when every channel is copied the same number of times, since
-    the mean and variance run over the channels themselves."""
+    """Normalises over the channels themselves, so copies must be even: an
+    integer factor, or (keras_net2net.padding) k copies of each channel plus
+    pads, with gamma' = sqrt(s) * gamma and epsilon' = s * epsilon."""
+
+    scale_name, shift_name = "gamma", "beta"
+
+    def reads_zero_pads(self, op):
+        """RMS scaling keeps zero pads at zero; a mean-centred norm needs mean pads."""
+        return bool(getattr(op, "rms_scaling", False))
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -87,21 +96,38 @@ class LayerNormRule(Rule):
         ctx.io[id(call.op)].extra["param_axis"] = axes.index(layout.axis)
 
     def _constrain(self, ctx, call, layout):
+        name = type(call.op).__name__
         if len(layout.atoms()) > 1:
             ctx.groups.freeze_layout(
-                layout, f"{type(call.op).__name__} {call.path!r} normalises over "
-                "channels of several groups at once")
+                layout, f"{name} {call.path!r} normalises over channels of several groups at once")
             return
+        atom = layout.segments[0].atom
         ctx.groups.require_blocks(
-            layout.segments[0].atom, 1,
-            f"LayerNormalization {call.path!r} needs every channel copied equally "
+            atom, 1, f"{name} {call.path!r} needs every channel copied equally "
             "(an integer widening factor)")
+        if getattr(call.op, "scale", True) is not False:  # pads need a scale to correct
+            ctx.norm_calls.append((atom, call))
 
     def weight_axes(self, layer, io):
         if io.layouts.get(IN) is None:
             return {}
         axis = io.extra["param_axis"]
-        return {"gamma": [(axis, IN, False)], "beta": [(axis, IN, False)]}
+        return {self.scale_name: [(axis, IN, NORM_SCALE)], self.shift_name: [(axis, IN, COPY)]}
+
+    def edit_config(self, config, io, plan):
+        layout = io.layouts.get(IN)
+        if layout is not None:
+            config["epsilon"] = config["epsilon"] * plan.kept_fraction(layout)
+        return config
+
+
+class RMSNormRule(LayerNormRule):
+    """keras.layers.RMSNormalization: x * rsqrt(mean(x^2) + epsilon) * scale."""
+
+    scale_name = "scale"
+
+    def reads_zero_pads(self, op):
+        return True
 
 
 class GroupNormRule(Rule):

@@ -74,7 +74,7 @@ class ReshapeRule(Rule):
             return flatten_layout(layout, shape, list(range(len(shape))))
         if a != last or None in shape[1:] or None in out_shape[1:]:
             return None
-        keep = _common_prefix(shape[1:], out_shape[1:])
+        keep = min(_common_prefix(shape[1:], out_shape[1:]), a - 1)  # dims before channels
         folded, unfolded = shape[1 + keep:], out_shape[1 + keep:]
         if len(unfolded) == 1:  # (..., F, C) -> (..., F*C): C interleaved F times
             return Layout(len(out_shape) - 1, layout.segments * math.prod(folded[:-1]))
