@@ -435,3 +435,49 @@ def test_report_lists_old_and_new_heads():
                     "head_dim": (4, 4)}
     assert "num_query_heads 4 -> 8, num_key_value_heads 2 -> 4" in str(report)
     assert n2n.ExpansionReport.from_json(report.to_json()).inner == report.inner
+
+
+def test_mha_on_a_model_input_grows_its_output_through_output_shape(tmp_path):
+    """The query (a model input) keeps its width; the output grows anyway,
+    by setting output_shape, which the teacher left to the query's width."""
+    inp = keras.Input((5, 6), name="x")
+    y = L.MultiHeadAttention(2, 3, name="attn")(inp, inp)
+    teacher = _randomize(keras.Model(inp, L.Dense(2, name="logits")(y)))
+    x = _inputs(teacher)
+    student, report = _grow(teacher, x, widen=2.0)
+    assert_preserved(teacher, student, x, rtol=1e-5)
+    assert teacher.get_layer("attn").get_config()["output_shape"] is None
+    assert tuple(student.get_layer("attn").get_config()["output_shape"]) == (12,)
+    _round_trip(student, x, tmp_path)
+
+
+def test_head_dim_of_one_keeps_the_heads_on_tensorflow():
+    """Keras' TensorFlow add() reads a (heads, 1) bias as one over the
+    sequence axis once heads == sequence length (5 here): such heads keep
+    their count, other widths still grow."""
+    inp = keras.Input((5, 3), name="x")
+    h = L.Dense(4, name="proj")(inp)
+    y = L.MultiHeadAttention(3, 1, value_dim=2, name="attn")(h, h)
+    teacher = _randomize(keras.Model(inp, L.Dense(2, name="logits")(y)))
+    x = _inputs(teacher)
+    student, report = _grow(teacher, x, widen={"attn": {"num_heads": 5, "key_dim": 2}},
+                            strict=False)
+    assert_preserved(teacher, student, x, rtol=1e-5)
+    heads = next(g for g in report.groups if g["name"] == "attn:num_heads")
+    if keras.backend.backend() == "tensorflow":
+        assert heads["frozen"] and "head dim of 1" in heads["reasons"][0]
+        assert student.get_layer("attn").get_config()["key_dim"] == 2
+
+
+def test_einsum_with_a_wrong_symbolic_shape_is_a_barrier():
+    """Keras reverses the '...' axes in EinsumDense's symbolic output shape
+    (here (6, 2) for (2, 6)); growth through it would misread the tensor."""
+    inp = keras.Input((2, 6, 6), name="x")
+    y = L.EinsumDense("...d,de->...e", output_shape=(4,), name="ein")(inp)
+    y = L.Dense(2, name="logits")(L.Flatten(data_format="channels_first")(y))
+    teacher = _randomize(keras.Model(inp, y))
+    x = _inputs(teacher)
+    student, report = _grow(teacher, x, widen=2.0)
+    assert_preserved(teacher, student, x, rtol=1e-5)
+    assert [b["layer"] for b in report.barriers] == ["ein"]
+    assert "wrong symbolic output shape" in report.barriers[0]["reason"]

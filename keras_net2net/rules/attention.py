@@ -101,6 +101,23 @@ class _AttentionRule(Rule):
             layouts.append(layout if ok else None)
         return query, layouts
 
+    @staticmethod
+    def _guard_bias_add(ctx, call, heads, dims, lengths):
+        """Keras' TensorFlow `ops.add` takes a bias of shape (heads, 1) for an
+        NCHW bias over axis 1 of (batch, length, heads, 1) whenever heads ==
+        length, and adds it along the sequence: with a head dim of 1 and a
+        bias, the heads keep their count (unless no length could reach it)."""
+        layer = call.op
+        if keras.backend.backend() != "tensorflow" or not layer.use_bias or 1 not in dims:
+            return
+        count = min(layout.size for layout in heads)
+        if any(n is None or n > count for n in lengths):
+            for layout in heads:
+                ctx.groups.freeze_layout(layout, (
+                    f"{type(layer).__name__} {call.path!r} has a head dim of 1 and biases: "
+                    "Keras' TensorFlow add() would take their (heads, 1) bias for one over the "
+                    "sequence once the heads equal a sequence length"))
+
     def weight_axes(self, layer, io):
         """Weights keyed by index: the sublayers' weights repeat their names."""
         axes = {}
@@ -153,6 +170,8 @@ class MultiHeadAttentionRule(_AttentionRule):
         if len(call.outputs) > 1:  # return_attention_scores: (batch.., heads, T.., S..)
             ctx.layouts[call.outputs[1]] = Layout(
                 _scores_heads_axis(layer, ctx.rank(query)), heads.segments)
+        lengths = [ctx.shape(query)[1], ctx.shape(_arguments(call)["value"])[1]]
+        self._guard_bias_add(ctx, call, [heads], (layer.key_dim, layer.value_dim), lengths)
         ctx.record_io(call, **{QUERY: lq, KEY: lk, VALUE: lv, OUT: out, HEADS: heads,
                                KEY_DIM: key_dim, VALUE_DIM: value_dim})
         ctx.io[id(layer)].extra["query_width"] = ctx.shape(query)[-1]
@@ -205,7 +224,7 @@ class GroupQueryAttentionRule(_AttentionRule):
         found = self._inputs(ctx, call)
         if found is None:
             return
-        _, (lq, lk, lv) = found
+        query, (lq, lk, lv) = found
         layer = call.op
         if lq is None or not all(ctx.unify(lq, other, call.path) for other in (lk, lv)):
             reason = (f"GroupQueryAttention {call.path!r} needs query, key and value of one "
@@ -216,6 +235,8 @@ class GroupQueryAttentionRule(_AttentionRule):
         kv_heads = ctx.inner(call, "num_key_value_heads", layer.num_key_value_heads)
         repeats = ctx.inner(call, "num_repeats", layer.num_repeats, on_request=True)
         head_dim = ctx.inner(call, "head_dim", layer.head_dim, on_request=True)
+        lengths = [ctx.shape(query)[1], ctx.shape(_arguments(call)["value"])[1]]
+        self._guard_bias_add(ctx, call, [kv_heads, repeats], (layer.head_dim,), lengths)
         out_key = call.outputs[0]
         if lq is not None:
             ctx.layouts[out_key] = lq  # the output has the query's width
@@ -258,6 +279,11 @@ class EinsumDenseRule(Rule):
                               "operand or has a form the toolkit does not read")
             return
         ins, kernel, outs, offset = spec
+        elided = offset if ins[0] is None else 0
+        if ctx.shape(call.outputs[0])[1:elided] != ctx.shape(call.inputs[0])[1:elided]:
+            ctx.barrier(call, "Keras gives it a wrong symbolic output shape (the axes its "
+                              "'...' stands for, reversed), which growth cannot follow")
+            return
         inp = input_layout(ctx, call)
         letter = ins[inp.axis] if inp is not None and inp.axis < len(ins) else None
         weights = {"kernel": [], "bias": []}
