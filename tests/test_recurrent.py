@@ -347,3 +347,21 @@ def test_deepen_refuses_recurrent_layer_with_several_outputs():
                    ["'encoder'", "return_state=True", "Fix:"])
     assert_refused(bidirectional_masked(), dict(deepen={"bi_none": "residual"}),
                    errors.PlanError, ["'bi_none'", "merge_mode=None", "Fix:"])
+
+
+def test_time_distributed_sharing_its_layer_is_a_barrier():
+    """Two wrappers of one Dense: the student would untie them, so both keep
+    their width, with the reason."""
+    seq = keras.Input((T, 3))
+    fc = L.Dense(4, name="fc")
+    a = L.TimeDistributed(fc, name="td_a")(L.Dense(3, name="pre")(seq))
+    b = L.TimeDistributed(fc, name="td_b")(seq)
+    y = L.GRU(2, name="gru")(L.Add()([a, b]))
+    teacher = _randomized(keras.Model(seq, L.Dense(2, name="logits")(y)))
+    x = probe(teacher)
+    student, report = n2n.expand_model(teacher, widen=2.0, verify_data=x, return_report=True)
+    barrier = next(b for b in report.barriers if b["layer"] == "td_b")
+    assert "also called outside it" in barrier["reason"]
+    assert student.get_layer("td_a").layer.units == student.get_layer("td_b").layer.units == 4
+    assert student.get_layer("pre").units == 6 and student.get_layer("gru").units == 4
+    assert_preserved(teacher, student, x)

@@ -163,7 +163,10 @@ class TimeDistributedRule(Rule):
         if rule is None:
             ctx.barrier(call, f"it wraps {rules.unknown_reason(inner)}")
             return
-        if id(inner) in ctx.graph.layers:
+        # The student rebuilds each wrapper's layer from its config: a layer
+        # shared with another call would come out untied.
+        owner = ctx.__dict__.setdefault("wrapped_by", {}).setdefault(id(inner), id(wrapper))
+        if id(inner) in ctx.graph.layers or owner != id(wrapper):
             ctx.barrier(call, f"its layer {inner.name!r} is also called outside it")
             return
         if len(call.inputs) > 1:  # an explicit mask: time steps, not channels
