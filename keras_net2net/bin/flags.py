@@ -273,10 +273,42 @@ def _creatable_dir(path):
     return os.path.isdir(path)
 
 
+def require_tensorflow_backend(program=None):
+    """Stops a binary started under a Keras backend other than TensorFlow.
+
+    The binaries train, evaluate and expand through `tf.distribute`, `tf.data`
+    and TFDS, which hold TensorFlow tensors only. Growth itself runs on every
+    backend: call `keras_net2net.expand_model` from Python instead.
+
+    Args:
+        program: the name to put in the message; default `sys.argv[0]`'s.
+
+    Raises:
+        SystemExit: with the message (exit status 1) when
+            `keras.config.backend()` is not "tensorflow".
+    """
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        return
+    program = program or os.path.basename(sys.argv[0] or "net2net")
+    sys.exit(
+        f"{program}: error: Expected the TensorFlow Keras backend: the "
+        f"keras-net2net binaries train and read data with tf.distribute and "
+        f"tf.data. Received: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '(unset)')}"
+        f", so Keras runs on {backend!r}. Fix: run with KERAS_BACKEND=tensorflow "
+        f"(or unset it and set \"backend\": \"tensorflow\" in ~/.keras/keras.json)"
+        f"; to grow a model under {backend}, call keras_net2net.expand_model "
+        f"from Python.")
+
+
 def run_main(define_flags, main):
-    """Console entry point of a binary: its flags, short help, absl's app.run."""
+    """Console entry point of a binary: backend check, its flags, short help,
+    absl's app.run."""
     from absl import app
 
+    require_tensorflow_backend()
     define_flags()
     list_flags_in_short_help()
     app.run(main)
