@@ -8,6 +8,7 @@ import numpy as np
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import optimizer_state
 from keras_net2net import padding
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
@@ -102,6 +103,8 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     the_plan = plan_lib.Plan(ctx, widths, mapping, seed, replay)
     builder = rebuild.Rebuilder(ctx, the_plan, insertions, noise, noise_mode, seed)
     student = builder.build()
+    # Kept beside the student, not on it, for expand_optimizer.
+    optimizer_state.record(student, builder.weight_map, insertions)
     if data is not None:
         _bn_statistics(student, insertions, data)
     report = _report(ctx, the_plan, insertions, skipped, model, student,
