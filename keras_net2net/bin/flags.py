@@ -134,6 +134,70 @@ def define_shared_flags(flag_values=flags.FLAGS):
         message="--tpu needs --strategy=tpu", **fv)
 
 
+def define_growth_flags(flag_values=flags.FLAGS):
+    """Defines --grow_at_step with the --widen/--deepen/--noise it applies.
+
+    Args:
+        flag_values: the `FlagValues` to define them on.
+    """
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_list(
+        "grow_at_step", None, "Grow the model inside the run at these steps "
+        "(e.g. 500 or 500,1500) with --widen/--deepen, carrying the optimizer "
+        "state; the grown model, its checkpoints and report go to "
+        "<model_dir>/grown_<k>.", **fv)
+    flags.DEFINE_string(
+        "widen", None, "With --grow_at_step: a factor for every layer that can "
+        "grow (1.5), or per-layer widths or factors: conv1=16,fc1=64.", **fv)
+    flags.DEFINE_string(
+        "deepen", None, "With --grow_at_step: layers to follow with an identity "
+        "layer (conv2,fc1), or name:count / name:residual pairs.", **fv)
+    flags.DEFINE_float(
+        "noise", 0.0, "With --grow_at_step: symmetry-breaking noise (balanced: "
+        "the function stays exact).", lower_bound=0.0, **fv)
+    flags.DEFINE_bool(
+        "carry_optimizer", True, "With --grow_at_step: carry the optimizer's "
+        "slots and step count into the grown model (keras_net2net."
+        "expand_optimizer); --nocarry_optimizer starts a fresh optimizer.", **fv)
+    flags.register_validator(
+        "grow_at_step", lambda steps: steps is None or (
+            bool(steps) and all(s.isdigit() and int(s) > 0 for s in steps) and
+            [int(s) for s in steps] == sorted({int(s) for s in steps})),
+        message="Expected ascending steps >= 1 such as 500 or 500,1500. Fix: "
+        "e.g. --grow_at_step=500", **fv)
+    flags.register_validator("widen", parses(parse_widen),
+                             message="Expected a factor such as 1.5 or name=width "
+                             "pairs such as conv1=16,fc1=64", **fv)
+    flags.register_validator("deepen", parses(parse_deepen),
+                             message="Expected names such as conv2,fc1 or pairs "
+                             "such as fc1:2,conv2:residual", **fv)
+    flags.register_multi_flags_validator(
+        ["grow_at_step", "widen", "deepen"],
+        lambda v: bool(v["grow_at_step"]) == bool(v["widen"] or v["deepen"]),
+        message="Expected --grow_at_step together with --widen or --deepen. Fix: "
+        "give both, e.g. --grow_at_step=500 --widen=2.0 (to grow between runs, "
+        "use net2net-expand and --init_model)", **fv)
+    flags.register_multi_flags_validator(
+        ["grow_at_step", "train_steps"],
+        lambda v: not v["grow_at_step"] or v["train_steps"] is None or
+        max(int(s) for s in v["grow_at_step"] if s.isdigit()) < v["train_steps"],
+        message="Expected every --grow_at_step below --train_steps. Fix: grow "
+        "earlier or raise --train_steps", **fv)
+
+
+def growth_plan(flag_values=flags.FLAGS):
+    """A `training.growth.GrowthPlan` from the growth flags, or None."""
+    from keras_net2net.training import growth
+
+    if not flag_values.grow_at_step:
+        return None
+    return growth.GrowthPlan(
+        steps=tuple(int(s) for s in flag_values.grow_at_step),
+        widen=parse_widen(flag_values.widen), deepen=parse_deepen(flag_values.deepen),
+        noise=flag_values.noise, seed=flag_values.seed,
+        carry_optimizer=flag_values.carry_optimizer)
+
+
 def run_config(flag_values=flags.FLAGS, **overrides):
     """Returns an `experiment.RunConfig` from parsed shared flags.
 

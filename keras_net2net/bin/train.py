@@ -9,6 +9,12 @@ the same command resumes from the newest checkpoint.
     net2net-train --model_dir=runs/student --init_model=student.keras \
         --learning_rate=1e-4
     net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
+    net2net-train --model_dir=runs/grow --model=cnn --train_steps=1000 \
+        --grow_at_step=500 --widen=2.0 --deepen=conv2
+
+With --grow_at_step the model grows inside the run (Net2Net, the function
+unchanged) and training continues with the optimizer's state carried over;
+`history.json` lists each growth under "growth".
 """
 
 import os
@@ -35,6 +41,7 @@ def define_flags(flag_values=FLAGS):
         flag_values: the `FlagValues` to define them on.
     """
     shared_flags.define_shared_flags(flag_values)
+    shared_flags.define_growth_flags(flag_values)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string(
         "model", "cnn", f"Architecture: one of {', '.join(models.BUILT_IN)}, or "
@@ -85,9 +92,10 @@ def main(argv):
     config = shared_flags.run_config()
     strategy = experiment.prepare_process(config)
     try:
-        _, history = experiment.train(config, strategy, model_fn_from_flags())
+        _, history = experiment.train(config, strategy, model_fn_from_flags(),
+                                      growth=shared_flags.growth_plan())
     except (checkpoints.CheckpointError, runner.NonFiniteLossError,
-            model_files.ModelFileError) as error:
+            model_files.ModelFileError, ValueError) as error:
         logging.error("%s", error)
         sys.exit(f"net2net-train: error: {error}")
     final = history["eval"][-1]

@@ -20,8 +20,10 @@ import time
 from absl import logging
 import keras
 
+import keras_net2net as n2n
 from keras_net2net.data import inputs
 from keras_net2net.training import checkpoints
+from keras_net2net.training import growth as growth_lib
 from keras_net2net.training import loop
 from keras_net2net.training import optimizers
 from keras_net2net.training import runner
@@ -99,7 +101,7 @@ def resolve_train_steps(config, info):
 
 
 def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
-          train_steps=None, eval_at_start=False, input_fns=None):
+          train_steps=None, eval_at_start=False, input_fns=None, growth=None):
     """Trains a model under `strategy` and saves it.
 
     Args:
@@ -115,50 +117,128 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         eval_at_start: evaluate before the first step too.
         input_fns: (train_fn, eval_fn, info) to reuse; built from `config` when
             None.
+        growth: a `growth.GrowthPlan` to grow the model at given steps inside
+            the run (see `keras_net2net.training.growth`), or None.
 
     Returns:
         (model, history), `history` as returned by `run_training` plus
-        "train_seconds" and "final_step".
+        "train_seconds" and "final_step", and "growth" with a growth plan.
+        The model is the grown one after growth.
 
     Raises:
         CheckpointError: if an existing checkpoint cannot be restored.
         NonFiniteLossError: if the loss diverges.
+        ValueError: if a growth step does not lie inside the run.
     """
     model_dir = config.model_dir if model_dir is None else model_dir
     train_fn, eval_fn, info = input_fns or make_inputs(config)
     train_steps = train_steps or resolve_train_steps(config, info)
+    learning_rate = learning_rate or config.learning_rate
+    if growth is not None:
+        growth.check(train_steps)
     _, task_id, is_chief = strategy_lib.task_info(strategy)
+    stage = growth_lib.resume_stage(model_dir, growth) if growth and model_dir else 0
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = model_fn(info)
-        optimizer = optimizers.make_optimizer(
-            config.optimizer, learning_rate or config.learning_rate,
-            loss_scale=config.mixed_precision == "mixed_float16")
-    trainer = loop.Trainer(strategy, model, optimizer, train_fn, eval_fn, info,
-                           config.global_batch_size,
-                           jit_compile=config.jit_compile)
-    checkpointer = None
-    if model_dir:
-        checkpointer = checkpoints.Checkpointer(
-            model_dir, model, optimizer, trainer.step, is_chief=is_chief,
-            task_id=task_id)
-        _resume(checkpointer, optimizer, learning_rate or config.learning_rate)
+        if stage:  # a run that grew before it stopped resumes the grown model
+            logging.info("Resuming after growth %d: rebuilding the grown model.", stage)
+            model = growth_lib.regrow(model, growth, stage)
+        optimizer = _optimizer(config, learning_rate)
+    make_trainer = lambda model, optimizer: loop.Trainer(
+        strategy, model, optimizer, train_fn, eval_fn, info, config.global_batch_size,
+        jit_compile=config.jit_compile)
+    trainer = make_trainer(model, optimizer)
+    checkpointer = _checkpointer(model_dir, trainer, stage, is_chief, task_id, growth)
+    if checkpointer:
+        _resume(checkpointer, optimizer, learning_rate)
     began = time.perf_counter()
-    history = runner.run_training(
-        trainer, train_steps, log_every=config.log_every,
-        eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
-        checkpointer=checkpointer,
-        summary_dir=model_dir if model_dir and is_chief else None,
-        eval_at_start=eval_at_start)
+    history = None
+    targets = list(growth.steps[stage:]) if growth else []
+    grown = []
+    for target in targets + [train_steps]:
+        part = runner.run_training(
+            trainer, target, log_every=config.log_every,
+            eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+            checkpointer=checkpointer,
+            summary_dir=model_dir if model_dir and is_chief else None,
+            eval_at_start=eval_at_start and history is None)
+        history = _joined(history, part)
+        if target == train_steps:
+            break
+        stage += 1
+        trainer, checkpointer, record = _grow(
+            trainer, growth, stage, strategy, make_trainer, config, learning_rate,
+            model_dir, is_chief, task_id, part["eval"][-1])
+        history["eval"].append(record["eval_after"])
+        grown.append(record)
     history["train_seconds"] = time.perf_counter() - began
     history["final_step"] = int(trainer.step.numpy())
+    if growth is not None:
+        # Read back from disk: a resumed run lists the growths before it too.
+        history["growth"] = growth_lib.records(model_dir, stage) if model_dir and is_chief \
+            else grown
     if model_dir:
         # Non-chief workers keep their copy apart: in a healthy run it equals
         # the chief's, which makes it the check that replicas stayed in sync.
         output_dir = model_dir if is_chief else os.path.join(
             model_dir, f"worker_{task_id}")
-        save_outputs(model, history, output_dir)
-    return model, history
+        save_outputs(trainer.model, history, output_dir)
+    return trainer.model, history
+
+
+def _optimizer(config, learning_rate):
+    return optimizers.make_optimizer(
+        config.optimizer, learning_rate,
+        loss_scale=config.mixed_precision == "mixed_float16")
+
+
+def _checkpointer(model_dir, trainer, stage, is_chief, task_id, growth):
+    if not model_dir:
+        return None
+    # Stage k (after growth k) keeps its checkpoints apart: the teacher's
+    # cannot be restored into the grown model, nor the grown model's into it.
+    return checkpoints.Checkpointer(
+        growth_lib.stage_dir(model_dir, stage) if growth else model_dir,
+        trainer.model, trainer.optimizer, trainer.step, is_chief=is_chief,
+        task_id=task_id)
+
+
+def _joined(history, part):
+    if history is None:
+        return part
+    history["train"].extend(part["train"])
+    history["eval"].extend(part["eval"])
+    return history
+
+
+def _grow(trainer, plan, stage, strategy, make_trainer, config, learning_rate, model_dir,
+          is_chief, task_id, eval_before):
+    """Grows the trainer's model at its current step; returns the new trainer,
+    its checkpointer (the stage's first checkpoint already written) and the
+    growth record."""
+    step = int(trainer.step.numpy())
+    with strategy.scope():
+        student, report = growth_lib.grow(trainer.model, plan, stage)
+        if plan.carry_optimizer:
+            optimizer = n2n.expand_optimizer(trainer.optimizer, student)
+        else:
+            optimizer = _optimizer(config, learning_rate)
+    new = make_trainer(student, optimizer)
+    new.step.assign(step)
+    eval_after = {"step": step, **new.evaluate()}
+    record = {"step": step, "eval_before": eval_before, "eval_after": eval_after,
+              "report": os.path.join(f"grown_{stage}", growth_lib.REPORT_FILENAME),
+              "params": {"before": int(trainer.model.count_params()),
+                         "after": int(student.count_params())},
+              "carry_optimizer": plan.carry_optimizer}
+    checkpointer = _checkpointer(model_dir, new, stage, is_chief, task_id, plan)
+    if checkpointer:
+        growth_lib.write_stage(growth_lib.stage_dir(model_dir, stage), student, report,
+                               record, is_chief)
+        # Written last: a stage counts as reached once it has a checkpoint.
+        logging.info("Saved checkpoint %s.", checkpointer.save())
+    return new, checkpointer, record
 
 
 def _resume(checkpointer, optimizer, learning_rate):

@@ -73,8 +73,11 @@ class Trainer:
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # Slots exist before any restore, so a checkpoint can be checked
-            # variable for variable instead of being restored lazily.
-            optimizer.build(model.trainable_variables)
+            # variable for variable instead of being restored lazily. A built
+            # optimizer (one carried through growth) keeps its state:
+            # LossScaleOptimizer.build would make a new loss scale.
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
 
     def train_iterator(self, start_step):
         """Returns a distributed iterator over the training stream.
