@@ -80,7 +80,7 @@ for _cls in _classes(ops_numpy, [
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "DivideNoNan", "Maximum",
         "Minimum", "Power", "Absolute", "Negative", "Square", "Sqrt", "Exp", "Expm1", "Log",
         "Log1p", "Tanh", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round", "Clip",
-        "Reciprocal", "Cbrt", "Copy", "Sinh", "Cosh", "Arctan",
+        "Reciprocal", "Cbrt", "Copy", "Sinh", "Cosh", "Arctan", "ZerosLike", "OnesLike",
         # Comparisons: Embedding(mask_zero=True) computes its mask with NotEqual.
         "NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
         "LogicalOr", "LogicalNot", "LogicalXor"]) + _classes(ops_nn, [
