@@ -30,6 +30,7 @@ import time
 import traceback
 
 _BLOCKED = ("tensorflow", "tf_keras", "tensorboard")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _NoTensorFlow(importlib.abc.MetaPathFinder):
@@ -275,14 +276,13 @@ def _guard_controls(guard):
     """Negative controls: the guard refuses TensorFlow, and blames the
     rewriter for an import made from a keras_net2net file even when the
     ImportError is caught there."""
-    import keras_net2net
-
     before = len(guard.attempts)
     snippet = ("try:\n    import tensorflow\n    refused = False\n"
                "except ImportError:\n    refused = True\n")
     scope = {}
     # Compiled under a rewriter file's name, as a lazy import there would be.
-    exec(compile(snippet, keras_net2net.__file__, "exec"), scope)  # noqa: S102
+    rewriter_file = os.path.join(_ROOT, "keras_net2net", "__init__.py")
+    exec(compile(snippet, rewriter_file, "exec"), scope)  # noqa: S102
     blamed = [a["from_rewriter"] for a in guard.attempts[before:]]
     del guard.attempts[before:]
     return {"refused": scope["refused"], "blamed": blamed == [True]}
@@ -310,7 +310,7 @@ def main(argv=None):
 
     guard = _NoTensorFlow()
     sys.meta_path.insert(0, guard)
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    sys.path.insert(0, _ROOT)
     import keras
 
     backend = keras.config.backend()
