@@ -180,7 +180,8 @@ def define_growth_flags(flag_values=flags.FLAGS):
     flags.register_multi_flags_validator(
         ["grow_at_step", "train_steps"],
         lambda v: not v["grow_at_step"] or v["train_steps"] is None or
-        max(int(s) for s in v["grow_at_step"] if s.isdigit()) < v["train_steps"],
+        max((int(s) for s in v["grow_at_step"] if s.isdigit()), default=0)
+        < v["train_steps"],
         message="Expected every --grow_at_step below --train_steps. Fix: grow "
         "earlier or raise --train_steps", **fv)
 

@@ -226,6 +226,8 @@ def _grow(trainer, plan, stage, strategy, make_trainer, config, learning_rate, m
             optimizer = _optimizer(config, learning_rate)
     new = make_trainer(student, optimizer)
     new.step.assign(step)
+    if trainer.stream is not None:
+        new.continue_stream(trainer.stream)
     eval_after = {"step": step, **new.evaluate()}
     record = {"step": step, "eval_before": eval_before, "eval_after": eval_after,
               "report": os.path.join(f"grown_{stage}", growth_lib.REPORT_FILENAME),

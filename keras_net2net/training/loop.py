@@ -69,6 +69,7 @@ class Trainer:
         self._gradients = tf.function(self._replica_gradients,
                                       jit_compile=jit_compile)
         self._train_loop = tf.function(self._train_loop_fn)
+        self.stream = None  # the training iterator last handed out
         self._eval_loop = tf.function(self._eval_loop_fn)
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -85,9 +86,22 @@ class Trainer:
         Args:
             start_step: batches the stream has already delivered (the restored
                 step of a resumed run), so training continues where it stopped.
+                A stream handed over with `continue_stream` at that step is
+                continued instead.
         """
-        return iter(self.strategy.distribute_datasets_from_function(
-            functools.partial(self._train_fn, start_step=start_step)))
+        handed = getattr(self, "_handed_stream", None)
+        if handed is not None and handed[0] == start_step:
+            self.stream = handed[1]
+        else:
+            self.stream = iter(self.strategy.distribute_datasets_from_function(
+                functools.partial(self._train_fn, start_step=start_step)))
+        return self.stream
+
+    def continue_stream(self, iterator):
+        """Makes `train_iterator` at the current step return `iterator`, the
+        stream another trainer was reading (a model grown inside the run sees
+        the very batches the teacher would have seen next)."""
+        self._handed_stream = (int(self.step.numpy()), iterator)
 
     def train_steps(self, iterator, num_steps):
         """Runs `num_steps` training steps and increments `step`.
