@@ -40,6 +40,15 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _timed(fn):
+    """Seconds of fn(), from cold compile caches: JAX caches each op compiled
+    for a shape (and each initializer's random kernel), so a section timed
+    after another would find the shapes they share already compiled."""
+    import keras
+
+    if keras.config.backend() == "jax":
+        import jax
+
+        jax.clear_caches()
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
@@ -63,8 +72,7 @@ def child(args):
     student, t_expand = _timed(lambda: n2n.expand_model(
         teacher, widen=args.widen, seed=0, verify=False))
     _, t_floor = _timed(lambda: floor(student))
-    # A batch size expand_model did not call the student with (its check uses
-    # 4): JAX caches compiled ops by shape, so this call pays the compiles again.
+    # A batch size other than the one expand_model's check used (4).
     x = np.random.default_rng(0).uniform(0, 255, (3,) + shape).astype("float32")
     _, t_call = _timed(lambda: student(x, training=False))
     print(json.dumps({
