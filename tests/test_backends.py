@@ -173,7 +173,9 @@ def test_student_grown_there_fine_tunes_with_net2net_train(
     _, _, results = backend_run
     digits = _ok(results["digits"])
     assert digits["teacher_accuracy"] >= 0.9, digits
-    assert digits["student_accuracy"] == digits["teacher_accuracy"], digits
+    # Same function: at most a near-tie among 1797 digits may flip.
+    assert digits["student_accuracy"] == pytest.approx(
+        digits["teacher_accuracy"], abs=1e-3), digits
     run = tmp_path / "tuned"
     result = run_binary(TRAIN, f"--model_dir={run}", f"--data_dir={digits_dir}",
                         f"--init_model={digits['path']}", "--train_steps=4",
