@@ -126,8 +126,10 @@ def transformer():
     L = keras.layers
     tokens = keras.Input((10,), dtype="int32", name="tokens")
     x = L.Embedding(40, 8, name="embed")(tokens)
-    x = L.Add(name="add_pos")([x, L.Embedding(10, 8, name="pos")(
-        keras.ops.arange(10, dtype="int32")[None, :])])
+    # Position ids from the tokens' shape: an Embedding called on a constant
+    # would be folded into a constant that freezes the stream.
+    positions = 0 * tokens + keras.ops.arange(10, dtype="int32")
+    x = L.Add(name="add_pos")([x, L.Embedding(10, 8, name="pos")(positions)])
     h = L.LayerNormalization(name="ln1")(x)
     h = L.Dense(8, name="mix")(h)
     x = L.Add(name="res1")([x, h])
@@ -149,11 +151,28 @@ def residual_cnn():
 # name: (builder, plan). Recurrent, attention and keras_hub families join here
 # as one line each once their rules land, e.g.
 #     "recurrent": (lstm_model, lambda m: dict(widen=2.0, deepen=["lstm"])),
+def attention_encoder():
+    """Pre-LN encoder with MultiHeadAttention (grown x1.5 through LayerNorm pads)."""
+    from tests import test_norm_padding
+
+    return test_norm_padding.pre_ln_encoder()
+
+
+def recurrent():
+    """Masked LSTM / GRU (both reset_after) / SimpleRNN stack."""
+    from tests import test_recurrent
+
+    return test_recurrent.stacked_masked()
+
+
 FAMILIES = {
     "conv_zoo": (conv_zoo, lambda m: dict(widen=2.0, deepen=["br2", "sep"])),
     "transformer": (transformer, lambda m: dict(widen=2.0, deepen=["mix", "ffn_out"])),
     "residual_cnn": (residual_cnn,
                      lambda m: dict(widen=1.5, deepen={"b1_conv1": "residual", "stem": 1})),
+    "attention": (attention_encoder,
+                  lambda m: dict(widen=1.5, deepen={"ffn0_out": "residual"})),
+    "recurrent": (recurrent, lambda m: dict(widen=1.5, deepen={"lstm": "residual"})),
 }
 
 # The teacher that net2net-train fine-tunes after growth under another backend:

@@ -51,10 +51,15 @@ REQUIRED = [
     "UpSampling2D", "Flatten", "Reshape", "Add", "Concatenate", "Multiply",
     "channels_first", "depth_multiplier=2", "keras.Model(", "keras.Sequential(", "shared",
     "keras.ops.concatenate", " + 1.0", "in2 = keras.Input",
+    # Sequence models, attention, and what real models carry (custom layers, Lambdas,
+    # regularizers without a config).
+    "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed", "MultiHeadAttention",
+    "GroupQueryAttention", "EinsumDense", "Lambda", "custom.ScaleNoKwargs",
+    "custom.BiasNoKwargs", "custom.SquareNoConfig", "custom.L2NoConfig",
 ]
 
 
-@settings(max_examples=150, phases=[Phase.generate], **_SETTINGS)
+@settings(max_examples=400, phases=[Phase.generate], **_SETTINGS)
 @given(fuzz_models.teachers())
 def _collect_kinds(teacher):
     code, _, _ = teacher
