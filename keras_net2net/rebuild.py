@@ -158,8 +158,21 @@ class Rebuilder:
                     raise AssertionError(
                         f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")
                 new.assign(value.astype(new.dtype) if hasattr(value, "astype") else value)
+            self._copy_rnn_states(teacher_layer, student_layer)
         for ins in self.insertions.values():
             deepen_lib.initial_weights(ins, None)
+
+    @staticmethod
+    def _copy_rnn_states(teacher_layer, student_layer):
+        """A stateful RNN (kept at its width) carries its state into the
+        student: it is part of what the teacher computes next."""
+        if not getattr(teacher_layer, "stateful", False):
+            return
+        old = keras.tree.flatten(teacher_layer.states or [])
+        new = keras.tree.flatten(getattr(student_layer, "states", None) or [])
+        for a, b in zip(old, new):
+            if tuple(a.shape) == tuple(b.shape):
+                b.assign(a.numpy())
 
     def _pad_fill(self, layer, weight_name):
         """What the pad positions of a copied (not divided) weight axis hold

@@ -55,7 +55,9 @@ def probe_inputs(ctx, batch=4, seed=0):
     graph = ctx.graph
     out = []
     for key in graph.inputs:
-        shape = tuple(batch if i == 0 else (d or 6) for i, d in enumerate(graph.shapes[key]))
+        # A static batch size (stateful RNNs) is the only one the model takes.
+        shape = tuple((d or batch) if i == 0 else (d or 6)
+                      for i, d in enumerate(graph.shapes[key]))
         dtype = graph.dtypes[key]
         if "int" in dtype:
             high = min([c.op.input_dim for c in graph.consumers.get(key, [])
@@ -68,15 +70,24 @@ def probe_inputs(ctx, batch=4, seed=0):
 
 @contextlib.contextmanager
 def preserved_state(*models):
-    """Restores non-trainable state (BatchNorm moving statistics) that a
-    training-mode call would update."""
-    saved = [[(v, v.numpy()) for v in m.non_trainable_variables] for m in models]
+    """Restores the state a call may update: BatchNorm moving statistics (in
+    training mode) and the carried states of stateful RNNs, which Keras keeps
+    in variables outside the model's weights."""
+    saved = [[(v, v.numpy()) for v in list(m.non_trainable_variables) + _rnn_states(m)]
+             for m in models]
     try:
         yield
     finally:
         for pairs in saved:
             for v, value in pairs:
                 v.assign(value)
+
+
+def _rnn_states(model):
+    layers = model._flatten_layers(include_self=False)
+    return [v for layer in layers if getattr(layer, "stateful", False)
+            for v in keras.tree.flatten(getattr(layer, "states", None) or [])
+            if isinstance(v, keras.Variable)]
 
 
 def _as_list(x):

@@ -365,3 +365,17 @@ def test_time_distributed_sharing_its_layer_is_a_barrier():
     assert student.get_layer("td_a").layer.units == student.get_layer("td_b").layer.units == 4
     assert student.get_layer("pre").units == 6 and student.get_layer("gru").units == 4
     assert_preserved(teacher, student, x)
+
+
+def test_verification_leaves_a_stateful_teachers_state_as_it_was():
+    seq = keras.Input((T, 3), batch_size=3)
+    y = L.LSTM(4, stateful=True, name="lstm")(L.Dense(5, name="fc")(seq))
+    teacher = keras.Model(seq, L.Dense(2, name="logits")(y))
+    x = np.random.default_rng(0).normal(size=(3, T, 3)).astype("float32")
+    teacher(x)  # the state is now non-zero
+    before = [np.asarray(v.numpy()).copy() for v in teacher.get_layer("lstm").states]
+    assert any(np.abs(b).max() > 0 for b in before)
+    n2n.expand_model(teacher, widen=2.0, verify_data=x)  # compares and probes: 2 calls
+    after = [np.asarray(v.numpy()) for v in teacher.get_layer("lstm").states]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
