@@ -9,6 +9,10 @@ device."""
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 
 from absl import flags
 import keras
@@ -159,3 +163,119 @@ def test_mirrored_growth_follows_the_one_device_run(run_binary, digits_dir, tmp_
     assert [g["step"] for g in mirrored["growth"]] == [60]
     np.testing.assert_allclose(mirrored["growth"][0]["eval_after"]["loss"],
                                one_device["growth"][0]["eval_after"]["loss"], rtol=1e-3)
+
+
+# -- several workers, and a real SIGKILL inside growth --------------------------------
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_growth_ends_bit_identical_on_both_workers(digits_dir, tmp_path):
+    """Two worker processes on localhost (TF_CONFIG, --strategy=multi_worker)
+    grow at the same step and end with the same weights, bit for bit."""
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers},
+                     "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", TRAIN, *_args(tmp_path, digits_dir, "--train_steps=100",
+                                                 "--strategy=multi_worker", *GROW)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    chief = keras.models.load_model(tmp_path / "model.keras")
+    other = keras.models.load_model(tmp_path / "worker_1" / "model.keras")
+    assert "fc1_deepen_1" in {layer.name for layer in chief.layers}
+    assert [w.shape for w in chief.get_weights()] == [w.shape for w in other.get_weights()]
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    history, other_history = _history(tmp_path), _history(tmp_path / "worker_1")
+    [record] = history["growth"]
+    assert record["step"] == 60 and history["final_step"] == 100
+    assert record["eval_before"]["loss"] == pytest.approx(record["eval_after"]["loss"],
+                                                          rel=1e-5)
+    assert [g["step"] for g in other_history["growth"]] == [60]
+    assert other_history["growth"][0]["eval_after"] == record["eval_after"]
+    assert [e["loss"] for e in other_history["train"]] == [e["loss"] for e in history["train"]]
+    # Only the chief keeps the stage; the other worker's scratch copies are gone.
+    assert (tmp_path / "grown_1" / "checkpoints" / "ckpt-100.index").exists()
+    assert (tmp_path / "grown_1" / "model.keras").exists()
+    assert not any(name.startswith(".worker") for name in os.listdir(tmp_path))
+    assert not any(name.startswith(".worker")
+                   for name in os.listdir(tmp_path / "grown_1"))
+
+
+# Runs net2net-train, and SIGKILLs the process at a point inside the growth:
+# "grown" just after the student and its optimizer exist (nothing of the stage
+# written), "stage_written" after model.keras, report and growth record are
+# written but before the stage's first checkpoint (its commit point).
+_KILLED_DURING_GROWTH = """
+import os, signal, sys
+from keras_net2net.training import growth
+point = sys.argv.pop(1)
+def killing(original):
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    return wrapped
+if point == "grown":
+    growth.grow = killing(growth.grow)
+else:
+    growth.write_stage = killing(growth.write_stage)
+from keras_net2net.bin import train
+train.run()
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(digits_dir, tmp_path_factory):
+    """The model_dir of an uninterrupted binary run that grows at step 60."""
+    model_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run([sys.executable, "-m", TRAIN,
+                             *_args(model_dir, digits_dir, "--train_steps=80", *GROW)],
+                            capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, _output(result)
+    return model_dir
+
+
+@pytest.mark.parametrize("point", ["grown", "stage_written"])
+def test_sigkill_during_growth_then_rerun_resumes_and_ends_as_uninterrupted(
+        point, run_binary, digits_dir, uninterrupted, tmp_path):
+    args = _args(tmp_path, digits_dir, "--train_steps=80", *GROW)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_DURING_GROWTH, point, *args],
+                            capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert killed.returncode == -signal.SIGKILL, _output(killed)
+    assert (tmp_path / "checkpoints" / "ckpt-60.index").exists()  # the teacher's
+    assert not list((tmp_path / "grown_1").glob("checkpoints/*.index"))
+    assert (tmp_path / "grown_1" / "growth.json").exists() == (point == "stage_written")
+    assert not (tmp_path / "model.keras").exists()
+
+    result = run_binary(TRAIN, *args)
+    assert result.returncode == 0, _output(result)
+    assert "Resumed from" in result.stderr and "Grew at step 60" in result.stderr
+    history, reference = _history(tmp_path), _history(uninterrupted)
+    assert history["start_step"] == 60 and history["final_step"] == 80
+    [record] = history["growth"]
+    assert record["step"] == 60
+    assert record["eval_after"] == pytest.approx(reference["growth"][0]["eval_after"])
+    assert (tmp_path / "grown_1" / "checkpoints" / "ckpt-80.index").exists()
+    model = keras.models.load_model(tmp_path / "model.keras")
+    expected = keras.models.load_model(uninterrupted / "model.keras")
+    for a, b in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
