@@ -84,3 +84,15 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(
             "FAILED: the run left files in the source tree (write under tmp_path or an "
             f"ignored folder): {left}", red=True)
+
+
+@pytest.fixture
+def float64():
+    """Layers built inside the test compute in float64 (the global dtype policy,
+    which `keras.config.set_floatx` alone no longer changes once set)."""
+    import keras
+
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_dtype_policy(old)

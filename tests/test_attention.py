@@ -318,13 +318,6 @@ def test_float64_key_dim_limited_by_the_backends_float32_scale(float64):
     assert_preserved(teacher, student, x, rtol=1e-8)
 
 
-@pytest.fixture
-def float64():
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_dtype_policy(old)
-
 
 # -- EinsumDense equations ---------------------------------------------------------
 @pytest.mark.parametrize("equation,output_shape,bias_axes,reads", [

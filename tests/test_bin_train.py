@@ -153,7 +153,9 @@ def test_killed_run_resumes_and_ends_at_the_same_step(run_binary, digits_dir,
                                stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    first = tmp_path / "checkpoints" / "ckpt-50.index"
+    # The state file is written once the first checkpoint is whole; the kill
+    # then lands anywhere after it (often inside a later save).
+    first = tmp_path / "checkpoints" / "checkpoint"
     deadline = time.monotonic() + 120
     while not first.exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
@@ -169,6 +171,23 @@ def test_killed_run_resumes_and_ends_at_the_same_step(run_binary, digits_dir,
     assert 50 <= history["start_step"] < 600
     assert history["final_step"] == 600
     assert history["train"][-1]["step"] == 600
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped_for_the_one_before(
+        run_binary, digits_dir, tmp_path):
+    args = _train_args(tmp_path, digits_dir, "--train_steps=20", "--checkpoint_every=10")
+    experiment.train(shared_flags.run_config(_parse(*args)),
+                     strategy_lib.get_strategy("default"),
+                     train.model_fn_from_flags(_parse(*args)))
+    checkpoints = tmp_path / "checkpoints"
+    os.remove(checkpoints / "checkpoint")  # killed before the state file named ckpt-20
+    index = checkpoints / "ckpt-20.index"
+    index.write_bytes(index.read_bytes()[:7])  # ... and inside ckpt-20's own write
+    result = run_binary(TRAIN, *_train_args(tmp_path, digits_dir, "--train_steps=30",
+                                            "--checkpoint_every=10"))
+    assert result.returncode == 0, _output(result)
+    assert "was not written to the end" in result.stderr
+    assert _history(tmp_path)["start_step"] == 10
 
 
 def test_corrupt_checkpoint_stops_the_binary_with_a_clear_error(

@@ -35,15 +35,16 @@ def _no_division(monkeypatch):
     """Copies along a consumer's input axis, not divided by the copy count."""
     replicate = ops.replicate
     monkeypatch.setattr(ops, "replicate",
-                        lambda w, axis, src, counts=None: replicate(w, axis, src))
+                        lambda w, axis, src, counts=None, pad="zero": replicate(w, axis, src,
+                                                                                None, pad))
 
 
 def _zero_grown_bias(monkeypatch):
     """A producer's bias (1-D, on its output axis) comes out all zeros."""
     rewrite = rebuild.Rebuilder._rewrite
 
-    def broken(self, value, axes, io):
-        w = rewrite(self, value, axes, io)
+    def broken(self, value, axes, io, *rest):
+        w = rewrite(self, value, axes, io, *rest)
         if np.ndim(value) == 1 and any(role == "out" for _, role, _ in axes) \
                 and w.shape != np.shape(value):
             return np.zeros_like(w)

@@ -163,13 +163,8 @@ def test_non_linear_writer_into_a_layernorm_keeps_its_width():
     assert "'writer'" in why and "sigmoid" in why, why
 
 
-def test_padded_growth_is_exact_in_float64_and_with_balanced_noise(tmp_path):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        teacher = randomize_state(pre_ln_encoder())
-    finally:
-        keras.config.set_dtype_policy(previous)
+def test_padded_growth_is_exact_in_float64_and_with_balanced_noise(float64, tmp_path):
+    teacher = randomize_state(pre_ln_encoder())
     student = n2n.expand_model(teacher, widen=1.5, seed=1)
     assert_preserved(teacher, student, probe(teacher), rtol=1e-9)
     noisy = n2n.expand_model(teacher, widen=1.5, seed=1, noise=0.1)
@@ -185,3 +180,37 @@ def test_padded_mappings_replay_exactly():
     replay = n2n.expand_model(teacher, mappings=report.mappings())
     for a, b in zip(student.get_weights(), replay.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def bert_style():
+    """Post-LN encoder as BERT lays it out: token + position embeddings, the
+    embedding LayerNorm, attention and feed-forward each followed by Add and
+    LayerNorm, the first token's vector through a tanh pooler."""
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    positions = keras.Input((6,), dtype="int32", name="positions")
+    x = L.Add()([L.Embedding(25, 8, name="token_embed")(tokens),
+                 L.Embedding(6, 8, name="position_embed")(positions)])
+    x = L.LayerNormalization(name="embed_ln")(x)
+    h = L.MultiHeadAttention(2, 4, name="mha")(x, x)
+    x = L.LayerNormalization(name="attn_ln")(L.Add()([x, h]))
+    h = L.Dense(16, activation="gelu", name="ffn_in")(x)
+    x = L.LayerNormalization(name="ffn_ln")(L.Add()([x, L.Dense(8, name="ffn_out")(h)]))
+    x = L.Dense(8, activation="tanh", name="pooler")(x[:, 0, :])
+    return keras.Model([tokens, positions], L.Dense(2, name="logits")(x))
+
+
+def test_bert_style_encoder_grows_whole_multiples_and_keeps_its_stream_otherwise():
+    teacher = randomize_state(bert_style())
+    x = probe(teacher)
+    student, report = n2n.expand_model(teacher, widen=2.0, seed=0, return_report=True)
+    assert_preserved(teacher, student, x)
+    hidden = [g for g in report.groups if not g["frozen"] and not g.get("on_request")]
+    assert hidden and all(g["new_width"] == 2 * g["old_width"] for g in hidden)
+    student, report = n2n.expand_model(teacher, widen=1.5, seed=0, return_report=True)
+    assert_preserved(teacher, student, x)
+    widths = {r["layer"]: r["new_width"] for r in report.layers}
+    assert widths["token_embed"] == 8  # the post-LN stream: no exact pads (padding.py)
+    assert widths["ffn_in"] == 24 and widths["pooler"] == 12 and widths["mha"] == 8
+    assert student.get_layer("mha").num_heads == 3
+    why = " ".join(s["reason"] for s in report.skipped)
+    assert "cannot be padded" in why, why

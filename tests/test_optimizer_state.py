@@ -27,13 +27,6 @@ L = keras.layers
 EPS = 1e-20
 
 
-@pytest.fixture
-def float64():
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_dtype_policy(old)
-
 
 # -- teachers -------------------------------------------------------------------
 def lstm_model():

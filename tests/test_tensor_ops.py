@@ -207,14 +207,9 @@ def test_indexing_into_channels_is_a_barrier():
     assert student.get_layer("fc2").units == 8
 
 
-def test_float64_growth_is_exact_to_1e9():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        teachers = [randomize_state(f()) for f in (csp_split, moved_axes, first_token_head,
-                                                   dcgan_generator, ops_reshape)]
-    finally:
-        keras.config.set_dtype_policy(previous)
+def test_float64_growth_is_exact_to_1e9(float64):
+    teachers = [randomize_state(f()) for f in (csp_split, moved_axes, first_token_head,
+                                               dcgan_generator, ops_reshape)]
     assert all(t.get_layer("logits" if "logits" in [l.name for l in t.layers] else "image")
                .compute_dtype == "float64" for t in teachers)
     for teacher in teachers:

@@ -84,10 +84,19 @@ class Checkpointer:
         if os.path.exists(state):
             raise self._error(state, "the state file naming the newest "
                               "checkpoint cannot be read")
-        logging.warning("No checkpoint state file in %s (a run killed while "
-                        "saving?); using the newest checkpoint, %s.",
-                        self.directory, on_disk[-1][1])
-        return on_disk[-1][1]
+        # The kill may also have cut the newest checkpoint's own files short:
+        # take the newest one that reads back whole.
+        for _, path in reversed(on_disk):
+            try:
+                tf.train.load_checkpoint(path)
+            except Exception:  # pylint: disable=broad-except
+                logging.warning("Checkpoint %s was not written to the end; skipping it.", path)
+                continue
+            logging.warning("No checkpoint state file in %s (a run killed while "
+                            "saving?); using the newest complete checkpoint, %s.",
+                            self.directory, path)
+            return path
+        return None
 
     def restore_latest(self):
         """Restores the newest checkpoint, if there is one.
