@@ -211,7 +211,9 @@ def grow(family, teacher):
     inserted = [n for ins in report.inserted for n in ins["layers"]]
     for name in inserted:
         student.get_layer(name)  # raises if an inserted layer is missing
+    slots = _carried_optimizer_slots(teacher, student)
     return student, x, {
+        "optimizer_slots": slots,
         "max_abs": max_abs, "rel": rel, "report_rel": report.max_relative_error,
         "teacher_params": teacher.count_params(),
         "student_params": student.count_params(), "inserted": inserted,
@@ -219,6 +221,29 @@ def grow(family, teacher):
         "grown": bool(inserted) and student.count_params() > teacher.count_params(),
         "y_mean": float(np.mean(np.abs(growth.outputs(student, x)[0]))),
     }
+
+
+def _carried_optimizer_slots(teacher, student):
+    """expand_optimizer on this backend: an Adam that took one step (at
+    learning rate 0, so the teacher's weights stay) carried to the student."""
+    import keras
+    import numpy as np
+
+    import keras_net2net as n2n
+
+    teacher_vars, student_vars = teacher.trainable_variables, student.trainable_variables
+    optimizer = keras.optimizers.Adam(learning_rate=0.0)
+    optimizer.build(teacher_vars)
+    optimizer.apply([np.full(v.shape, 0.01, v.dtype) for v in teacher_vars], teacher_vars)
+    carried = n2n.expand_optimizer(optimizer, student)
+    if int(np.asarray(carried.iterations)) != 1:
+        raise AssertionError(f"iterations {carried.iterations} after carrying, expected 1")
+    # Adam: iterations, learning rate, then (m, v) per trainable variable.
+    extra = len(optimizer.variables) - 2 * len(teacher_vars)
+    if len(carried.variables) != extra + 2 * len(student_vars):
+        raise AssertionError(f"{len(carried.variables)} optimizer variables for "
+                             f"{len(student_vars)} trainable student variables")
+    return len(carried.variables)
 
 
 def save(out_dir, tag, model, x):

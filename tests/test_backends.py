@@ -135,6 +135,7 @@ def test_family_grows_exactly(backend_run, family):
     assert figures["grown"], figures
     assert figures["rel"] <= RTOL and figures["report_rel"] <= RTOL, (backend, figures)
     assert figures["groups_explained"] > 0
+    assert figures["optimizer_slots"] > 0  # expand_optimizer ran on this backend
 
 
 @backend_param
