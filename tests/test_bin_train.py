@@ -5,7 +5,6 @@ devices and collectives must be configured before TensorFlow starts."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from keras_net2net.bin import flags as shared_flags
 from keras_net2net.bin import train
 from keras_net2net.training import experiment
 from keras_net2net.training import strategy as strategy_lib
+from tests.conftest import run_workers
 
 TRAIN = "keras_net2net.bin.train"
 
@@ -102,38 +102,11 @@ def test_mirrored_on_two_cpus_follows_the_one_device_curve(
                                one_device["eval"][-1]["accuracy"], atol=0.01)
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
 
 def test_multi_worker_processes_end_with_identical_weights(digits_dir,
                                                            tmp_path):
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers},
-                     "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", TRAIN,
-             *_train_args(tmp_path, digits_dir, "--strategy=multi_worker",
-                          "--train_steps=60", "--checkpoint_every=30")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
-    try:
-        outputs = [p.communicate(timeout=180) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    for p, (out, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
+    run_workers(TRAIN, _train_args(tmp_path, digits_dir, "--strategy=multi_worker",
+                                   "--train_steps=60", "--checkpoint_every=30"), timeout=180)
     chief = keras.models.load_model(tmp_path / "model.keras")
     other = keras.models.load_model(tmp_path / "worker_1" / "model.keras")
     for a, b in zip(chief.get_weights(), other.get_weights()):

@@ -10,7 +10,6 @@ device."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ from keras_net2net.bin import train
 from keras_net2net.training import experiment
 from keras_net2net.training import growth
 from keras_net2net.training import strategy as strategy_lib
+from tests.conftest import run_workers
 
 TRAIN = "keras_net2net.bin.train"
 GROW = ("--grow_at_step=60", "--widen=2.0", "--deepen=fc1")
@@ -166,36 +166,12 @@ def test_mirrored_growth_follows_the_one_device_run(run_binary, digits_dir, tmp_
 
 
 # -- several workers, and a real SIGKILL inside growth --------------------------------
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
 
 def test_multi_worker_growth_ends_bit_identical_on_both_workers(digits_dir, tmp_path):
     """Two worker processes on localhost (TF_CONFIG, --strategy=multi_worker)
     grow at the same step and end with the same weights, bit for bit."""
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers},
-                     "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", TRAIN, *_args(tmp_path, digits_dir, "--train_steps=100",
-                                                 "--strategy=multi_worker", *GROW)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    for p, (_, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
+    run_workers(TRAIN, _args(tmp_path, digits_dir, "--train_steps=100",
+                             "--strategy=multi_worker", *GROW))
     chief = keras.models.load_model(tmp_path / "model.keras")
     other = keras.models.load_model(tmp_path / "worker_1" / "model.keras")
     assert "fc1_deepen_1" in {layer.name for layer in chief.layers}
