@@ -118,30 +118,6 @@ def conv_zoo():
     return keras.Model(inp, L.Dense(4, name="logits")(x), name="conv_zoo")
 
 
-def transformer():
-    """A pre-norm transformer-like block built from Embedding, Dense and
-    LayerNormalization, with residual adds and a learned position table."""
-    import keras
-
-    L = keras.layers
-    tokens = keras.Input((10,), dtype="int32", name="tokens")
-    x = L.Embedding(40, 8, name="embed")(tokens)
-    # Position ids from the tokens' shape: an Embedding called on a constant
-    # would be folded into a constant that freezes the stream.
-    positions = 0 * tokens + keras.ops.arange(10, dtype="int32")
-    x = L.Add(name="add_pos")([x, L.Embedding(10, 8, name="pos")(positions)])
-    h = L.LayerNormalization(name="ln1")(x)
-    h = L.Dense(8, name="mix")(h)
-    x = L.Add(name="res1")([x, h])
-    h = L.LayerNormalization(name="ln2")(x)
-    h = L.Dense(16, activation="gelu", name="ffn_in")(h)
-    h = L.Dense(8, name="ffn_out")(h)
-    x = L.Add(name="res2")([x, h])
-    x = L.LayerNormalization(name="ln_f")(x)
-    x = L.GlobalAveragePooling1D()(x)
-    return keras.Model(tokens, L.Dense(3, name="logits")(x), name="transformer")
-
-
 def residual_cnn():
     from tests import factories
 
@@ -167,7 +143,6 @@ def recurrent():
 
 FAMILIES = {
     "conv_zoo": (conv_zoo, lambda m: dict(widen=2.0, deepen=["br2", "sep"])),
-    "transformer": (transformer, lambda m: dict(widen=2.0, deepen=["mix", "ffn_out"])),
     "residual_cnn": (residual_cnn,
                      lambda m: dict(widen=1.5, deepen={"b1_conv1": "residual", "stem": 1})),
     "attention": (attention_encoder,
