@@ -160,10 +160,11 @@ def refusal(path, layer, why_changes, reason):
         f"but {reason}. Fix: {', '.join(fixes)}. The teacher is unchanged.")
 
 
-def build_failure(e):
+def build_failure(e, path=None, class_name=None):
     """The typed error for a student graph that Keras cannot build."""
+    where = f"layer {path!r} ({class_name}) raised " if path else ""
     return errors.UnsupportedModelError(
         f"Expected the student to build from the teacher's layers. Received: "
-        f"{_describe(e)}. A layer whose width changed cannot take its new input. Fix: "
+        f"{where}{_describe(e)}. A layer whose width changed cannot take its new input. Fix: "
         f"register a rule for it with keras_net2net.register_rule, or keep the layers "
         f"around it at their width (widen={{name: width}}). The teacher is unchanged.")

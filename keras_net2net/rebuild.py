@@ -97,8 +97,14 @@ class Rebuilder:
         return new
 
     def _call(self, layer, *args, **kwargs):
-        out = layer(*args, **kwargs)
         teacher_layer = self.teacher_of.get(id(layer))
+        try:
+            out = layer(*args, **kwargs)
+        except errors.Net2NetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported typed, naming the layer
+            path = self.graph.paths.get(id(teacher_layer), getattr(layer, "name", None))
+            raise carry.build_failure(e, path, type(layer).__name__) from e
         ins = self.insertions.get(id(teacher_layer))
         if ins is not None:
             for block in ins.layers:

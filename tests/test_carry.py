@@ -283,6 +283,8 @@ def test_student_that_cannot_build_or_run_is_a_typed_error_even_without_verify(
     expected = "Expected the student to build" if when == "build" else \
         "Expected the student to run"
     assert message.startswith(expected), message
+    if when == "build":
+        assert "layer 'add_constant' (AddConstant)" in message, message
     assert "register_rule" in message and "The teacher is unchanged" in message
 
 
