@@ -231,3 +231,22 @@ def test_students_round_trip_through_keras_files(tmp_path):
 
 def _ops(model):
     return [node.operation for nodes in model._nodes_by_depth.values() for node in nodes]
+
+
+def test_channels_first_squeeze_excite_reshape_keeps_the_channel_axis():
+    """(B, C) -> Reshape((C, 1, 1)) keeps the channels on axis 1 (found by
+    fuzzing: it was read as an unfold onto the last axis, and the student
+    could not be built)."""
+    inp = keras.Input((2, 6, 6))
+    x = L.Conv2D(4, 3, padding="same", data_format="channels_first", use_bias=False,
+                 name="conv")(inp)
+    s = L.GlobalAveragePooling2D(data_format="channels_first")(x)
+    s = L.Dense(2, activation="relu", name="se_reduce")(s)
+    s = L.Dense(4, activation="sigmoid", name="se_expand")(s)
+    x = x * L.Reshape((4, 1, 1), name="se_reshape")(s)
+    x = L.GlobalAveragePooling2D(data_format="channels_first")(x)
+    teacher = randomize_state(keras.Model(inp, L.Dense(2, name="logits")(x)))
+    student = n2n.expand_model(teacher, widen=1.5, seed=0)
+    assert_preserved(teacher, student, probe(teacher))
+    assert student.get_layer("se_expand").units == 6
+    assert student.get_layer("se_reshape").target_shape == (6, 1, 1)

@@ -68,8 +68,10 @@ class ReshapeRule(Rule):
         a, last = layout.axis, len(shape) - 1
         if a == last and len(out_shape) >= 2 and out_shape[-1] == shape[a]:
             return layout.moved(len(out_shape) - 1)
-        if a < last and len(out_shape) > a and tuple(out_shape[1:a + 1]) == tuple(shape[1:a + 1]):
-            return layout  # channels_first: what follows the channels is reshaped
+        if len(out_shape) > a and tuple(out_shape[1:a + 1]) == tuple(shape[1:a + 1]):
+            # Dims up to the channels kept: what follows them is reshaped
+            # (channels_first), or unit dims are added ((C,) -> (C, 1, 1)).
+            return layout
         if len(out_shape) == 2:
             return flatten_layout(layout, shape, list(range(len(shape))))
         if a != last or None in shape[1:] or None in out_shape[1:]:
