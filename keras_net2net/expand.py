@@ -8,6 +8,7 @@ import numpy as np
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import graph as graph_lib
 from keras_net2net import optimizer_state
 from keras_net2net import padding
 from keras_net2net import plan as plan_lib
@@ -274,6 +275,8 @@ def _jsonable(v):
 
 
 def _as_inputs(data):
+    if isinstance(data, dict):  # dict inputs: flattened in key order, as Keras does
+        return [np.asarray(d) for d in keras.tree.flatten(data)]
     return [np.asarray(d) for d in data] if isinstance(data, (list, tuple)) else [np.asarray(data)]
 
 
@@ -290,9 +293,9 @@ def _bn_statistics(student, insertions, data):
         bns = [b for b in ins.identity_bns if id(b) in top_level]
         if not bns:
             continue
-        single = len(student.inputs) == 1
-        probe = keras.Model(student.inputs[0] if single else student.inputs, bns[0].input)
-        feed = inputs[0] if single else inputs
+        functional = getattr(student, "_functional", None) or student
+        probe = keras.Model(functional._inputs_struct, bns[0].input)
+        feed = graph_lib.pack_inputs(probe, inputs)
         axis = bns[0].axis
         train = _channel_stats(probe, feed, axis, training=True)
         infer = _channel_stats(probe, feed, axis, training=False)
@@ -327,7 +330,7 @@ def _check_student_runs(ctx, student, verify_data, data):
             return  # Inputs we cannot draw (strings): nothing to call it on.
     try:
         with verify_lib.preserved_state(student):
-            student(inputs if len(inputs) > 1 else inputs[0], training=False)
+            student(graph_lib.pack_inputs(student, inputs), training=False)
     except Exception as e:  # noqa: BLE001 - any failure of user code, reported typed
         lines = [line for line in str(e).splitlines() if line.strip()]
         raise errors.UnsupportedModelError(

@@ -119,6 +119,17 @@ class Graph:
         return [c for c in self.calls if c.op is op]
 
 
+def pack_inputs(model, arrays):
+    """`arrays` (one per model input, in `Graph.inputs` order) in the structure
+    the model was built with: a dict for dict inputs (keras_hub backbones), a
+    list for several, the array itself for one."""
+    functional = getattr(model, "_functional", None) or model
+    struct = getattr(functional, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return keras.tree.pack_sequence_as(struct, list(arrays))
+    return list(arrays) if len(arrays) > 1 else arrays[0]
+
+
 def _is_tensor(x):
     return isinstance(x, keras.KerasTensor)
 

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from keras_net2net import errors
+from keras_net2net.graph import pack_inputs
 
 # Default relative tolerance per compute dtype.
 TOLERANCES = {"float32": 1e-4, "float64": 1e-9, "float16": 2e-2, "bfloat16": 1e-1}
@@ -101,10 +102,9 @@ def compare(teacher, student, inputs, names, training=False):
     keys) gets a first row with an infinite error: zipping the two would
     otherwise compare only the outputs they share.
     """
-    feed = inputs if len(inputs) > 1 else inputs[0]
     with preserved_state(teacher, student):
-        y_tree = teacher(feed, training=training)
-        z_tree = student(feed, training=training)
+        y_tree = teacher(pack_inputs(teacher, inputs), training=training)
+        z_tree = student(pack_inputs(student, inputs), training=training)
     ys, zs = _as_list(y_tree), _as_list(z_tree)
     rows = []
     if not _same_structure(y_tree, z_tree):

@@ -37,8 +37,11 @@ def assert_refused(teacher, kwargs, error, fragments):
 
 
 def call(model, x):
-    """The model's outputs on `x` in inference mode, as the model nests them."""
-    return model(x if len(x) > 1 else x[0], training=False)
+    """The model's outputs on `x` in inference mode, as the model nests them
+    (`x` packed as the model's inputs are: a dict for dict inputs)."""
+    from keras_net2net.graph import pack_inputs
+
+    return model(pack_inputs(model, x), training=False)
 
 
 def outputs(model, x):
