@@ -5,8 +5,13 @@ from keras_net2net import rules
 from keras_net2net.graph import Graph
 
 
-def analyze(model):
+def analyze(model, grow_outputs=False):
     """Builds the `Graph` of `model` and its channel groups.
+
+    Args:
+        model: a Functional or Sequential model.
+        grow_outputs: let the model's outputs grow (a keras_hub backbone's
+            hidden states, read through the mapping, keras_net2net.hub).
 
     Returns:
         A `rules.Context`: per-tensor layouts, the union-find of groups with
@@ -30,6 +35,8 @@ def analyze(model):
         for key in call.outputs:
             ctx.layouts.setdefault(key, None)
     for name, key in zip(graph.output_names, graph.outputs):
+        if grow_outputs:
+            break
         ctx.groups.freeze_layout(ctx.layout(key), f"model output {name!r}")
     ctx.pad_kinds, ctx.pad_reasons = padding.analyse(ctx)
     return ctx

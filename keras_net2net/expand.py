@@ -83,6 +83,17 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     ```
     """
     _check_options(mapping, noise, noise_mode, tolerance, seed)
+    hub = _hub()
+    if hub is not None and hub.handles(model):
+        if data is not None or mappings:
+            raise errors.PlanError(
+                f"Expected no data= or mappings= for a keras_hub model (its blocks insert no "
+                f"BatchNorm, and replays are for plain models). Received: "
+                f"{'data=' if data is not None else 'mappings='} for "
+                f"{type(model).__name__}. Fix: drop it.")
+        return hub.grow(model, widen, deepen, noise=noise, noise_mode=noise_mode,
+                        mapping=mapping, seed=seed, verify=verify, verify_data=verify_data,
+                        tolerance=tolerance, return_report=return_report)
     ctx = analysis.analyze(model)
     if data is not None:
         verify_lib.check_inputs(ctx, _as_inputs(data), "data")
@@ -130,12 +141,21 @@ def explain_model(model):
     print(n2n.explain_model(model))
     ```
     """
+    _hub()
     ctx = analysis.analyze(model)
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
     report = _report(ctx, the_plan, [], [], model, None, {})
     report.params_after = report.params_before
     report.explained = True
     return report
+
+
+def _hub():
+    """keras_net2net.hub's backbone module once keras_hub is imported (its
+    layer rules registered), else None: the core never imports keras_hub."""
+    from keras_net2net import hub
+
+    return hub.activate()
 
 
 def _empty(option):

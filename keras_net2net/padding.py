@@ -165,6 +165,11 @@ class _Solver:
                     self.require(key, ZERO, where)
             else:
                 self.same(ins + outs, where)
+        elif hasattr(rule, "pad_constraints"):  # composite layers say it themselves
+            try:
+                rule.pad_constraints(self, call, ins, outs, where)
+            except ValueError as e:
+                raise _NoKinds(str(e)) from e
         else:
             raise _NoKinds(f"{where} passes the group on, and padded channels through it "
                            "are not supported")
@@ -194,8 +199,9 @@ class _Solver:
 def is_writer(ctx, op):
     """Whether `op` writes its output group through weights of its own (whose
     pad columns then make the pad kind), rather than passing it on."""
+    rule = rule_for(op)
     return id(op) in ctx.producer_atoms or isinstance(
-        rule_for(op), attention.GroupQueryAttentionRule)
+        rule, attention.GroupQueryAttentionRule) or getattr(rule, "writes", False)
 
 
 def _camel(name):

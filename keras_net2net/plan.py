@@ -57,6 +57,20 @@ class Plan:
                     np.full(pads, padding.PAD, dtype=np.int64)])
         self.has_pads = any(len(g) and g.min() < 0 for g in self.mappings.values())
         self._cache = {}
+        # Norm epsilons fixed by the model's class (keras_hub backbones hard-code
+        # them): instead of epsilon' = s * epsilon, writers into mean-padded
+        # streams scale their columns by 1 / sqrt(s), which every norm reading
+        # them undoes exactly (see `write_scale`).
+        self.keep_epsilon = False
+
+    def write_scale(self, layout):
+        """1 / sqrt(s) for the columns a writer puts into a padded stream when
+        `keep_epsilon`: a norm reading x / sqrt(s) padded with means sees
+        variance (1/s) * s * var = var, so with gamma' = sqrt(s) * gamma and
+        epsilon unchanged it computes what the teacher's did; else 1."""
+        if not self.keep_epsilon:
+            return 1.0
+        return 1.0 / np.sqrt(self.kept_fraction(layout))
 
     def mapping(self, atom):
         parts = self.groups.parts.get(atom)

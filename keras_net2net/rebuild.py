@@ -195,7 +195,8 @@ class Rebuilder:
     def _rewrite(self, value, axes, io, transforms, fill):
         w = np.asarray(value, dtype=np.float64)
         changed = False
-        for axis, role, divide in axes:
+        base = rules.base
+        for axis, role, divide, *own_fill in axes:
             layout = io.layouts.get(role)
             if layout is None:
                 continue
@@ -204,14 +205,18 @@ class Rebuilder:
                 continue
             changed = True
             transforms.append((axis, src, counts, divide))
-            w = ops.replicate(w, axis, src, counts if divide is True else None, fill)
+            pad = own_fill[0] if own_fill else fill
+            divided = divide is True or divide == base.NORM_SCALE_DIVIDED
+            w = ops.replicate(w, axis, src, counts if divided else None, pad)
             shape = [1] * w.ndim
             shape[axis] = -1
-            if divide == rules.base.QUERY_DIMS:
+            if divide == base.QUERY_DIMS:
                 w *= ops.first_copies(src, len(counts)).reshape(shape)
-            elif divide == rules.base.NORM_SCALE:
+            elif divide in (base.NORM_SCALE, base.NORM_SCALE_DIVIDED):
                 w *= np.sqrt(self.plan.kept_fraction(layout))
                 continue  # a norm's scale takes no symmetry-breaking noise
+            elif divide is False and pad == base.MEAN_FILL and self.plan.keep_epsilon:
+                w *= self.plan.write_scale(layout)
             if divide and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)

@@ -13,6 +13,7 @@ from keras.src.ops import numpy as ops_numpy
 
 from keras_net2net.rules import attention
 from keras_net2net.rules import channelwise
+from keras_net2net.rules import composite
 from keras_net2net.rules import merge
 from keras_net2net.rules import mixing
 from keras_net2net.rules import recurrent
@@ -104,6 +105,9 @@ try:  # InceptionResNetV2's residual scale: inputs[0] + inputs[1] * scale.
 except ImportError:  # pragma: no cover - older Keras
     pass
 
+if hasattr(L, "ReversibleEmbedding"):  # Keras >= 3.12
+    _TABLE[L.ReversibleEmbedding] = composite.ReversibleEmbeddingRule()
+
 # Rule families kept in modules of their own.
 _TABLE.update(attention.TABLE)
 _TABLE.update(recurrent.TABLE)
@@ -127,6 +131,11 @@ def register_rule(layer_class, rule):
     ```
     """
     _USER_TABLE[layer_class] = rule
+
+
+def register_table(table):
+    """Adds {layer class: rule} of an optional library (keras_net2net.hub)."""
+    _TABLE.update(table)
 
 
 def rule_for(op):

@@ -28,6 +28,14 @@ COPY, DIVIDE, QUERY_DIMS = False, True, "query_dims"
 # A norm's scale over channels that may carry pads (keras_net2net.padding):
 # copied, then multiplied by sqrt(s), s = the fraction of copies (not pads).
 NORM_SCALE = "norm_scale"
+# A norm's scale or shift read by a tied reverse embedding (the embedding's
+# columns are copied, not divided): copied, divided by the copy counts, and
+# for the scale also multiplied by sqrt(s) as NORM_SCALE is.
+NORM_SCALE_DIVIDED = "norm_scale_divided"
+# Fill of a weight axis's pad positions (keras_net2net.padding), as an
+# optional fourth entry of a weight spec: MEAN_FILL for the columns of a
+# writer into a mean-padded stream, ZERO_FILL for shifts.
+MEAN_FILL, ZERO_FILL = "mean", "zero"
 
 # Activations that act on one channel at a time only.
 NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
@@ -177,6 +185,10 @@ class Rule:
     # {config key: role} of widths inside the layer (`Context.inner`): the
     # student's config gets each role's new width.
     inner_keys = {}
+    # True for a layer that writes its output group through weights of its
+    # own without producing it (keras_hub's PositionEmbedding adds a table of
+    # the width it reads): its columns make the output's pad kind.
+    writes = False
 
     def propagate(self, ctx, call):
         raise NotImplementedError

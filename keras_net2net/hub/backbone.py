@@ -1,0 +1,494 @@
+"""Same class out: a keras_hub Backbone (or a Task on one) grown into one of
+its own class.
+
+The backbone's graph goes through the core pipeline (analysis with the
+keras_hub rules, plan); its config is edited (`hidden_dim`, `num_heads`,
+`intermediate_dim`, `num_layers`), the student is `type(backbone).from_config`
+(and the task `type(task)(backbone=..., preprocessor=...)`), and every teacher
+layer's weights are rewritten into the student layer of the same path. Nothing
+is built twice, so growth costs about what building the student and assigning
+its weights costs.
+
+Two things differ from a plain model:
+- Epsilons are fixed by the class (GPT-2 hard-codes them), so a stream padded
+  at a non-integer factor is scaled by 1 / sqrt(s) in its writers instead of
+  editing epsilon (`Plan.keep_epsilon`).
+- A tied token embedding's reverse call (the LM head) reads the final norm:
+  that norm's scale and shift are divided by the copy counts, so the backbone's
+  hidden states are the teacher's, each channel divided by its copy count, and
+  the logits are exact. `readout()` gives the teacher's states back.
+"""
+
+import dataclasses
+import math
+import re
+
+import keras
+import keras_hub
+import numpy as np
+
+from keras_net2net import analysis
+from keras_net2net import errors
+from keras_net2net import plan as plan_lib
+from keras_net2net import rebuild
+from keras_net2net import verify as verify_lib
+from keras_net2net.graph import Graph
+from keras_net2net.graph import pack_inputs
+from keras_net2net.report import ExpansionReport
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one keras_hub backbone class grows.
+
+    Attributes:
+        backbone: the backbone class.
+        embedding: the layer that produces the model width.
+        block: name of the i-th block, with "{}" for i.
+        keys: {"hidden", "heads", "intermediate", "layers"}: the config keys.
+        also_hidden: other layers producing a group of the model width.
+        tied_norm: the norm a tied token embedding's reverse call reads.
+        rotary: rotary position embeddings: head dims keep their width.
+        identity: "pre" (zero the `zero` weights of a copied block), "post"
+            (LayerNorm hand-over, see `_post_norm_identity`), or the reason
+            no identity block exists.
+        zero: regexes of weight paths below a block zeroed in an inserted one.
+    """
+
+    backbone: type
+    embedding: str
+    block: str = "transformer_layer_{}"
+    keys: dict = dataclasses.field(default_factory=lambda: {
+        "hidden": "hidden_dim", "heads": "num_heads", "intermediate": "intermediate_dim",
+        "layers": "num_layers"})
+    also_hidden: tuple = ()
+    tied_norm: str = None
+    rotary: bool = False
+    identity: str = "pre"
+    zero: tuple = ()
+
+
+_FAMILIES = {}
+
+
+def families():
+    """{backbone class: Family} of every class that grows."""
+    if not _FAMILIES:
+        from keras_net2net.hub import bert
+        from keras_net2net.hub import gpt2
+
+        for module in (gpt2, bert):
+            for family in module.FAMILIES:
+                _FAMILIES[family.backbone] = family
+    return _FAMILIES
+
+
+def handles(model):
+    return isinstance(model, (keras_hub.models.Backbone, keras_hub.models.Task))
+
+
+def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
+         mapping="random", seed=None, verify=True, verify_data=None, tolerance=None,
+         return_report=False):
+    """Grows a keras_hub backbone or task into one of the same class
+    (`keras_net2net.expand_model` calls it for keras_hub models).
+
+    Args:
+        model: a keras_hub `Backbone`, or a `Task` whose backbone grows.
+        widen: None, a factor >= 1 (model width, heads and feed-forward
+            width; the head dim is kept), or {config key: width or factor},
+            keys "hidden_dim", "num_heads", "intermediate_dim".
+        deepen: None, a block name, a list of them or {block name: count}:
+            identity blocks of the same class after each.
+        noise, noise_mode, mapping, seed, verify, verify_data, tolerance,
+        return_report: as for `expand_model`.
+
+    Returns:
+        The student of the model's class, or `(student, report)`.
+
+    Raises:
+        UnsupportedModelError: a backbone class with no family.
+        PlanError: an invalid request, naming the key, the value and the fix.
+        VerificationError: the student differs from the teacher.
+
+    Example:
+
+    ```python
+    student = n2n.expand_model(gpt2_backbone, widen={"hidden_dim": 32, "num_heads": 4})
+    ```
+    """
+    task = model if isinstance(model, keras_hub.models.Task) else None
+    backbone = model.backbone if task is not None else model
+    family = _family(backbone)
+    config = backbone.get_config()
+    keys = family.keys
+    targets = _targets(family, config, widen)
+    inserts = _deepen(family, config, deepen)
+    if targets == {k: config[keys[k]] for k in targets} and not inserts:
+        raise errors.PlanError(
+            f"Expected at least one width or block to grow. Received: widen={widen!r} and "
+            f"deepen={deepen!r}. Fix: e.g. widen=2.0 or deepen=[{family.block.format(0)!r}].")
+    ctx = analysis.analyze(model, grow_outputs=task is None)
+    request = _layer_request(ctx, family, config, targets)
+    widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
+    if skipped:
+        what, why = skipped[0]
+        raise errors.FrozenGroupError(
+            f"Expected every width of {type(backbone).__name__} to grow exactly. Received: "
+            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: use an integer "
+            f"factor (e.g. widen={float(math.ceil(_factor(config, keys, targets)))}), or name "
+            f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
+            f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
+            f"{(3 * config[keys['intermediate']]) // 2}}}.")
+    _mark_tied_norm(ctx, family, backbone, task)
+    the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
+    the_plan.keep_epsilon = True
+    new_config = dict(config)
+    new_config.update({keys[k]: v for k, v in targets.items()})
+    new_config[keys["layers"]] = config[keys["layers"]] + sum(inserts.values())
+    student = _build(task, backbone, new_config)
+    pairs = _pairs(ctx, family, student, inserts)
+    builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
+    builder.student_of = pairs
+    builder._write_weights()
+    new_backbone = student.backbone if task is not None else student
+    _insert_identities(family, new_backbone, config, inserts)
+    report = _report(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
+    if verify:
+        _verify(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
+                noise_mode, task is None)
+    return (student, report) if return_report else student
+
+
+def _family(backbone):
+    family = families().get(type(backbone))
+    if family is None:
+        names = sorted(c.__name__ for c in families())
+        raise errors.UnsupportedModelError(
+            f"Expected a keras_hub backbone of a class that grows into its own class "
+            f"({', '.join(names)}). Received: {type(backbone).__name__} {backbone.name!r}, "
+            f"which has no growth rule. Fix: use one of those classes, or grow a plain "
+            f"functional copy of it (keras.Model(backbone.inputs, backbone.outputs)), whose "
+            f"unknown layers keep their width.")
+    if not backbone.built or not getattr(backbone, "_inputs_struct", None):
+        raise errors.UnsupportedModelError(
+            f"Expected a built keras_hub backbone. Received: {type(backbone).__name__} "
+            f"{backbone.name!r}, not built. Fix: construct it with its config (or "
+            f"from_preset) before growing it.")
+    return family
+
+
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _targets(family, config, widen):
+    """{"hidden", "heads", "intermediate": new value} from `widen`."""
+    keys = family.keys
+    d, h, f = (config[keys[k]] for k in ("hidden", "heads", "intermediate"))
+    k = d // h
+    if widen is None:
+        return {"hidden": d, "heads": h, "intermediate": f}
+    if _number(widen):
+        if widen < 1:
+            raise errors.PlanError(
+                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
+                f"Fix: pass a factor such as 1.5 or 2.0.")
+        heads = math.ceil(h * widen - 1e-9)
+        # The blocks derive the head dim as width // heads: keep it.
+        return {"hidden": heads * k, "heads": heads,
+                "intermediate": math.ceil(f * widen - 1e-9)}
+    if not isinstance(widen, dict):
+        raise errors.PlanError(
+            f"Expected widen to be a factor >= 1 or a dict of config keys, e.g. "
+            f"{{'{keys['hidden']}': {2 * d}}}. Received: widen={widen!r} "
+            f"({type(widen).__name__}).")
+    names = {keys[n]: n for n in ("hidden", "heads", "intermediate")}
+    out = {"hidden": d, "heads": h, "intermediate": f}
+    for key, value in widen.items():
+        if key not in names:
+            raise errors.PlanError(
+                f"Expected widen keys among {sorted(names)} for {family.backbone.__name__}. "
+                f"Received: widen={{{key!r}: {value!r}}}. Fix: name one of those config keys "
+                f"(layers grow with deepen=).")
+        old = out[names[key]]
+        if not _number(value):
+            raise errors.PlanError(
+                f"Expected a width (int) or a factor (float) for {key!r}. Received: "
+                f"widen={{{key!r}: {value!r}}}.")
+        new = value if isinstance(value, int) else math.ceil(old * value - 1e-9)
+        if new < old:
+            raise errors.PlanError(
+                f"Expected {key!r} >= its current value {old}: Net2WiderNet only adds units. "
+                f"Received: widen={{{key!r}: {value!r}}}. Fix: ask for {old} or more.")
+        out[names[key]] = int(new)
+    hk, kk = keys["hidden"], keys["heads"]
+    if "heads" not in {names[x] for x in widen} and out["hidden"] != d:
+        out["heads"] = out["hidden"] // k if out["hidden"] % k == 0 else h
+    elif "hidden" not in {names[x] for x in widen} and out["heads"] != h:
+        out["hidden"] = out["heads"] * k
+    if out["hidden"] % out["heads"]:
+        divisors = [n for n in range(h, out["hidden"] + 1)
+                    if out["hidden"] % n == 0 and out["hidden"] // n >= k]
+        raise errors.PlanError(
+            f"Expected {kk!r} to divide {hk!r} ({family.backbone.__name__} blocks use a head "
+            f"dim of {hk} // {kk}). Received: {kk}={out['heads']} for {hk}={out['hidden']}. "
+            f"Fix: {kk} in {divisors[:8]}, or {hk}={out['heads'] * k}.")
+    new_k = out["hidden"] // out["heads"]
+    if new_k < k or (family.rotary and new_k != k):
+        why = ("rotary embeddings fix the frequencies of each head dim" if family.rotary
+               else "Net2WiderNet only adds units")
+        raise errors.PlanError(
+            f"Expected a head dim ({hk} // {kk}) of {k}{' or more' if not family.rotary else ''}: "
+            f"{why}. Received: {hk}={out['hidden']} and {kk}={out['heads']} (head dim "
+            f"{new_k}). Fix: {kk}={out['hidden'] // k if out['hidden'] % k == 0 else '...'} "
+            f"with {hk} a multiple of {k}.")
+    return out
+
+
+def _factor(config, keys, targets):
+    return targets["hidden"] / config[keys["hidden"]]
+
+
+def _deepen(family, config, deepen):
+    """{block index: count} of identity blocks to insert after it."""
+    if deepen is None:
+        return {}
+    if isinstance(deepen, str):
+        deepen = [deepen]
+    if isinstance(deepen, (list, tuple)):
+        deepen = {name: 1 for name in deepen}
+    n = config[family.keys["layers"]]
+    names = [family.block.format(i) for i in range(n)]
+    if not isinstance(deepen, dict):
+        raise errors.PlanError(
+            f"Expected deepen to be a block name, a list of them or {{name: count}}. "
+            f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{names[-1]!r}].")
+    if deepen and family.identity not in ("pre", "post"):
+        raise errors.PlanError(
+            f"Expected a backbone whose blocks admit an identity block. Received: "
+            f"deepen={deepen!r} for {family.backbone.__name__}: {family.identity}. Fix: grow "
+            f"it wider (widen=2.0), which stays exact.")
+    out = {}
+    for name, count in deepen.items():
+        if name not in names:
+            raise errors.PlanError(
+                f"Expected deepen to name a block of {family.backbone.__name__} ({names}). "
+                f"Received: deepen={{{name!r}: {count!r}}}. Fix: name one of those blocks.")
+        if count == "identity":
+            count = 1
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise errors.PlanError(
+                f"Expected a positive count of blocks after {name!r}. Received: "
+                f"deepen={{{name!r}: {count!r}}}. Fix: e.g. deepen={{{name!r}: 1}}.")
+        out[names.index(name)] = count
+    return out
+
+
+def _layer_request(ctx, family, config, targets):
+    """The per-layer widen request of the core (keras_net2net.plan)."""
+    request = {family.embedding: targets["hidden"]}
+    for name in family.also_hidden:
+        request[name] = targets["hidden"]
+    inner = {"num_heads": targets["heads"], "head_dim": targets["hidden"] // targets["heads"],
+             "intermediate_dim": targets["intermediate"]}
+    for i in range(config[family.keys["layers"]]):
+        request[family.block.format(i)] = inner
+    return request
+
+
+def _mark_tied_norm(ctx, family, backbone, task):
+    embedding = getattr(backbone, "token_embedding", None)
+    if family.tied_norm is None or not getattr(embedding, "tie_weights", False):
+        return
+    for layer_id, layer in ctx.graph.layers.items():
+        if layer.name == family.tied_norm and layer_id in ctx.io:
+            ctx.io[layer_id].extra["tied_divide"] = True
+
+
+def _build(task, backbone, new_config):
+    student_backbone = type(backbone).from_config(new_config)
+    if task is None:
+        return student_backbone
+    config = task.get_config()
+    config["backbone"] = student_backbone
+    config["preprocessor"] = task.preprocessor  # reused as it is
+    return type(task).from_config(config)
+
+
+def _renamer(family, inserts):
+    """Teacher path -> student path: blocks after an insertion move down."""
+    pattern = re.compile("(^|/)" + re.escape(family.block).replace(r"\{\}", r"(\d+)") + "(?=/|$)")
+
+    def shifted(match):
+        i = int(match.group(2))
+        return match.group(1) + family.block.format(
+            i + sum(c for a, c in inserts.items() if a < i))
+    return lambda path: pattern.sub(shifted, path)
+
+
+def _pairs(ctx, family, student, inserts):
+    """{id(teacher layer): student layer} by path."""
+    rename = _renamer(family, inserts)
+    by_path = {}
+    graph = Graph(student)
+    for layer_id, path in graph.paths.items():
+        by_path[path] = graph.layers[layer_id]
+    pairs = {}
+    for layer_id, path in ctx.graph.paths.items():
+        layer = ctx.graph.layers[layer_id]
+        if isinstance(layer, keras.Model) or not getattr(layer, "weights", None):
+            continue
+        other = by_path.get(rename(path))
+        if other is None or len(other.weights) != len(layer.weights):
+            raise errors.UnsupportedModelError(
+                f"Expected the grown {type(student).__name__} to have a layer {rename(path)!r} "
+                f"with the weights of the teacher's {path!r}. Received: "
+                f"{'none' if other is None else f'{len(other.weights)} weights'}. This is a "
+                f"bug in keras-net2net's keras_hub support: please report it.")
+        pairs[layer_id] = other
+    return pairs
+
+
+def _insert_identities(family, backbone, config, inserts):
+    """Identity blocks after each anchor (already written at its new index)."""
+    rename = _renamer(family, inserts)
+    for anchor, count in sorted(inserts.items()):
+        source = backbone.get_layer(rename(family.block.format(anchor)))
+        start = int(re.findall(r"\d+", source.name)[-1])
+        new = [backbone.get_layer(family.block.format(start + t)) for t in range(1, count + 1)]
+        for block in new:
+            for a, b in zip(source.weights, block.weights):
+                b.assign(a.numpy())
+        if family.identity == "pre":
+            for block in new:
+                for variable in block.weights:
+                    below = variable.path.split(block.name + "/", 1)[-1]
+                    if any(re.fullmatch(z, below) for z in family.zero):
+                        variable.assign(np.zeros(variable.shape, variable.dtype))
+        else:
+            _post_norm_identity(family, source, new)
+
+
+def _post_norm_identity(family, source, new):
+    """Post-LN blocks norm(x + f(x)): with f zero, a block computes norm(x),
+    which is not x. The anchor's output norm hands its scale and shift over to
+    the last new block and becomes gamma=1, beta=0, so the blocks in between
+    read u = normalised(z) and compute normalised(u) = u up to epsilon / var(z)
+    (keras_hub's post-LN encoders use epsilon = 1e-12)."""
+    def norm(block, name):
+        return getattr(block, name)
+
+    gamma, beta = (v.numpy() for v in norm(source, "_feedforward_layer_norm").weights)
+    for block in [source] + new:
+        for name in ("_self_attention_layer_norm", "_feedforward_layer_norm"):
+            if block is source and name == "_self_attention_layer_norm":
+                continue
+            g, b = norm(block, name).weights
+            g.assign(np.ones(g.shape, g.dtype))
+            b.assign(np.zeros(b.shape, b.dtype))
+        if block is not source:
+            for variable in block.weights:
+                below = variable.path.split(block.name + "/", 1)[-1]
+                if any(re.fullmatch(z, below) for z in family.zero):
+                    variable.assign(np.zeros(variable.shape, variable.dtype))
+    g, b = norm(new[-1], "_feedforward_layer_norm").weights
+    g.assign(gamma)
+    b.assign(beta)
+
+
+def probe(model, batch=2, length=8, seed=0):
+    """Inputs for a keras_hub backbone or task: token ids below the
+    vocabulary, all-ones padding masks, zero segment ids.
+
+    Example:
+
+    ```python
+    x = probe(backbone)
+    backbone(x)
+    ```
+    """
+    rng = np.random.default_rng(seed)
+    backbone = model.backbone if isinstance(model, keras_hub.models.Task) else model
+    vocab = getattr(backbone, "vocabulary_size", 2)
+    length = min(length, getattr(backbone, "max_sequence_length", length) or length)
+    out = {}
+    for name, tensor in _inputs(model).items():
+        shape = tuple(batch if i == 0 else (d or length) for i, d in enumerate(tensor.shape))
+        if "mask" in name:
+            out[name] = np.ones(shape, "int32")
+        elif "segment" in name:
+            out[name] = np.zeros(shape, "int32")
+        elif "int" in str(tensor.dtype):
+            out[name] = rng.integers(0, vocab, size=shape).astype("int32")
+        else:
+            out[name] = rng.normal(size=shape).astype("float32")
+    return out
+
+
+def _inputs(model):
+    struct = model._inputs_struct
+    if isinstance(struct, dict):
+        return struct
+    return {t.name: t for t in keras.tree.flatten(struct)}
+
+
+def readout(ctx, the_plan, key, student_value):
+    """The teacher's output from a grown backbone output: for each old
+    channel its first copy, times its copy count where a tied norm divided it."""
+    layout = ctx.layout(key)
+    if layout is None:
+        return student_value
+    src, counts, _ = the_plan.src(layout)
+    first = np.unique(src[src >= 0], return_index=True)[1]
+    positions = np.flatnonzero(src >= 0)[first] if (src < 0).any() else first
+    value = np.take(np.asarray(student_value, np.float64), positions, axis=layout.axis)
+    producer = ctx.graph.producers.get(key)
+    io = ctx.io.get(id(producer.op)) if producer is not None else None
+    if io is not None and io.extra.get("tied_divide"):
+        shape = [1] * value.ndim
+        shape[layout.axis] = -1
+        value = value * counts.reshape(shape)
+    return value
+
+
+def _verify(ctx, the_plan, teacher, student, report, verify_data, tolerance, noise,
+            noise_mode, grown_outputs):
+    tol = tolerance or verify_lib.TOLERANCES.get(verify_lib.compute_dtype(teacher), 1e-4)
+    x = verify_data if verify_data is not None else probe(teacher)
+    with verify_lib.preserved_state(teacher, student):
+        y = keras.tree.flatten(teacher(x, training=False))
+        z = keras.tree.flatten(student(x, training=False))
+    rows = []
+    for name, key, a, b in zip(ctx.graph.output_names, ctx.graph.outputs, y, z):
+        a = np.asarray(a, np.float64)
+        b = readout(ctx, the_plan, key, b) if grown_outputs else np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            rows.append({"output": name, "max_abs": float("inf"), "max_rel": float("inf")})
+            continue
+        max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
+        scale = float(np.max(np.abs(a))) if a.size else 0.0
+        rows.append({"output": name, "max_abs": max_abs,
+                     "max_rel": max_abs / scale if scale > 0 else max_abs})
+    report.verification = {"dtype": verify_lib.compute_dtype(teacher), "tolerance": tol,
+                           "inference": rows}
+    exact = noise == 0 or noise_mode == "balanced"
+    if exact and not report.max_relative_error <= tol:
+        raise errors.VerificationError(
+            f"Expected the grown {type(student).__name__} to reproduce the teacher within "
+            f"relative error {tol:g}. Received: max |d|/max |y| = "
+            f"{report.max_relative_error:.3g}. This is a bug in keras-net2net: please report "
+            f"it with the config. The teacher is unchanged.", report)
+
+
+def _report(ctx, the_plan, teacher, student, config, new_config, widen, deepen, inserts):
+    from keras_net2net import expand
+
+    report = expand._report(ctx, the_plan, [], [], teacher, student,
+                            dict(widen=widen if isinstance(widen, (int, float, dict)) else None,
+                                 deepen=deepen if isinstance(deepen, (list, dict, str)) else None))
+    report.options["config"] = {k: [config[k], new_config[k]] for k in new_config
+                                if k in config and new_config[k] != config[k]}
+    report.inserted = [{"anchor": k, "mode": "identity block", "layers": [], "count": c}
+                       for k, c in inserts.items()]
+    return report

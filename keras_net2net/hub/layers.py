@@ -1,0 +1,129 @@
+"""Rules for keras_hub's layers, registered when keras_hub imports.
+
+The transformer blocks are `CompositeRule`s: each weight below the block is
+declared by its path with the same modes as the plain layers (attention as in
+keras_net2net.rules.attention, norms as in keras_net2net.padding). Inner
+groups: `num_heads` (grown by a global factor), `head_dim` (on request; the
+blocks derive it as hidden width // heads, so it is no config key) and
+`intermediate_dim`.
+"""
+
+from keras_hub.src.layers.modeling import cached_multi_head_attention as _cmha
+from keras_hub.src.layers.modeling import position_embedding as _pe
+from keras_hub.src.layers.modeling import reversible_embedding as _re
+from keras_hub.src.layers.modeling import token_and_position_embedding as _tpe
+from keras_hub.src.layers.modeling import transformer_decoder as _td
+from keras_hub.src.layers.modeling import transformer_encoder as _te
+
+from keras_net2net.rules import attention
+from keras_net2net.rules import composite
+from keras_net2net.rules.base import COPY
+from keras_net2net.rules.base import DIVIDE
+from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import MEAN_FILL
+from keras_net2net.rules.base import NORM_SCALE
+from keras_net2net.rules.base import OUT
+from keras_net2net.rules.base import QUERY_DIMS
+from keras_net2net.rules.base import ZERO_FILL
+from keras_net2net.rules.base import Rule
+from keras_net2net.rules.base import input_layout
+
+HEADS, HEAD_DIM, FFN = "heads", "head_dim", "ffn"
+
+
+def attention_specs(prefix):
+    """Weight specs of a MultiHeadAttention sublayer at `prefix` that reads
+    and writes the stream (query/key/value `(width, heads, dim)`, output
+    `(heads, dim, width)`)."""
+    qkv = {"query": QUERY_DIMS, "key": COPY, "value": COPY}
+    specs = {}
+    for name, dims in qkv.items():
+        specs[f"{prefix}/{name}/kernel"] = [(0, IN, DIVIDE), (1, HEADS, COPY), (2, HEAD_DIM, dims)]
+        specs[f"{prefix}/{name}/bias"] = [(0, HEADS, COPY), (1, HEAD_DIM, dims)]
+    specs[f"{prefix}/attention_output/kernel"] = [
+        (0, HEADS, DIVIDE), (1, HEAD_DIM, DIVIDE), (2, OUT, COPY, MEAN_FILL)]
+    specs[f"{prefix}/attention_output/bias"] = [(0, OUT, COPY, MEAN_FILL)]
+    return specs
+
+
+def norm_specs(prefix):
+    return {f"{prefix}/gamma": [(0, IN, NORM_SCALE)], f"{prefix}/beta": [(0, IN, COPY, ZERO_FILL)]}
+
+
+def ffn_specs(inner, outer):
+    return {f"{inner}/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
+            f"{inner}/bias": [(0, FFN, COPY)],
+            f"{outer}/kernel": [(0, FFN, DIVIDE), (1, OUT, COPY, MEAN_FILL)],
+            f"{outer}/bias": [(0, OUT, COPY, MEAN_FILL)]}
+
+
+_BLOCK_INNER = {
+    "num_heads": composite.Inner(HEADS, lambda l: l.num_heads, config_key="num_heads"),
+    "head_dim": composite.Inner(HEAD_DIM, lambda l: l._self_attention_layer.key_dim,
+                                on_request=True),
+    "intermediate_dim": composite.Inner(FFN, lambda l: l.intermediate_dim,
+                                        config_key="intermediate_dim"),
+}
+
+
+class TransformerBlockRule(composite.CompositeRule):
+    """keras_hub TransformerEncoder / TransformerDecoder (self-attention only):
+    x + attention(norm(x)), x + ffn(norm(x)) when `normalize_first` (pre-LN,
+    GPT-2), else norm(x + attention(x)), norm(x + ffn(x)) (post-LN, BERT)."""
+
+    inner = _BLOCK_INNER
+    norms = True
+    epsilon_key = "layer_norm_epsilon"
+
+    def __init__(self, attention_name):
+        self.specs = {**attention_specs(attention_name),
+                      **norm_specs("self_attention_layer_norm"),
+                      **norm_specs("feedforward_layer_norm"),
+                      **ffn_specs("feedforward_intermediate_dense", "feedforward_output_dense")}
+
+    def is_pre_norm(self, layer):
+        return bool(layer.normalize_first)
+
+    def refuse(self, layer):
+        if getattr(layer, "_cross_attention_layer", None) is not None:
+            return ("a TransformerDecoder with cross-attention reads a second sequence; "
+                    "it keeps its width")
+        return None
+
+
+class PositionEmbeddingRule(Rule):
+    """keras_hub PositionEmbedding: adds rows of its `(length, width)` table
+    of the width it reads, so its output is the input's group and its table
+    columns follow it (a writer: mean columns for pads)."""
+
+    writes = True
+    weights = {"embeddings": [(1, OUT, COPY, MEAN_FILL)]}
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        if layout is not None and layout.axis != ctx.rank(call.inputs[0]) - 1:
+            ctx.barrier(call, "it reads its input's channels on another axis")
+            return
+        ctx.layouts[call.outputs[0]] = layout
+        ctx.record_io(call, **{OUT: layout})
+
+
+class TokenAndPositionEmbeddingRule(composite.CompositeRule):
+    """keras_hub TokenAndPositionEmbedding: token plus position tables, a
+    producer of the model width (`embedding_dim`)."""
+
+    residual = False
+    width_key = "embedding_dim"
+    specs = {"token_embedding/embeddings": [(1, OUT, COPY, MEAN_FILL)],
+             "token_embedding/reverse_embeddings": [(0, OUT, DIVIDE)],
+             "position_embedding/embeddings": [(1, OUT, COPY, MEAN_FILL)]}
+
+
+TABLE = {
+    _td.TransformerDecoder: TransformerBlockRule("self_attention"),
+    _te.TransformerEncoder: TransformerBlockRule("self_attention_layer"),
+    _pe.PositionEmbedding: PositionEmbeddingRule(),
+    _tpe.TokenAndPositionEmbedding: TokenAndPositionEmbeddingRule(),
+    _re.ReversibleEmbedding: composite.ReversibleEmbeddingRule(),
+    _cmha.CachedMultiHeadAttention: attention.MultiHeadAttentionRule(),
+}
