@@ -206,10 +206,12 @@ class Rebuilder:
             changed = True
             transforms.append((axis, src, counts, divide))
             pad = own_fill[0] if own_fill else fill
-            divided = divide is True or divide == base.NORM_SCALE_DIVIDED
-            w = ops.replicate(w, axis, src, counts if divided else None, pad)
+            tied = divide in (base.NORM_SCALE_DIVIDED, base.NORM_SHIFT_DIVIDED)
+            w = ops.replicate(w, axis, src, counts if divide is True or tied else None, pad)
             shape = [1] * w.ndim
             shape[axis] = -1
+            if tied:  # the tied embedding's columns carry write_scale
+                w /= self.plan.write_scale(layout)
             if divide == base.QUERY_DIMS:
                 w *= ops.first_copies(src, len(counts)).reshape(shape)
             elif divide in (base.NORM_SCALE, base.NORM_SCALE_DIVIDED):

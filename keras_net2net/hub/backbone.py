@@ -448,7 +448,7 @@ def readout(ctx, the_plan, key, student_value):
     if io is not None and io.extra.get("tied_divide"):
         shape = [1] * value.ndim
         shape[layout.axis] = -1
-        value = value * counts.reshape(shape)
+        value = value * counts[src[positions]].reshape(shape) * the_plan.write_scale(layout)
     return value
 
 

@@ -17,3 +17,7 @@ ZERO = (r"self_attention_layer/attention_output/(kernel|bias)",
 
 FAMILIES = [Family(keras_hub.models.BertBackbone, embedding="token_embedding",
                    also_hidden=("pooled_dense",), identity="post", zero=ZERO)]
+
+# DistilBERT: BERT's blocks behind a TokenAndPositionEmbedding, no pooler.
+FAMILIES.append(Family(keras_hub.models.DistilBertBackbone,
+                       embedding="token_and_position_embedding", identity="post", zero=ZERO))

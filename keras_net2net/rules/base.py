@@ -30,8 +30,9 @@ COPY, DIVIDE, QUERY_DIMS = False, True, "query_dims"
 NORM_SCALE = "norm_scale"
 # A norm's scale or shift read by a tied reverse embedding (the embedding's
 # columns are copied, not divided): copied, divided by the copy counts, and
-# for the scale also multiplied by sqrt(s) as NORM_SCALE is.
-NORM_SCALE_DIVIDED = "norm_scale_divided"
+# for the scale also multiplied by sqrt(s) as NORM_SCALE is; both undo the
+# 1 / sqrt(s) a plan that keeps epsilons puts on the embedding's columns.
+NORM_SCALE_DIVIDED, NORM_SHIFT_DIVIDED = "norm_scale_divided", "norm_shift_divided"
 # Fill of a weight axis's pad positions (keras_net2net.padding), as an
 # optional fourth entry of a weight spec: MEAN_FILL for the columns of a
 # writer into a mean-padded stream, ZERO_FILL for shifts.

@@ -3,10 +3,10 @@ any per-channel parameter is indexed with the group's mapping."""
 
 from keras_net2net import graph
 from keras_net2net.rules.base import COPY
-from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import NORM_SCALE
 from keras_net2net.rules.base import NORM_SCALE_DIVIDED
+from keras_net2net.rules.base import NORM_SHIFT_DIVIDED
 from keras_net2net.rules.base import NOT_ELEMENTWISE
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import activation_name
@@ -116,7 +116,7 @@ class LayerNormRule(Rule):
         axis = io.extra["param_axis"]
         if io.extra.get("tied_divide"):  # read by a tied reverse embedding
             return {self.scale_name: [(axis, IN, NORM_SCALE_DIVIDED)],
-                    self.shift_name: [(axis, IN, DIVIDE)]}
+                    self.shift_name: [(axis, IN, NORM_SHIFT_DIVIDED)]}
         return {self.scale_name: [(axis, IN, NORM_SCALE)], self.shift_name: [(axis, IN, COPY)]}
 
     def edit_config(self, config, io, plan):

@@ -79,6 +79,11 @@ class CompositeRule(Rule):
     pre_norm = True
     epsilon_key = None
 
+    @property
+    def inner_keys(self):
+        """{name: role} of the inner widths, for the report."""
+        return {name: spec.role for name, spec in self.inner.items()}
+
     def is_pre_norm(self, layer):
         return self.pre_norm
 
