@@ -1,0 +1,60 @@
+"""keras_hub BERT and DistilBERT (post-LN encoders) grow into bigger
+backbones of their class: x2, a non-integer feed-forward width, and deeper by
+an identity block (LayerNorm hand-over, exact to epsilon / var with keras_hub's
+epsilon of 1e-12); a non-integer model width is refused with the reason."""
+
+import pytest
+
+import keras_net2net as n2n
+from keras_net2net import errors
+from tests.hub_helpers import TINY
+from tests.hub_helpers import grow_and_check
+from tests.hub_helpers import keras_hub
+from tests.hub_helpers import perturb
+from tests.hub_helpers import readout
+from tests.hub_helpers import relative
+
+BACKBONES = {"bert": (lambda: keras_hub.models.BertBackbone(**TINY), "token_embedding"),
+             "distil_bert": (lambda: keras_hub.models.DistilBertBackbone(**TINY),
+                             "token_and_position_embedding")}
+CASES = [
+    (dict(widen=2.0), dict(hidden_dim=32, num_heads=4, intermediate_dim=64, num_layers=2)),
+    (dict(widen={"hidden_dim": 32, "intermediate_dim": 48}, deepen=["transformer_layer_0"]),
+     dict(hidden_dim=32, num_heads=4, intermediate_dim=48, num_layers=3)),
+]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("kwargs,expected", CASES)
+def test_post_ln_backbones_grow_into_their_class(name, kwargs, expected, tmp_path):
+    make, embedding = BACKBONES[name]
+    teacher = perturb(make())
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+    g = report.mappings()[embedding]
+    # Every output of the grown stream width, read back through its mapping;
+    # BERT's pooler is a group of its own, with its own mapping.
+    names = [r["output"] for r in report.verification["inference"]]
+    for out_name, a, b in zip(names, y, z):
+        mapping = report.mappings().get(out_name, g) if out_name == "pooled_dense" else g
+        error = relative(a, readout(b, mapping, tied=False))
+        print(f"{name} {kwargs} {out_name}: max rel {error:.2e}")
+        assert error <= 1e-5
+
+
+def test_post_ln_refuses_a_non_integer_model_width():
+    teacher = perturb(keras_hub.models.BertBackbone(**TINY))
+    with pytest.raises(errors.FrozenGroupError) as info:
+        n2n.expand_model(teacher, widen=1.5)
+    message = str(info.value)
+    for fragment in ("BertBackbone", "widen=1.5", "post-norm", "Fix:", "widen=2.0"):
+        assert fragment in message, message
+
+
+def test_text_classifier_grows_with_its_head(tmp_path):
+    backbone = perturb(keras_hub.models.BertBackbone(**TINY))
+    teacher = perturb(keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3,
+                                                          preprocessor=None), seed=1)
+    student, report, errs, (y, z) = grow_and_check(
+        teacher, tmp_path, dict(hidden_dim=32, num_layers=3), widen=2.0,
+        deepen=["transformer_layer_1"])
+    assert relative(y[0], z[0]) <= 1e-5
