@@ -61,7 +61,10 @@ class Graph:
             if isinstance(model, keras.layers.Layer):
                 kind, fix = "a layer", "wrap it: keras.Model(inputs, layer(inputs))"
             elif isinstance(model, str):
-                kind, fix = "a string", "load a saved model with keras.models.load_model(path)"
+                kind, fix = "a string (a file or a keras_hub preset name?)", (
+                    "load a saved model with keras.models.load_model(path), or build a "
+                    "keras_hub model first, e.g. keras_hub.models.GPT2Backbone.from_preset(name) "
+                    "or from its config")
             else:
                 kind, fix = "not a Keras model", "pass a Functional or built Sequential model"
             raise errors.UnsupportedModelError(
