@@ -17,7 +17,7 @@ from logits.
 
 import keras
 
-BUILT_IN = ("mlp", "cnn", "resnet_small")
+BUILT_IN = ("mlp", "cnn", "resnet_small", "gpt")
 
 
 def build_model(name, input_shape, num_classes, *, width=None, depth=None,
@@ -25,16 +25,18 @@ def build_model(name, input_shape, num_classes, *, width=None, depth=None,
     """Builds a named architecture with fresh weights.
 
     Args:
-        name: "mlp", "cnn", "resnet_small", or the name of a function in
+        name: "mlp", "cnn", "resnet_small", "gpt" (a causal byte-level
+            transformer language model: `input_shape` is (sequence length,),
+            `num_classes` the vocabulary), or the name of a function in
             `keras.applications` such as "MobileNetV2" (built with weights=None and
             no classifier activation).
         input_shape: shape of one example, e.g. (8, 8, 1).
         num_classes: units of the `logits` layer.
         width: base width: hidden units of each mlp layer, channels of the first
-            cnn layer (doubling per layer), channels of every resnet_small layer.
-            Ignored by keras.applications models.
+            cnn layer (doubling per layer), channels of every resnet_small layer,
+            gpt's model width (heads of 8 dims, feed-forward 4x). Ignored by keras.applications models.
         depth: number of hidden layers (mlp), conv layers (cnn) or residual
-            blocks (resnet_small).
+            blocks (resnet_small, gpt).
         widths: explicit widths, one per hidden/conv layer (mlp, cnn); overrides
             `width` and `depth`.
 
@@ -58,6 +60,9 @@ def build_model(name, input_shape, num_classes, *, width=None, depth=None,
     if name == "resnet_small":
         return _resnet_small(input_shape, num_classes, _positive("width", width, 8),
                              _positive("depth", depth, 2))
+    if name == "gpt":
+        return _gpt(input_shape, num_classes, _positive("width", width, 32),
+                    _positive("depth", depth, 2))
     if is_application(name):
         return getattr(keras.applications, name)(
             weights=None, input_shape=tuple(input_shape), classes=num_classes,
@@ -135,3 +140,31 @@ def _conv_bn_relu(x, filters, conv_name, bn_name, relu_name):
                             name=conv_name)(x)
     x = keras.layers.BatchNormalization(name=bn_name)(x)
     return keras.layers.ReLU(name=relu_name)(x)
+
+
+def _gpt(input_shape, vocab, width, depth):
+    """A pre-LN causal transformer: next-token logits at every position."""
+    if len(input_shape) != 1:
+        raise ValueError(f"Expected gpt's input_shape to be (sequence length,). "
+                         f"Received: input_shape={tuple(input_shape)}")
+    length = input_shape[0]
+    layers = keras.layers
+    tokens = keras.Input((length,), dtype="int32", name="tokens")
+    # Position ids computed from the input keep the position embedding a
+    # layer of the graph (growable), not a folded constant.
+    positions = 0 * tokens + keras.ops.arange(length, dtype="int32")
+    x = layers.Embedding(vocab, width, name="token_embedding")(tokens)
+    x = layers.Add(name="embed")(
+        [x, layers.Embedding(length, width, name="position_embedding")(positions)])
+    heads = max(1, width // 8)
+    for b in range(1, depth + 1):
+        h = layers.LayerNormalization(name=f"block{b}_ln1")(x)
+        h = layers.MultiHeadAttention(heads, width // heads, name=f"block{b}_mha")(
+            h, h, use_causal_mask=True)
+        x = layers.Add(name=f"block{b}_res1")([x, h])
+        h = layers.LayerNormalization(name=f"block{b}_ln2")(x)
+        h = layers.Dense(4 * width, activation="gelu", name=f"block{b}_ffn_in")(h)
+        h = layers.Dense(width, name=f"block{b}_ffn_out")(h)
+        x = layers.Add(name=f"block{b}_res2")([x, h])
+    x = layers.LayerNormalization(name="final_ln")(x)
+    return keras.Model(tokens, layers.Dense(vocab, name="logits")(x), name="gpt")

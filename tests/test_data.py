@@ -47,11 +47,12 @@ def test_eval_fn_covers_each_example_once_in_equal_steps(
         pipeline_batches = list(data.as_numpy_iterator())
         batches.append(len(pipeline_batches))
         total_weight += sum(weights.sum() for _, _, weights in pipeline_batches)
-        assert all(len(labels) == 64 // num_replicas
+        assert all(len(labels) == info.eval_batch_size // num_replicas
                    for _, labels, _ in pipeline_batches)
     replicas_per_pipeline = num_replicas // num_pipelines
     assert batches == [info.eval_steps * replicas_per_pipeline] * num_pipelines
     assert total_weight == info.num_eval_examples
+    assert info.eval_batch_size == 256  # 4 global batches: evaluation is cheap
 
 
 def test_train_fn_shards_by_pipeline_and_batches_per_replica():
@@ -91,3 +92,37 @@ def test_bad_arguments_are_named():
         inputs.make_input_fns("synthetic", 0)
     with pytest.raises(ValueError, match="split='validation'"):
         inputs.load_arrays("synthetic", "validation")
+
+
+def test_distorted_digits_splits_are_deterministic_and_disjoint():
+    from keras_net2net.data import distorted_digits
+    train, test = (distorted_digits.source_indices(s) for s in ("train", "test"))
+    assert (len(train), len(test)) == (20_118, 2_160)
+    # No test image is a distortion of a digit that a training image comes from.
+    assert not set(train) & set(test)
+    first, labels, source = distorted_digits.make_split("test", limit=12)
+    again, _, _ = distorted_digits.make_split("test", limit=12)
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (12, 16, 16, 1) and first.dtype == np.uint8
+    np.testing.assert_array_equal(source, test[:12])
+    # Copies of one digit differ (each is its own distortion), and the
+    # training stream draws other distortions than the test stream.
+    assert len({image.tobytes() for image in first}) == 12
+    from sklearn import datasets
+    np.testing.assert_array_equal(labels, datasets.load_digits().target[test[:12]])
+
+
+def test_stdlib_bytes_splits_are_deterministic_disjoint_and_large_enough():
+    from keras_net2net.data import stdlib_text
+    train_keys, train = stdlib_text.windows("train")
+    test_keys, test = stdlib_text.windows("test")
+    again_keys, again = stdlib_text.windows("test")
+    assert test_keys == again_keys
+    np.testing.assert_array_equal(test, again)
+    assert len(test) >= 2000 and len(train) >= 10 * len(test)
+    assert test.shape[1] == stdlib_text.WINDOW and test.max() < stdlib_text.VOCAB
+    # Whole files go to one split, so no held-out window shares text with a
+    # training window by construction.
+    files = lambda keys: {key.split(":")[0] for key in keys}
+    assert not files(train_keys) & files(test_keys)
+    assert len(set(train_keys) | set(test_keys)) == len(train_keys) + len(test_keys)

@@ -1,14 +1,22 @@
 r"""net2net-compare: do Net2Net students learn faster than random init?
 
-Trains a teacher, grows it wider, deeper and both, and trains each student
-and the same architecture from random weights for the same steps. Writes
-`report.json` and `curves.png` into --model_dir and prints a table.
+Trains a teacher, grows it wider, deeper and both, trains each student, and
+trains the same architecture from random weights (the "scratch twin") for at
+least as many steps as teacher and student together, at its best learning
+rate from a small sweep. Writes `report.json` and `curves.png` into
+--model_dir and prints a table.
 
-    net2net-compare --model_dir=runs/compare --seeds=3
+    net2net-compare --model_dir=runs/compare --dataset=distorted_digits
+    net2net-compare --model_dir=runs/lm --dataset=stdlib_bytes \
+        --teacher_model=gpt --arms=both --deepen=block1_ffn_out:residual
 
-The speed-up of an arm is (steps the scratch model needs to reach its own
-final accuracy) / (steps the student needs to reach that accuracy), on the
-seed-averaged curves, each counted as at least one --eval_every interval.
+The target is the scratch twin's converged value (mean of its last 5
+evaluations: test accuracy, or validation loss with --metric=loss); a curve
+reaches it at the first evaluation from which 3 consecutive evaluations
+average at or past it. The speed-up is scratch steps / student steps; the
+total speed-up adds the teacher's steps weighted by its training FLOPs per
+step relative to the student's; both come with the ceiling the evaluation
+grid can show (see `keras_net2net.training.comparison`).
 """
 
 import json
@@ -20,6 +28,7 @@ from absl import logging
 
 from keras_net2net import models
 from keras_net2net.bin import flags as shared_flags
+from keras_net2net.data import inputs
 from keras_net2net.training import comparison
 from keras_net2net.training import curves
 from keras_net2net.training import experiment
@@ -28,6 +37,9 @@ from keras_net2net.training import strategy as strategy_lib
 FLAGS = flags.FLAGS
 REPORT_FILENAME = "report.json"
 CURVES_FILENAME = "curves.png"
+# Models that read token sequences, and the data sets that provide them.
+SEQUENCE_MODELS = ("gpt",)
+SEQUENCE_DATASETS = (inputs.STDLIB_BYTES,)
 
 
 def define_flags(flag_values=FLAGS):
@@ -39,16 +51,34 @@ def define_flags(flag_values=FLAGS):
     shared_flags.define_shared_flags(flag_values)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("teacher_model", "cnn", "Teacher architecture: "
-                        f"{', '.join(models.BUILT_IN)}.", **fv)
+                        f"{', '.join(models.BUILT_IN)} (gpt: a byte-level "
+                        "language model for --dataset=stdlib_bytes).", **fv)
     flags.DEFINE_list("teacher_widths", ["4", "8", "16"],
                       "Teacher layer widths (mlp/cnn).", **fv)
+    flags.DEFINE_integer("teacher_width", None, "Teacher width (gpt, "
+                         "resnet_small).", lower_bound=1, **fv)
+    flags.DEFINE_integer("teacher_depth", None, "Teacher blocks (gpt, "
+                         "resnet_small).", lower_bound=1, **fv)
     flags.DEFINE_integer("teacher_steps", 1000, "Training steps of the "
                          "teacher.", lower_bound=1, **fv)
     flags.DEFINE_integer("student_steps", 600, "Training steps of each "
-                         "student and scratch model.", lower_bound=1, **fv)
+                         "student.", lower_bound=1, **fv)
+    flags.DEFINE_integer("scratch_steps", None, "Training steps of each "
+                         "scratch twin; default and minimum: teacher_steps + "
+                         "student_steps.", lower_bound=1, **fv)
     flags.DEFINE_float("student_lr_scale", 0.1, "Student learning rate as a "
-                       "fraction of --learning_rate (the paper uses 1/10); "
-                       "scratch models use --learning_rate.", **fv)
+                       "fraction of --learning_rate (the paper uses 1/10).",
+                       **fv)
+    flags.DEFINE_list("scratch_lr_sweep", ["0.5", "1", "2"], "Scratch learning "
+                      "rates to try (multiples of --learning_rate) on the first "
+                      "seed; the best converged value is used for all seeds.",
+                      **fv)
+    flags.DEFINE_bool("carry_optimizer", False, "Start each student with the "
+                      "teacher's optimizer state (keras_net2net."
+                      "expand_optimizer) instead of a fresh optimizer.", **fv)
+    flags.DEFINE_enum("metric", "auto", ["auto", "accuracy", "loss"],
+                      "What the arms are compared on; auto: loss for gpt, "
+                      "accuracy otherwise.", **fv)
     flags.DEFINE_string("widen", "2.0", "--widen of the 'wider' and 'both' "
                         "arms (see net2net-expand).", **fv)
     flags.DEFINE_string("deepen", "conv2,fc1", "--deepen of the 'deeper' and "
@@ -75,11 +105,37 @@ def define_flags(flag_values=FLAGS):
                              **fv)
     flags.register_validator("student_lr_scale", lambda scale: scale > 0,
                              message="expected > 0", **fv)
+    flags.register_validator(
+        "scratch_lr_sweep", _positive_floats,
+        message="Expected positive multiples of --learning_rate such as "
+        "0.5,1,2. Fix: e.g. --scratch_lr_sweep=1 for no sweep", **fv)
     flags.register_validator("widen", shared_flags.parses(shared_flags.parse_widen),
                              message="expected e.g. 2.0 or conv1=8,fc1=64",
                              **fv)
     flags.register_validator("deepen", shared_flags.parses(shared_flags.parse_deepen),
                              message="expected e.g. conv2,fc1", **fv)
+    flags.register_multi_flags_validator(
+        ["scratch_steps", "teacher_steps", "student_steps"],
+        lambda v: v["scratch_steps"] is None or
+        v["scratch_steps"] >= v["teacher_steps"] + v["student_steps"],
+        message="Expected --scratch_steps >= --teacher_steps + --student_steps: "
+        "the scratch twin trains at least as long as teacher and student "
+        "together. Fix: raise --scratch_steps or leave it unset", **fv)
+    flags.register_multi_flags_validator(
+        ["teacher_model", "dataset"],
+        lambda v: (v["teacher_model"] in SEQUENCE_MODELS)
+        == (v["dataset"] in SEQUENCE_DATASETS),
+        message=f"Expected a sequence model ({', '.join(SEQUENCE_MODELS)}) "
+        f"exactly with a sequence data set ({', '.join(SEQUENCE_DATASETS)}). "
+        "Fix: --teacher_model=gpt --dataset=stdlib_bytes, or an image model "
+        "with an image data set", **fv)
+
+
+def _positive_floats(values):
+    try:
+        return bool(values) and all(float(v) > 0 for v in values)
+    except ValueError:
+        return False
 
 
 def arms_from_flags(flag_values=FLAGS):
@@ -92,29 +148,105 @@ def arms_from_flags(flag_values=FLAGS):
     return [choices[name] for name in flag_values.arms]
 
 
+def metric_from_flags(flag_values=FLAGS):
+    """The metric to compare on: --metric, or loss for sequence models."""
+    if flag_values.metric != "auto":
+        return flag_values.metric
+    return "loss" if flag_values.teacher_model in SEQUENCE_MODELS else "accuracy"
+
+
+def teacher_fn_from_flags(flag_values=FLAGS):
+    """`teacher_fn(info)` that builds the teacher the flags describe."""
+    name = flag_values.teacher_model
+    widths = ([int(w) for w in flag_values.teacher_widths]
+              if name in ("mlp", "cnn") else None)
+    width, depth = flag_values.teacher_width, flag_values.teacher_depth
+    return lambda info: models.build_model(
+        name, info.input_shape, info.num_classes, widths=widths, width=width,
+        depth=depth)
+
+
+def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME,
+                   flag_values=FLAGS, progress=None):
+    """Runs the comparison the flags describe; the chief writes the report,
+    the curves and the table.
+
+    Args:
+        config: an `experiment.RunConfig`.
+        strategy: from `experiment.prepare_process`.
+        output_dir: where report.json, the curves and models go.
+        curves_filename: the picture's file name.
+        flag_values: parsed flags of `define_flags`.
+        progress: `progress(message)` at each phase (see `run_comparison`).
+
+    Returns:
+        The report, or None on a worker that is not the chief.
+    """
+    seeds = list(range(flag_values.seed, flag_values.seed + flag_values.seeds))
+    is_chief = strategy_lib.task_info(strategy)[2]
+    report = comparison.run_comparison(
+        config, strategy, teacher_fn_from_flags(flag_values),
+        arms_from_flags(flag_values), seeds=seeds,
+        teacher_steps=flag_values.teacher_steps,
+        student_steps=flag_values.student_steps,
+        scratch_steps=flag_values.scratch_steps,
+        student_lr_scale=flag_values.student_lr_scale,
+        scratch_lr_scales=[float(s) for s in flag_values.scratch_lr_sweep],
+        carry_optimizer=flag_values.carry_optimizer,
+        metric=metric_from_flags(flag_values), noise=flag_values.noise,
+        output_dir=os.path.join(output_dir, "models") if is_chief else None,
+        progress=progress)
+    if not is_chief:
+        return None  # Every worker trains; only the chief writes.
+    os.makedirs(output_dir, exist_ok=True)
+    report_path = os.path.join(output_dir, REPORT_FILENAME)
+    curves_path = os.path.join(output_dir, curves_filename)
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+    curves.plot_comparison(report, curves_path)
+    print(format_table(report), flush=True)
+    print(f"report: {report_path}\ncurves: {curves_path}", flush=True)
+    logging.info("Wrote %s and %s.", report_path, curves_path)
+    return report
+
+
 def format_table(report):
     """A short text table of a comparison report."""
-    lines = [f"teacher accuracy {report['teacher']['accuracy']:.4f} "
-             f"(mean of {len(report['seeds'])} seeds, "
-             f"{sum(report['teacher']['train_seconds_per_seed']):.1f} s of "
-             "teacher training)",
-             f"{'arm':<8}{'params':>9}{'student':>9}{'scratch':>9}"
+    metric = report["metric"]
+    teacher = report["teacher"]
+    lines = [f"teacher {metric} {teacher[metric]:.4f} (converged, mean of "
+             f"{len(report['seeds'])} seeds, "
+             f"{sum(teacher['train_seconds_per_seed']):.1f} s of teacher "
+             f"training); {report['eval_examples']} evaluation examples",
+             f"{'arm':<8}{'params':>9}{'t/s flops':>10}{'student':>9}"
              f"{'target':>8}{'steps st':>9}{'steps sc':>9}{'speed-up':>9}"
-             f"{'sc>=teacher':>12}{'max rel err':>13}"]
+             f"{'total':>7}{'saved':>7}{'ceiling':>9}{'scratch lr':>11}"
+             f"{'max rel err':>12}"]
     for name, arm in report["arms"].items():
-        speed = "never" if arm["speedup"] is None else f"{arm['speedup']:.1f}x"
+        sweep = arm["scratch_sweep"]
         lines.append(
             f"{name:<8}{arm['params']['student']:>9,}"
-            f"{arm['final_accuracy']['student']:>9.4f}"
-            f"{arm['final_accuracy']['scratch']:>9.4f}"
-            f"{arm['target_accuracy']:>8.4f}{_step(arm['steps_student']):>9}"
-            f"{arm['steps_scratch']:>9}{speed:>9}"
-            f"{_step(arm['steps_scratch_to_teacher']):>12}"
-            f"{max(arm['max_relative_error_per_seed']):>13.2e}")
-    lines.append("student/scratch: final test accuracy (mean over seeds); "
-                 "steps st/sc: steps to reach target, the scratch arm's final "
-                 "accuracy; sc>=teacher: steps scratch needs to match the "
-                 "teacher; max rel err: function preservation at growth.")
+            f"{arm['teacher_flops_ratio']:>10.3f}"
+            f"{arm['final_student']:>9.4f}{arm['target']:>8.4f}"
+            f"{_step(arm['steps_student']):>9}{arm['steps_scratch']:>9}"
+            f"{_times(arm['speedup']):>9}{_times(arm['speedup_total']):>7}"
+            f"{_percent(arm['compute_saved']):>7}"
+            f"{arm['ceiling']:>5.0f}/{arm['ceiling_total']:<3.0f}"
+            f"{sweep['chosen_learning_rate']:>11.2g}"
+            f"{max(arm['max_relative_error_per_seed']):>12.2e}")
+        per_seed = ", ".join(_times(s) for s in arm["per_seed"]["speedup"])
+        total = ", ".join(_times(s) for s in arm["per_seed"]["speedup_total"])
+        sweep_text = ", ".join(f"{lr:.2g}: {v:.4f}" for lr, v in zip(
+            sweep["learning_rates"], sweep["converged"]))
+        lines.append(f"{'':<8}per seed: speed-up {per_seed}; total {total}; "
+                     f"scratch sweep (seed {sweep['seed']}) {sweep_text}")
+    lines.append(
+        f"student: converged {metric} (mean of the last {report['protocol']['last']} "
+        f"evaluations); target: the scratch twin's; steps st/sc: steps to reach "
+        f"it ({report['protocol']['window']} evaluations averaged); total: "
+        "counting the teacher's steps at its FLOPs per step (t/s flops); saved: "
+        "compute saved counting the teacher; ceiling: the largest speed-up / "
+        "total the evaluation grid can show.")
     return "\n".join(lines)
 
 
@@ -122,33 +254,20 @@ def _step(step):
     return "never" if step is None else str(step)
 
 
+def _times(value):
+    return "never" if value is None else f"{value:.1f}x"
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     config = shared_flags.run_config()
     strategy = experiment.prepare_process(config)
-    widths = [int(w) for w in FLAGS.teacher_widths]
-    teacher_fn = lambda info: models.build_model(
-        FLAGS.teacher_model, info.input_shape, info.num_classes,
-        widths=widths if FLAGS.teacher_model != "resnet_small" else None)
-    seeds = list(range(FLAGS.seed, FLAGS.seed + FLAGS.seeds))
-    is_chief = strategy_lib.task_info(strategy)[2]
-    report = comparison.run_comparison(
-        config, strategy, teacher_fn, arms_from_flags(), seeds=seeds,
-        teacher_steps=FLAGS.teacher_steps, student_steps=FLAGS.student_steps,
-        student_lr_scale=FLAGS.student_lr_scale, noise=FLAGS.noise,
-        output_dir=os.path.join(config.model_dir, "models") if is_chief
-        else None)
-    if not is_chief:
-        return  # Every worker trains; only the chief writes.
-    report_path = os.path.join(config.model_dir, REPORT_FILENAME)
-    curves_path = os.path.join(config.model_dir, CURVES_FILENAME)
-    with open(report_path, "w") as f:
-        json.dump(report, f, indent=1)
-    curves.plot_comparison(report, curves_path)
-    print(format_table(report))
-    print(f"report: {report_path}\ncurves: {curves_path}")
-    logging.info("Wrote %s and %s.", report_path, curves_path)
+    run_from_flags(config, strategy, config.model_dir)
 
 
 def run():

@@ -21,11 +21,20 @@ import numpy as np
 import tensorflow as tf
 
 DIGITS = "digits"
+DISTORTED_DIGITS = "distorted_digits"
+STDLIB_BYTES = "stdlib_bytes"
 SYNTHETIC = "synthetic"
+# Data sets built offline from what is on the machine (no download).
+LOCAL = (DIGITS, DISTORTED_DIGITS, STDLIB_BYTES)
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 # Shuffle buffers never need to exceed this; larger data sets are shuffled
 # within a window, as tf.data users usually do.
 _MAX_SHUFFLE_BUFFER = 10_000
+# Evaluation batches hold about this many examples (a multiple of the global
+# batch size, so replicas still split them evenly): evaluation has no
+# gradients, and small batches would make frequent evaluations cost more
+# than training.
+_EVAL_BATCH = 256
 # Splits smaller than this (decoded, in float32 bytes) are cached in memory.
 _MAX_CACHE_BYTES = 256 * 2**20
 
@@ -42,6 +51,9 @@ class InputInfo:
         num_eval_examples: real (unpadded) examples in the evaluation split.
         eval_steps: evaluation batches per replica that cover the evaluation split
             once; the split is padded with zero-weight examples to fill them.
+        eval_batch_size: examples per evaluation step over all replicas: the
+            largest multiple of the global batch size up to 256 (at least one
+            global batch).
     """
     name: str
     input_shape: tuple
@@ -49,6 +61,7 @@ class InputInfo:
     num_train_examples: int
     num_eval_examples: int
     eval_steps: int
+    eval_batch_size: int = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +81,10 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
 
     Args:
         dataset: "digits" (scikit-learn's bundled digits, built offline into
-            `data_dir`), "synthetic" (random images whose label is a fixed linear
+            `data_dir`), "distorted_digits" (20,118/2,160 distorted 16x16
+            digits, built offline: `data.distorted_digits`), "stdlib_bytes"
+            (32-byte windows of the Python stdlib's source as (bytes, next
+            bytes) int32 pairs, 128 classes: `data.stdlib_text`), "synthetic" (random images whose label is a fixed linear
             function of the pixels, so it is learnable), or any TFDS name with an
             image/label supervised pair and a "test" or "validation" split.
         global_batch_size: examples per step, summed over all replicas.
@@ -97,11 +113,13 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
                          f"Received: global_batch_size={global_batch_size}")
     splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
                           synthetic_examples)
-    eval_steps = max(1, math.ceil(splits.num_eval / global_batch_size))
+    eval_batch = global_batch_size * max(1, _EVAL_BATCH // global_batch_size)
+    eval_steps = max(1, math.ceil(splits.num_eval / eval_batch))
     info = InputInfo(name=dataset, input_shape=splits.input_shape,
                      num_classes=splits.num_classes,
                      num_train_examples=splits.num_train,
-                     num_eval_examples=splits.num_eval, eval_steps=eval_steps)
+                     num_eval_examples=splits.num_eval, eval_steps=eval_steps,
+                     eval_batch_size=eval_batch)
     shuffle_buffer = min(splits.num_train, _MAX_SHUFFLE_BUFFER)
 
     def train_fn(input_context, start_step=0):
@@ -116,13 +134,15 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         return data.skip(start_step).prefetch(tf.data.AUTOTUNE)
 
     def eval_fn(input_context):
-        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        batch_size = input_context.get_per_replica_batch_size(eval_batch)
         real = splits.eval.map(lambda image, label: (image, label, 1.0))
         # Pad to whole global batches so that every replica on every worker runs
         # the same number of steps; collectives would hang otherwise.
+        image_spec, label_spec = splits.eval.element_spec
         padding = tf.data.Dataset.from_tensors(
-            (tf.zeros(splits.input_shape), tf.constant(0, tf.int32), 0.0))
-        padded_size = eval_steps * global_batch_size
+            (tf.zeros(image_spec.shape, image_spec.dtype),
+             tf.zeros(label_spec.shape, label_spec.dtype), 0.0))
+        padded_size = eval_steps * eval_batch
         data = real.concatenate(padding.repeat(padded_size - splits.num_eval))
         data = data.shard(input_context.num_input_pipelines,
                           input_context.input_pipeline_id)
@@ -149,7 +169,7 @@ def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
 
     Returns:
         (images, labels): float32 images scaled like the training inputs and
-        int32 labels.
+        int32 labels (for "stdlib_bytes": int32 byte windows and next bytes).
 
     Raises:
         ValueError: if `split` is not "train" or "eval".
@@ -205,10 +225,16 @@ def _synthetic_splits(shape, num_classes, num_train):
 def _tfds_splits(dataset, data_dir):
     import tensorflow_datasets as tfds  # Slow import; not needed for synthetic.
     data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+    if dataset == STDLIB_BYTES:
+        return _byte_splits(data_dir)
     if dataset == DIGITS:
         from keras_net2net.data import digits
         make_builder = lambda: digits.SklearnDigits(data_dir=data_dir)
         scale = float(digits.MAX_INTENSITY)
+    elif dataset == DISTORTED_DIGITS:
+        from keras_net2net.data import distorted_digits
+        make_builder = lambda: distorted_digits.DistortedDigits(data_dir=data_dir)
+        scale = 255.0
     else:
         make_builder = lambda: tfds.builder(dataset, data_dir=data_dir)
         scale = 255.0
@@ -242,6 +268,24 @@ def _tfds_splits(dataset, data_dir):
                    input_shape=input_shape, num_classes=num_classes,
                    num_train=splits["train"].num_examples,
                    num_eval=splits[eval_split].num_examples)
+
+
+def _byte_splits(data_dir):
+    """Next-byte prediction pairs (bytes[:-1], bytes[1:]) of `stdlib_bytes`."""
+    from keras_net2net.data import stdlib_text
+    builder = _prepared(lambda: stdlib_text.StdlibBytes(data_dir=data_dir))
+
+    def split(name):
+        data = builder.as_dataset(split=name, shuffle_files=False)
+        data = data.map(lambda example: tf.cast(example["bytes"], tf.int32))
+        return data.map(lambda row: (row[:-1], row[1:])).cache()
+
+    splits = builder.info.splits
+    return _Splits(train=split("train"), eval=split("test"),
+                   input_shape=(stdlib_text.WINDOW - 1,),
+                   num_classes=stdlib_text.VOCAB,
+                   num_train=splits["train"].num_examples,
+                   num_eval=splits["test"].num_examples)
 
 
 def _prepared(make_builder):

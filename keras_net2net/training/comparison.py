@@ -1,22 +1,36 @@
 """Net2Net students vs the same architectures trained from scratch.
 
 For each seed: train a teacher; for each arm (e.g. wider, deeper, both),
-grow the teacher into a student with `keras_net2net.expand_model`, build the
-same architecture with fresh weights (`keras.models.clone_model` re-runs the
-initialisers), and train both for the same steps with the same optimizer,
-the student at a smaller learning rate, as in the Net2Net paper. The result
-is a JSON-ready report of accuracy curves and speed-ups.
+grow the teacher into a student with `keras_net2net.expand_model` and train
+it; build the same architecture with fresh weights (`keras.models.clone_model`
+re-runs the initialisers) and train that "scratch twin" on the same batches
+and evaluation set. The protocol is meant not to flatter Net2Net:
+
+- The scratch twin trains at least as many steps as teacher and student
+  together, at its own best learning rate from a small sweep (run on the
+  first seed; the sweep is reported).
+- The target is the scratch twin's converged value: the mean of its last
+  `LAST` evaluations (accuracy, or validation loss).
+- A curve reaches the target at the first evaluation from which the mean of
+  `WINDOW` consecutive evaluations is at or past it; a curve there at step 0
+  is credited one evaluation interval (the finest step count it resolves).
+- Two speed-ups: student steps only (the teacher as a sunk cost, as papers
+  report it) and total, where the teacher's steps count at its training FLOPs
+  per step relative to the student's; `compute_saved = 1 - (teacher FLOPs +
+  student FLOPs to the target) / scratch FLOPs to the target`. Each comes
+  with the ceiling the evaluation grid can show.
 
 ```python
 arms = [Arm("wider", widen=2.0), Arm("deeper", deepen=["conv2", "fc1"])]
 report = run_comparison(config, strategy, teacher_fn, arms, seeds=[0, 1, 2],
                         teacher_steps=1000, student_steps=600)
-report["arms"]["wider"]["speedup"]
+report["arms"]["wider"]["speedup"], report["arms"]["wider"]["speedup_total"]
 ```
 """
 
 import dataclasses
 import os
+import time
 
 from absl import logging
 import keras
@@ -26,6 +40,11 @@ import keras_net2net as n2n
 from keras_net2net.data import inputs
 from keras_net2net.training import evaluation
 from keras_net2net.training import experiment
+from keras_net2net.training import flops as flops_lib
+
+LAST = 5  # evaluations averaged into the scratch twin's converged value
+WINDOW = 3  # consecutive evaluations whose mean must reach the target
+METRICS = ("accuracy", "loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,62 +61,107 @@ class Arm:
     deepen: object = None
 
 
-def steps_to_reach(steps, accuracies, target):
-    """The first evaluated step whose accuracy is at least `target`.
+def converged(values, last=LAST):
+    """The mean of the last `last` evaluations of a curve.
+
+    Example:
+    >>> converged([0.1, 0.5, 0.8, 0.9, 0.9, 0.9, 1.0], last=5)
+    0.9
+    """
+    return float(np.mean(values[-last:]))
+
+
+def steps_to_reach(steps, values, target, *, higher_is_better=True,
+                   window=WINDOW):
+    """The first evaluated step from which `window` evaluations reach `target`.
 
     Args:
         steps: evaluated step numbers, ascending.
-        accuracies: the accuracy at each of them.
-        target: the accuracy to reach.
+        values: the metric at each of them.
+        target: the value to reach.
+        higher_is_better: True for accuracy (reach: mean >= target), False
+            for a loss (reach: mean <= target).
+        window: consecutive evaluations averaged; 1 is the first evaluation
+            at or past the target.
 
     Returns:
-        The step, or None if the curve never reaches `target`.
+        The step, or None if no window of the curve reaches `target`.
 
     Example:
-    >>> steps_to_reach([0, 10, 20], [0.1, 0.8, 0.9], 0.8)
+    >>> steps_to_reach([0, 10, 20, 30], [0.1, 0.9, 0.7, 0.9], 0.8)
     10
+    >>> steps_to_reach([0, 10, 20, 30], [2.0, 1.0, 1.4, 1.3], 1.2,
+    ...                higher_is_better=False) is None
+    True
     """
-    for step, accuracy in zip(steps, accuracies):
-        if accuracy >= target:
-            return step
+    sign = 1.0 if higher_is_better else -1.0
+    for i in range(len(values) - window + 1):
+        if sign * float(np.mean(values[i:i + window])) >= sign * target:
+            return steps[i]
     return None
 
 
-def speedup(steps, student, scratch, interval):
-    """How much sooner the student reaches the scratch arm's final accuracy.
+def speedup(student_steps, student, scratch_steps, scratch, interval, *,
+            higher_is_better=True, teacher_cost=0.0):
+    """How much sooner a student reaches its scratch twin's converged value.
 
     Args:
-        steps: evaluated step numbers, ascending, starting at 0.
-        student: the student's accuracy at each step.
-        scratch: the scratch model's accuracy at each step.
-        interval: steps between evaluations. A curve that is already there
-            at step 0 is counted as needing one interval: the evaluation
-            cannot resolve anything finer.
+        student_steps: the student's evaluated steps, from 0.
+        student: the student's metric at each.
+        scratch_steps: the scratch twin's evaluated steps, from 0.
+        scratch: the scratch twin's metric at each.
+        interval: steps between evaluations. Reaching the target at step 0
+            counts as one interval: the grid cannot resolve anything finer.
+        higher_is_better: True for accuracy, False for a loss.
+        teacher_cost: the teacher's training in student-step equivalents
+            (teacher steps x teacher FLOPs per step / student FLOPs per step).
 
     Returns:
-        {"target_accuracy", "steps_scratch", "steps_student", "speedup"}:
-        `speedup` = steps_scratch / steps_student, None when the student
-        never gets there.
+        A dict: "target" (scratch's converged value); "steps_scratch" (where
+        scratch reaches it, its last step if no window does: it is its own
+        final value); "steps_student" (None: never); "speedup" (scratch steps
+        / student steps); "speedup_total" (scratch steps / (teacher_cost +
+        student steps)); "compute_saved" (1 - 1 / speedup_total); "ceiling"
+        and "ceiling_total" (the largest values the grid can show: scratch's
+        budget over one interval, with the teacher's cost for the total);
+        "final_student", "final_scratch" (converged values of both).
 
     Example:
-    >>> speedup([0, 10, 20], [0.9, 0.9, 0.95], [0.1, 0.5, 0.9], 10)["speedup"]
-    2.0
+    >>> r = speedup([0, 10, 20, 30, 40], [0.9] * 5, list(range(0, 110, 10)),
+    ...             [0.1, 0.5, 0.7, 0.8, 0.85, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+    ...             interval=10, teacher_cost=20)
+    >>> r["steps_scratch"], r["steps_student"], r["speedup"], r["speedup_total"]
+    (50, 10, 5.0, 1.6666666666666667)
     """
-    target = scratch[-1]
-    steps_scratch = max(steps_to_reach(steps, scratch, target), interval)
-    steps_student = steps_to_reach(steps, student, target)
+    target = converged(scratch)
+    reach = lambda steps, values: steps_to_reach(
+        steps, values, target, higher_is_better=higher_is_better)
+    steps_scratch = reach(scratch_steps, scratch)
+    steps_scratch = max(scratch_steps[-1] if steps_scratch is None
+                        else steps_scratch, interval)
+    steps_student = reach(student_steps, student)
     if steps_student is not None:
         steps_student = max(steps_student, interval)
-    return {"target_accuracy": float(target), "steps_scratch": steps_scratch,
-            "steps_student": steps_student,
-            "speedup": (steps_scratch / steps_student if steps_student
-                        else None)}
+    total = None if steps_student is None else teacher_cost + steps_student
+    budget = scratch_steps[-1]
+    return {
+        "target": target, "steps_scratch": steps_scratch,
+        "steps_student": steps_student,
+        "speedup": None if total is None else steps_scratch / steps_student,
+        "speedup_total": None if total is None else steps_scratch / total,
+        "compute_saved": None if total is None else 1.0 - total / steps_scratch,
+        "ceiling": budget / interval,
+        "ceiling_total": budget / (teacher_cost + interval),
+        "final_student": converged(student), "final_scratch": target,
+    }
 
 
 def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
-                   teacher_steps, student_steps, student_lr_scale=0.1,
-                   noise=0.0, output_dir=None):
-    """Trains teachers, students and scratch models and compares them.
+                   teacher_steps, student_steps, scratch_steps=None,
+                   student_lr_scale=0.1, scratch_lr_scales=(0.5, 1.0, 2.0),
+                   carry_optimizer=False, metric="accuracy", noise=0.0,
+                   output_dir=None, progress=None):
+    """Trains teachers, students and scratch twins and compares them.
 
     Args:
         config: an `experiment.RunConfig` (optimizer, learning rate, batch
@@ -105,83 +169,147 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
         strategy: from `experiment.prepare_process`.
         teacher_fn: `teacher_fn(info)` builds a fresh teacher model.
         arms: a list of `Arm`.
-        seeds: seeds to repeat everything with; curves are averaged.
+        seeds: seeds to repeat everything with (weights and data order).
         teacher_steps: training steps of each teacher.
-        student_steps: training steps of each student and scratch model.
+        student_steps: training steps of each student.
+        scratch_steps: training steps of each scratch twin; default and
+            minimum `teacher_steps + student_steps`.
         student_lr_scale: student learning rate / `config.learning_rate`.
+        scratch_lr_scales: the sweep: scratch learning rates as multiples of
+            `config.learning_rate`, tried on the first seed; the best
+            converged value wins for the other seeds.
+        carry_optimizer: start each student with the teacher's optimizer
+            state (`keras_net2net.expand_optimizer`) instead of a fresh one.
+        metric: "accuracy" (higher is better) or "loss" (the evaluation
+            loss; lower is better) to compare on.
         noise: symmetry-breaking noise for `expand_model`.
         output_dir: where to keep each seed's teacher and final models
             (`seed_<s>/<name>.keras`); None keeps none.
+        progress: `progress(message)` is called at the start of every phase;
+            default: absl logging.
 
     Returns:
         A JSON-ready dict; see `bin/compare.py` for the layout.
 
     Raises:
-        ValueError: if `config.eval_every` is not positive or `arms` or
-            `seeds` is empty.
+        ValueError: if `config.eval_every` is not positive, `arms`, `seeds`
+            or `scratch_lr_scales` is empty, `metric` is unknown, or
+            `scratch_steps` is below `teacher_steps + student_steps`.
     """
     if config.eval_every <= 0:
         raise ValueError("Expected eval_every > 0 to draw learning curves. "
                          f"Received: eval_every={config.eval_every}")
-    if not arms or not seeds:
-        raise ValueError(f"Expected at least one arm and one seed. Received: "
-                         f"arms={arms}, seeds={seeds}")
+    if not arms or not seeds or not scratch_lr_scales:
+        raise ValueError(f"Expected at least one arm, seed and scratch learning "
+                         f"rate. Received: arms={arms}, seeds={seeds}, "
+                         f"scratch_lr_scales={scratch_lr_scales}")
+    if metric not in METRICS:
+        raise ValueError(f"Expected metric in {METRICS}. Received: "
+                         f"metric={metric!r}")
+    scratch_steps = scratch_steps or teacher_steps + student_steps
+    if scratch_steps < teacher_steps + student_steps:
+        raise ValueError(
+            f"Expected scratch_steps >= teacher_steps + student_steps = "
+            f"{teacher_steps + student_steps}: the scratch twin gets at least "
+            f"the steps of teacher and student together. Received: "
+            f"scratch_steps={scratch_steps}. Fix: raise it or leave it unset.")
+    began = time.perf_counter()
+    say = progress or (lambda message: logging.info("%s", message))
+    log = lambda message: say(f"[{time.perf_counter() - began:6.0f} s] {message}")
     input_fns = experiment.make_inputs(config)
-    eval_images, eval_labels = inputs.load_arrays(
+    eval_arrays = inputs.load_arrays(
         config.dataset, "eval", data_dir=config.data_dir,
         synthetic_shape=config.synthetic_shape,
         synthetic_classes=config.synthetic_classes)
-    runs = []
+    plan = _Plan(teacher_steps, student_steps, scratch_steps, student_lr_scale,
+                 tuple(scratch_lr_scales), carry_optimizer, metric, noise)
+    sweeps, runs = {}, []
     for seed in seeds:
         runs.append(_run_seed(
             dataclasses.replace(config, seed=seed), strategy, teacher_fn, arms,
-            input_fns, (eval_images, eval_labels), teacher_steps,
-            student_steps, student_lr_scale, noise,
+            input_fns, eval_arrays, plan, sweeps, log,
             output_dir and os.path.join(output_dir, f"seed_{seed}")))
-    return _summarise(runs, arms, seeds, config.eval_every, teacher_steps,
-                      student_steps, student_lr_scale, config)
+    log("Comparison done.")
+    return _summarise(runs, arms, seeds, config, plan, sweeps,
+                      len(eval_arrays[1]))
 
 
-def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
-              teacher_steps, student_steps, student_lr_scale, noise,
-              output_dir):
-    train = lambda model_fn, **kwargs: experiment.train(
-        config, strategy, model_fn, model_dir="", input_fns=input_fns,
-        **kwargs)
-    logging.info("Seed %d: training the teacher for %d steps.", config.seed,
-                 teacher_steps)
-    teacher, teacher_history = train(teacher_fn, train_steps=teacher_steps)
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    teacher_steps: int
+    student_steps: int
+    scratch_steps: int
+    student_lr_scale: float
+    scratch_lr_scales: tuple
+    carry_optimizer: bool
+    metric: str
+    noise: float
+
+
+def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
+              sweeps, log, output_dir):
+    def train(model_fn, **kwargs):
+        return experiment.train(config, strategy, model_fn, model_dir="",
+                                input_fns=input_fns, eval_at_start=True, **kwargs)
+
+    held = {}
+
+    def teacher_optimizer(model, learning_rate):
+        del model
+        held["optimizer"] = experiment.make_optimizer(config, learning_rate)
+        return held["optimizer"]
+
+    log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
+    teacher, teacher_history = train(teacher_fn, train_steps=plan.teacher_steps,
+                                     optimizer_fn=teacher_optimizer)
     run = {"teacher": teacher_history, "arms": {}}
     models = {"teacher": teacher}
+    student_lr = config.learning_rate * plan.student_lr_scale
     for arm in arms:
         expanded = {}
 
         def grow(info, arm=arm, expanded=expanded):
             del info
             student, expanded["report"] = n2n.expand_model(
-                teacher, widen=arm.widen, deepen=arm.deepen, noise=noise,
+                teacher, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                 seed=config.seed, return_report=True)
             return student
 
-        logging.info("Seed %d: training the %s student and its scratch twin "
-                     "for %d steps each.", config.seed, arm.name,
-                     student_steps)
+        def student_optimizer(model, learning_rate):
+            if not plan.carry_optimizer:
+                return experiment.make_optimizer(config, learning_rate)
+            optimizer = n2n.expand_optimizer(held["optimizer"], model)
+            optimizer.learning_rate = learning_rate
+            return optimizer
+
+        log(f"seed {config.seed}: {arm.name} student, {plan.student_steps} steps")
         student, student_history = train(
-            grow, train_steps=student_steps, eval_at_start=True,
-            learning_rate=config.learning_rate * student_lr_scale)
+            grow, train_steps=plan.student_steps, learning_rate=student_lr,
+            optimizer_fn=student_optimizer)
         # Same architecture, fresh weights: clone_model re-runs every
         # layer's initialiser instead of copying the student's weights.
-        scratch, scratch_history = train(
-            lambda info, student=student: keras.models.clone_model(student),
-            train_steps=student_steps, eval_at_start=True)
-        report = expanded["report"]
+        twin = lambda info, student=student: keras.models.clone_model(student)
+        if arm.name not in sweeps:
+            sweep = _sweep(train, twin, arm, config, plan, log)
+            sweeps[arm.name] = sweep
+            scratch, scratch_history = sweep.pop("best_run")
+        else:
+            scale = sweeps[arm.name]["chosen_scale"]
+            log(f"seed {config.seed}: {arm.name} scratch twin, "
+                f"{plan.scratch_steps} steps at {scale:g} x lr")
+            scratch, scratch_history = train(
+                twin, train_steps=plan.scratch_steps,
+                learning_rate=config.learning_rate * scale)
         versus = evaluation.compare_models(
             teacher, student, *eval_arrays, names=("teacher", "student"))
         run["arms"][arm.name] = {
             "student": student_history, "scratch": scratch_history,
-            "max_relative_error": report.max_relative_error,
+            "max_relative_error": expanded["report"].max_relative_error,
             "params": {"teacher": teacher.count_params(),
                        "student": student.count_params()},
+            "train_flops_per_step": {
+                "teacher": flops_lib.training_flops(teacher, config.global_batch_size),
+                "student": flops_lib.training_flops(student, config.global_batch_size)},
             "teacher_vs_final_student": versus,
         }
         models[f"{arm.name}_student"] = student
@@ -193,25 +321,52 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays,
     return run
 
 
-def _curve(history):
+def _sweep(train, twin, arm, config, plan, log):
+    """Trains the scratch twin at every learning rate of the sweep; keeps the
+    run with the best converged value."""
+    results, best = [], None
+    for scale in plan.scratch_lr_scales:
+        log(f"seed {config.seed}: {arm.name} scratch twin, {plan.scratch_steps} "
+            f"steps at {scale:g} x lr (sweep)")
+        model, history = train(twin, train_steps=plan.scratch_steps,
+                               learning_rate=config.learning_rate * scale)
+        value = converged(_curve(history, plan.metric)[1])
+        results.append(value)
+        better = best is None or (value > best[0] if plan.metric == "accuracy"
+                                  else value < best[0])
+        if better:
+            best = (value, scale, (model, history))
+    return {"seed": config.seed, "scales": list(plan.scratch_lr_scales),
+            "learning_rates": [config.learning_rate * s
+                               for s in plan.scratch_lr_scales],
+            "converged": results, "chosen_scale": best[1],
+            "chosen_learning_rate": config.learning_rate * best[1],
+            "best_run": best[2]}
+
+
+def _curve(history, metric):
     return ([e["step"] for e in history["eval"]],
-            [e["accuracy"] for e in history["eval"]])
+            [e[metric] for e in history["eval"]])
 
 
-def _summarise(runs, arms, seeds, interval, teacher_steps, student_steps,
-               student_lr_scale, config):
-    teacher_accuracy = [_curve(r["teacher"])[1][-1] for r in runs]
+def _summarise(runs, arms, seeds, config, plan, sweeps, eval_examples):
+    metric = plan.metric
+    higher = metric == "accuracy"
+    teacher_final = [converged(_curve(r["teacher"], metric)[1]) for r in runs]
     report = {
         "seeds": list(seeds),
+        "metric": metric,
+        "eval_examples": eval_examples,
+        "protocol": {"last": LAST, "window": WINDOW,
+                     "interval": config.eval_every,
+                     "training_flops": "3 x forward (flops.TRAINING_MULTIPLIER)"},
         "settings": {**dataclasses.asdict(config),
-                     "teacher_steps": teacher_steps,
-                     "student_steps": student_steps,
-                     "student_lr_scale": student_lr_scale,
+                     **dataclasses.asdict(plan),
                      "student_learning_rate":
-                         config.learning_rate * student_lr_scale},
+                         config.learning_rate * plan.student_lr_scale},
         "teacher": {
-            "accuracy_per_seed": teacher_accuracy,
-            "accuracy": float(np.mean(teacher_accuracy)),
+            f"{metric}_per_seed": teacher_final,
+            metric: float(np.mean(teacher_final)),
             "train_seconds_per_seed": [r["teacher"]["train_seconds"]
                                        for r in runs],
         },
@@ -219,30 +374,43 @@ def _summarise(runs, arms, seeds, interval, teacher_steps, student_steps,
     }
     for arm in arms:
         per_seed = [r["arms"][arm.name] for r in runs]
-        steps = _curve(per_seed[0]["student"])[0]
-        student = [_curve(s["student"])[1] for s in per_seed]
-        scratch = [_curve(s["scratch"])[1] for s in per_seed]
+        flops = per_seed[0]["train_flops_per_step"]
+        ratio = flops["teacher"] / flops["student"]
+        cost = plan.teacher_steps * ratio
+        steps = _curve(per_seed[0]["student"], metric)[0]
+        scratch_steps = _curve(per_seed[0]["scratch"], metric)[0]
+        student = [_curve(s["student"], metric)[1] for s in per_seed]
+        scratch = [_curve(s["scratch"], metric)[1] for s in per_seed]
         mean_student = np.mean(student, axis=0).tolist()
         mean_scratch = np.mean(scratch, axis=0).tolist()
+        compare = lambda a, b: speedup(steps, a, scratch_steps, b,
+                                       config.eval_every, higher_is_better=higher,
+                                       teacher_cost=cost)
+        seeds_result = [compare(a, b) for a, b in zip(student, scratch)]
+        summary = compare(mean_student, mean_scratch)
         report["arms"][arm.name] = {
             "widen": arm.widen, "deepen": arm.deepen,
             "params": per_seed[0]["params"],
+            "train_flops_per_step": flops,
+            "teacher_flops_ratio": ratio,
+            "teacher_cost_in_student_steps": cost,
             "max_relative_error_per_seed": [s["max_relative_error"]
                                             for s in per_seed],
-            "steps": steps,
-            "student_accuracy": mean_student,
-            "scratch_accuracy": mean_scratch,
-            "student_accuracy_per_seed": student,
-            "scratch_accuracy_per_seed": scratch,
-            "final_accuracy": {"student": mean_student[-1],
-                               "scratch": mean_scratch[-1]},
-            **speedup(steps, mean_student, mean_scratch, interval),
-            # The student starts at the teacher's accuracy; how long scratch
+            "scratch_sweep": sweeps[arm.name],
+            "steps": steps, "scratch_steps": scratch_steps,
+            f"student_{metric}": mean_student,
+            f"scratch_{metric}": mean_scratch,
+            f"student_{metric}_per_seed": student,
+            f"scratch_{metric}_per_seed": scratch,
+            **summary,
+            "per_seed": {key: [r[key] for r in seeds_result] for key in (
+                "target", "steps_scratch", "steps_student", "speedup",
+                "speedup_total", "compute_saved", "final_student")},
+            # The student starts at the teacher's value; how long scratch
             # takes to get there is the other half of the paper's picture.
             "steps_scratch_to_teacher": steps_to_reach(
-                steps, mean_scratch, report["teacher"]["accuracy"]),
-            "speedup_per_seed": [speedup(steps, a, b, interval)["speedup"]
-                                 for a, b in zip(student, scratch)],
+                scratch_steps, mean_scratch, report["teacher"][metric],
+                higher_is_better=higher),
             "teacher_vs_final_student": [s["teacher_vs_final_student"]
                                          for s in per_seed],
         }

@@ -101,7 +101,8 @@ def resolve_train_steps(config, info):
 
 
 def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
-          train_steps=None, eval_at_start=False, input_fns=None, growth=None):
+          train_steps=None, eval_at_start=False, input_fns=None, growth=None,
+          optimizer_fn=None):
     """Trains a model under `strategy` and saves it.
 
     Args:
@@ -119,6 +120,10 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             None.
         growth: a `growth.GrowthPlan` to grow the model at given steps inside
             the run (see `keras_net2net.training.growth`), or None.
+        optimizer_fn: `optimizer_fn(model, learning_rate)` returns the
+            optimizer, called under the strategy's scope (e.g. to carry a
+            teacher's state with `keras_net2net.expand_optimizer`, or to keep
+            a reference to it); None makes a fresh one from `config`.
 
     Returns:
         (model, history), `history` as returned by `run_training` plus
@@ -144,7 +149,8 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         if stage:  # a run that grew before it stopped resumes the grown model
             logging.info("Resuming after growth %d: rebuilding the grown model.", stage)
             model = growth_lib.regrow(model, growth, stage)
-        optimizer = _optimizer(config, learning_rate)
+        optimizer = (optimizer_fn(model, learning_rate) if optimizer_fn
+                     else _optimizer(config, learning_rate))
     make_trainer = lambda model, optimizer: loop.Trainer(
         strategy, model, optimizer, train_fn, eval_fn, info, config.global_batch_size,
         jit_compile=config.jit_compile)
@@ -185,6 +191,11 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             model_dir, f"worker_{task_id}")
         save_outputs(trainer.model, history, output_dir)
     return trainer.model, history
+
+
+def make_optimizer(config, learning_rate):
+    """A fresh optimizer as `config` asks for, at `learning_rate`."""
+    return _optimizer(config, learning_rate)
 
 
 def _optimizer(config, learning_rate):

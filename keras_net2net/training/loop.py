@@ -27,6 +27,10 @@ import tensorflow as tf
 class Trainer:
     """Runs training and evaluation steps of a classifier under a strategy.
 
+    Sequence models (a language model's logits per position, labels per
+    position) train on the mean loss over positions; their accuracy is the
+    fraction of positions predicted right.
+
     The model and optimizer must have been created under `strategy.scope()`.
     Each replica computes the per-example cross-entropy of its share of the
     global batch and divides by the *global* batch size, so the gradients the
@@ -128,7 +132,7 @@ class Trainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.model(images, training=True)
-            per_example = self._loss(labels, tf.cast(outputs, tf.float32))
+            per_example = _per_example(self._loss(labels, tf.cast(outputs, tf.float32)))
             loss = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self.global_batch_size)
             if self.model.losses:
@@ -148,7 +152,7 @@ class Trainer:
 
     def _replica_eval_step(self, images, labels, weights):
         outputs = self.model(images, training=False)
-        per_example = self._loss(labels, tf.cast(outputs, tf.float32))
+        per_example = _per_example(self._loss(labels, tf.cast(outputs, tf.float32)))
         return _sums(per_example, outputs, labels, weights)
 
     def _train_loop_fn(self, iterator, num_steps):
@@ -185,10 +189,20 @@ def _sums(per_example, outputs, labels, weights=None):
     """[sum of losses, number correct, number of examples], all weighted."""
     if weights is None:
         weights = tf.ones_like(per_example)
-    correct = tf.cast(tf.equal(tf.argmax(outputs, axis=-1, output_type=tf.int32),
-                               tf.cast(labels, tf.int32)), tf.float32)
+    correct = _per_example(tf.cast(tf.equal(
+        tf.argmax(outputs, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32)),
+        tf.float32))
     return tf.stack([tf.reduce_sum(per_example * weights),
                      tf.reduce_sum(correct * weights), tf.reduce_sum(weights)])
+
+
+def _per_example(values):
+    """Means over every axis but the batch axis: a sequence model's per-token
+    losses (batch, time) become one loss per sequence, so that losses,
+    accuracies and weights stay per example."""
+    if values.shape.rank > 1:
+        return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+    return values
 
 
 def _means(totals):

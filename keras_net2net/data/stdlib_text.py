@@ -1,0 +1,102 @@
+"""A TFDS builder of byte sequences from this Python's standard library.
+
+Real text that is on every machine with Python and needs no download: the
+`.py` files of the standard library (code, comments and docstrings). Each
+file is cut into consecutive, non-overlapping windows of `WINDOW` bytes;
+bytes above 127 become 0. A file belongs wholly to one split, chosen by a
+hash of its relative path, so no test window overlaps a training window, and
+the split does not depend on file order or count. Only the top-level
+`*.py` files are read (sorted), up to `MAX_BYTES`, so the data set is the
+same on every machine with the same Python version.
+
+```python
+from keras_net2net.data import stdlib_text
+builder = stdlib_text.StdlibBytes(data_dir="/tmp/tfds")
+builder.download_and_prepare()  # a few seconds
+```
+
+Language models read it as (bytes[:-1], bytes[1:]) pairs: predict each next
+byte.
+"""
+
+import glob
+import hashlib
+import os
+import sysconfig
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+WINDOW = 33  # 32 input bytes and the 32 next bytes they predict
+VOCAB = 128
+MAX_BYTES = 2_500_000
+TEST_PERCENT = 7  # of files, by hash of their name
+
+
+def source_files():
+    """The standard library's top-level .py files, sorted by name."""
+    return sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+
+
+def is_test_file(path):
+    """Whether `path` belongs to the test split (a fixed hash of its name)."""
+    digest = hashlib.sha256(os.path.basename(path).encode()).digest()
+    return digest[0] * 100 // 256 < TEST_PERCENT
+
+
+def windows(split):
+    """The split's byte windows in a fixed order.
+
+    Args:
+        split: "train" or "test".
+
+    Returns:
+        (keys, windows): keys are "file:offset" strings, unique across both
+        splits; windows an (n, WINDOW) uint8 array of values below VOCAB.
+    """
+    keys, rows, size = [], [], 0
+    for path in source_files():
+        with open(path, "rb") as f:
+            data = np.frombuffer(f.read(), dtype=np.uint8).copy()
+        size += len(data)
+        if size > MAX_BYTES:
+            break
+        if is_test_file(path) != (split == "test"):
+            continue
+        data[data >= VOCAB] = 0
+        count = len(data) // WINDOW
+        rows.append(data[:count * WINDOW].reshape(count, WINDOW))
+        name = os.path.basename(path)
+        keys.extend(f"{name}:{i * WINDOW}" for i in range(count))
+    return keys, np.concatenate(rows)
+
+
+class StdlibBytes(tfds.core.GeneratorBasedBuilder):
+    """Windows of 33 bytes of the Python standard library's own source."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Top-level stdlib *.py files up to 2.5 MB; 7% of files "
+                              "(by name hash) held out."}
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):  # See digits.SklearnDigits.code_path.
+        return epath.Path(__file__)
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "bytes": tfds.features.Tensor(shape=(WINDOW,), dtype=np.uint8),
+            }),
+            description="Byte windows of this Python's standard library sources.",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download.
+        return {split: self._generate_examples(split) for split in ("train", "test")}
+
+    def _generate_examples(self, split):
+        keys, rows = windows(split)
+        for key, row in zip(keys, rows):
+            yield key, {"bytes": row}
