@@ -10,6 +10,13 @@ taken from the same runs, each minimum on its own). Prints expand / floor
 ratios.
 
     python benchmarks/expand_speed.py --models ResNet50,ResNet101,ResNet152 --widen 2.0
+
+keras_hub backbones (`--hub`): a GPT-2-small-sized GPT2Backbone (124 M
+parameters, random weights) grown x2 wide into a GPT2Backbone, against the
+floor of building the student's class from its config and assigning its
+weights (time only: tracemalloc would slow the NumPy rewrite it watches).
+
+    python benchmarks/expand_speed.py --hub --repeats 1
 """
 
 import argparse
@@ -60,13 +67,49 @@ def best(fn, repeats):
     return runs[-1][0], min(r[1] for r in runs), min(r[2] for r in runs)
 
 
+def hub_floor(student):
+    """The student's class built from its config, each weight assigned."""
+    clone = type(student).from_config(student.get_config())
+    for new, old in zip(clone.weights, student.weights):
+        new.assign(old)
+    return clone
+
+
+def hub_main(args):
+    import keras_hub
+
+    teacher = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
+        intermediate_dim=3072, max_sequence_length=1024)
+    print(f"{'keras_hub model':<16} {'params':>12} {'student':>12} {'expand s':>9} "
+          f"{'floor s':>8} {'ratio':>6}")
+    timings = {"expand": [], "floor": []}
+    student = None
+    for _ in range(args.repeats):  # interleaved: machine load hits both alike
+        gc.collect()
+        t0 = time.perf_counter()
+        student = n2n.expand_model(teacher, widen=args.widen, seed=0, verify=False)
+        timings["expand"].append(time.perf_counter() - t0)
+        gc.collect()
+        t0 = time.perf_counter()
+        hub_floor(student)
+        timings["floor"].append(time.perf_counter() - t0)
+    t_expand, t_floor = min(timings["expand"]), min(timings["floor"])
+    print(f"{'GPT2Backbone':<16} {teacher.count_params():>12,} {student.count_params():>12,} "
+          f"{t_expand:>9.2f} {t_floor:>8.2f} {t_expand / t_floor:>6.2f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="ResNet50,ResNet101,ResNet152")
     parser.add_argument("--widen", type=float, default=2.0)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="samples per figure (best kept)")
+    parser.add_argument("--hub", action="store_true",
+                        help="keras_hub GPT-2-small x widen instead of --models")
     args = parser.parse_args()
+    if args.hub:
+        return hub_main(args)
     print(f"{'model':<12} {'params':>12} {'expand s':>9} {'floor s':>8} {'ratio':>6} "
           f"{'+copy s':>8} {'expand MiB':>10} {'floor MiB':>9} {'mem ratio':>9} {'+copy MiB':>9}")
     # One untimed round first: the first clone/expand in a process pays one-off

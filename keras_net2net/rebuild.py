@@ -180,6 +180,38 @@ class Rebuilder:
             if tuple(a.shape) == tuple(b.shape):
                 b.assign(a.numpy())
 
+    def _rewrite_copies(self, value, axes, io, transforms):
+        """The common case without a float64 copy of the weight: no noise, no
+        pads, copies along any axes and at most one division by the copy
+        counts. Copies are exact in any dtype, and NumPy divides a float32
+        array by integer counts in float64 and rounds once, so the result is
+        bit for bit what the float64 path gives. None where it does not apply
+        (the growth of a 124 M-parameter GPT-2 spends most of its time here)."""
+        if self.noise or not np.issubdtype(np.asarray(value).dtype, np.floating):
+            return None
+        steps = []
+        for axis, role, divide, *_ in axes:
+            layout = io.layouts.get(role)
+            if layout is None:
+                continue
+            src, counts, identity = self.plan.src(layout)
+            if identity:
+                continue
+            if divide not in (True, False) or src.min() < 0:
+                return None
+            steps.append((axis, src, counts, divide))
+        if sum(divide for *_, divide in steps) > 1:
+            return None
+        w = np.asarray(value)
+        for axis, src, counts, divide in steps:
+            transforms.append((axis, src, counts, divide))
+            w = np.take(w, src, axis=axis)
+            if divide:
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                w /= counts[src].reshape(shape)
+        return w
+
     def _pad_fill(self, layer, weight_name):
         """What the pad positions of a copied (not divided) weight axis hold
         (keras_net2net.padding): a writer's columns make its output's pad kind;
@@ -193,6 +225,9 @@ class Rebuilder:
         return "zero" if weight_name in ("beta", "bias", "moving_mean") else "mean"
 
     def _rewrite(self, value, axes, io, transforms, fill):
+        fast = self._rewrite_copies(value, axes, io, transforms)
+        if fast is not None:
+            return fast
         w = np.asarray(value, dtype=np.float64)
         changed = False
         base = rules.base
@@ -217,8 +252,8 @@ class Rebuilder:
             elif divide in (base.NORM_SCALE, base.NORM_SCALE_DIVIDED):
                 w *= np.sqrt(self.plan.kept_fraction(layout))
                 continue  # a norm's scale takes no symmetry-breaking noise
-            elif divide is False and pad == base.MEAN_FILL and self.plan.keep_epsilon:
-                w *= self.plan.write_scale(layout)
+            elif divide is False and role == base.OUT and self.plan.keep_epsilon:
+                w *= self.plan.write_scale(layout)  # a writer's columns (mean or zero pads)
             if divide and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)
