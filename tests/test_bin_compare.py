@@ -116,8 +116,8 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
                                                   tmp_path):
     result = run_binary(
         COMPARE, f"--model_dir={tmp_path}", f"--data_dir={digits_dir}",
-        "--teacher_widths=2,4,4", "--teacher_steps=40", "--student_steps=30",
-        "--eval_every=10", "--log_every=1000", "--seeds=1", "--arms=both", "--scratch_lr_sweep=1,2",
+        "--teacher_widths=2,4,4", "--teacher_steps=20", "--student_steps=15",
+        "--eval_every=5", "--log_every=1000", "--seeds=1", "--arms=both", "--scratch_lr_sweep=1,2",
         "--global_batch_size=32", "--learning_rate=0.01", "--carry_optimizer")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "speed-up" in result.stdout and "curves.png" in result.stdout
@@ -125,7 +125,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     assert report["seeds"] == [0] and report["metric"] == "accuracy"
     assert report["eval_examples"] == 360
     assert report["settings"]["student_learning_rate"] == pytest.approx(0.001)
-    assert report["settings"]["scratch_steps"] == 70  # teacher + student
+    assert report["settings"]["scratch_steps"] == 35  # teacher + student
     assert report["teacher"]["accuracy_per_seed"] == [report["teacher"]["accuracy"]]
     assert list(report["arms"]) == ["both"]
     arm = report["arms"]["both"]
@@ -135,7 +135,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
         sweep["converged"].index(max(sweep["converged"]))]
     steps, scratch_steps = arm["steps"], arm["scratch_steps"]
     scratch = arm["scratch_accuracy"]
-    assert steps == [0, 10, 20, 30] and scratch_steps == list(range(0, 80, 10))
+    assert steps == [0, 5, 10, 15] and scratch_steps == list(range(0, 40, 5))
     # The chosen sweep run is the scratch twin of the sweep's seed.
     assert comparison.converged(scratch) == pytest.approx(max(sweep["converged"]))
     # A Net2Net student starts where its teacher ended; its scratch twin
@@ -150,7 +150,7 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     assert arm["teacher_flops_ratio"] == pytest.approx(flops["teacher"] / flops["student"])
     # The headline figures follow from the report's own curves.
     expected = comparison.speedup(steps, arm["student_accuracy"], scratch_steps, scratch,
-                                  10, teacher_cost=40 * arm["teacher_flops_ratio"])
+                                  5, teacher_cost=20 * arm["teacher_flops_ratio"])
     for key, value in expected.items():
         assert arm[key] == (None if value is None else pytest.approx(value)), key
     assert arm["target"] == pytest.approx(sum(scratch[-5:]) / 5)

@@ -124,7 +124,7 @@ def define_flags(flag_values=FLAGS):
     flags.register_multi_flags_validator(
         ["teacher_model", "dataset"],
         lambda v: (v["teacher_model"] in SEQUENCE_MODELS)
-        == (v["dataset"] in SEQUENCE_DATASETS),
+        == ((v["dataset"] or "").partition("/")[0] in SEQUENCE_DATASETS),
         message=f"Expected a sequence model ({', '.join(SEQUENCE_MODELS)}) "
         f"exactly with a sequence data set ({', '.join(SEQUENCE_DATASETS)}). "
         "Fix: --teacher_model=gpt --dataset=stdlib_bytes, or an image model "

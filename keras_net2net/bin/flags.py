@@ -32,8 +32,11 @@ def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
     defaults = experiment.RunConfig()
     flags.DEFINE_string(
         "dataset", default_dataset, "'digits' (scikit-learn's bundled 8x8 "
-        "digits, built offline with TFDS), 'synthetic' (random images with "
-        "learnable labels), or any TFDS name with image/label pairs. "
+        "digits, built offline with TFDS), 'distorted_digits' (20,118/2,160 "
+        "distorted 16x16 digits, built offline), 'stdlib_bytes' (byte windows "
+        "of the Python stdlib's source, for --model=gpt), 'synthetic' (random "
+        "images with learnable labels), or any TFDS name with image/label "
+        "pairs. "
         + dataset_help, **fv)
     flags.DEFINE_string(
         "data_dir", None, "TFDS data directory; default ~/tensorflow_datasets.",

@@ -11,6 +11,8 @@ the same command resumes from the newest checkpoint.
     net2net-train --model_dir=runs/m --strategy=mirrored --num_cpu_devices=2
     net2net-train --model_dir=runs/grow --model=cnn --train_steps=1000 \
         --grow_at_step=500 --widen=2.0 --deepen=conv2
+    net2net-train --model_dir=runs/lm --model=gpt --dataset=stdlib_bytes \
+        --width=32 --depth=2 --grow_at_step=400 --widen=2.0
 
 With --grow_at_step the model grows inside the run (Net2Net, the function
 unchanged) and training continues with the optimizer's state carried over;

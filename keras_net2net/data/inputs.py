@@ -24,8 +24,6 @@ DIGITS = "digits"
 DISTORTED_DIGITS = "distorted_digits"
 STDLIB_BYTES = "stdlib_bytes"
 SYNTHETIC = "synthetic"
-# Data sets built offline from what is on the machine (no download).
-LOCAL = (DIGITS, DISTORTED_DIGITS, STDLIB_BYTES)
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 # Shuffle buffers never need to exceed this; larger data sets are shuffled
 # within a window, as tf.data users usually do.
@@ -84,9 +82,11 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
             `data_dir`), "distorted_digits" (20,118/2,160 distorted 16x16
             digits, built offline: `data.distorted_digits`), "stdlib_bytes"
             (32-byte windows of the Python stdlib's source as (bytes, next
-            bytes) int32 pairs, 128 classes: `data.stdlib_text`), "synthetic" (random images whose label is a fixed linear
-            function of the pixels, so it is learnable), or any TFDS name with an
-            image/label supervised pair and a "test" or "validation" split.
+            bytes) int32 pairs, 128 classes: `data.stdlib_text`; its smaller
+            config for tests is "stdlib_bytes/small"), "synthetic" (random
+            images whose label is a fixed linear function of the pixels, so it
+            is learnable), or any TFDS name with an image/label supervised
+            pair and a "test" or "validation" split.
         global_batch_size: examples per step, summed over all replicas.
         data_dir: TFDS data directory; defaults to ~/tensorflow_datasets.
         seed: shuffle seed. The training stream is a pure function of `seed`, so
@@ -225,8 +225,9 @@ def _synthetic_splits(shape, num_classes, num_train):
 def _tfds_splits(dataset, data_dir):
     import tensorflow_datasets as tfds  # Slow import; not needed for synthetic.
     data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
-    if dataset == STDLIB_BYTES:
-        return _byte_splits(data_dir)
+    name, _, config = dataset.partition("/")
+    if name == STDLIB_BYTES:
+        return _byte_splits(data_dir, config or None)
     if dataset == DIGITS:
         from keras_net2net.data import digits
         make_builder = lambda: digits.SklearnDigits(data_dir=data_dir)
@@ -270,10 +271,11 @@ def _tfds_splits(dataset, data_dir):
                    num_eval=splits[eval_split].num_examples)
 
 
-def _byte_splits(data_dir):
+def _byte_splits(data_dir, config):
     """Next-byte prediction pairs (bytes[:-1], bytes[1:]) of `stdlib_bytes`."""
     from keras_net2net.data import stdlib_text
-    builder = _prepared(lambda: stdlib_text.StdlibBytes(data_dir=data_dir))
+    builder = _prepared(lambda: stdlib_text.StdlibBytes(data_dir=data_dir,
+                                                        config=config))
 
     def split(name):
         data = builder.as_dataset(split=name, shuffle_files=False)

@@ -45,11 +45,12 @@ def is_test_file(path):
     return digest[0] * 100 // 256 < TEST_PERCENT
 
 
-def windows(split):
+def windows(split, max_bytes=MAX_BYTES):
     """The split's byte windows in a fixed order.
 
     Args:
         split: "train" or "test".
+        max_bytes: read files (in sorted order) until this many bytes.
 
     Returns:
         (keys, windows): keys are "file:offset" strings, unique across both
@@ -60,7 +61,7 @@ def windows(split):
         with open(path, "rb") as f:
             data = np.frombuffer(f.read(), dtype=np.uint8).copy()
         size += len(data)
-        if size > MAX_BYTES:
+        if size > max_bytes:
             break
         if is_test_file(path) != (split == "test"):
             continue
@@ -72,9 +73,32 @@ def windows(split):
     return keys, np.concatenate(rows)
 
 
-class StdlibBytes(tfds.core.GeneratorBasedBuilder):
-    """Windows of 33 bytes of the Python standard library's own source."""
+class StdlibBytesConfig(tfds.core.BuilderConfig):
+    """How much of the standard library to read.
 
+    Attributes:
+        max_bytes: files are read in sorted order until this many bytes.
+    """
+
+    def __init__(self, *, max_bytes, **kwargs):
+        super().__init__(**kwargs)
+        self.max_bytes = max_bytes
+
+
+class StdlibBytes(tfds.core.GeneratorBasedBuilder):
+    """Windows of 33 bytes of the Python standard library's own source.
+
+    Configs: "default" (2.5 MB, the data set of the demo) and "small"
+    (900 KB, for quick tests: `stdlib_bytes/small`; fewer than 2,000
+    held-out windows).
+    """
+
+    BUILDER_CONFIGS = [
+        StdlibBytesConfig(name="default", max_bytes=MAX_BYTES,
+                          description="Up to 2.5 MB of source."),
+        StdlibBytesConfig(name="small", max_bytes=900_000,
+                          description="Up to 900 KB of source, for tests."),
+    ]
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Top-level stdlib *.py files up to 2.5 MB; 7% of files "
                               "(by name hash) held out."}
@@ -97,6 +121,6 @@ class StdlibBytes(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(split) for split in ("train", "test")}
 
     def _generate_examples(self, split):
-        keys, rows = windows(split)
+        keys, rows = windows(split, self.builder_config.max_bytes)
         for key, row in zip(keys, rows):
             yield key, {"bytes": row}
