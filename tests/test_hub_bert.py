@@ -58,3 +58,33 @@ def test_text_classifier_grows_with_its_head(tmp_path):
         teacher, tmp_path, dict(hidden_dim=32, num_layers=3), widen=2.0,
         deepen=["transformer_layer_1"])
     assert relative(y[0], z[0]) <= 1e-5
+
+
+def albert():
+    return perturb(keras_hub.models.AlbertBackbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, embedding_dim=8, hidden_dim=16,
+        intermediate_dim=32, num_groups=1, num_inner_repetitions=1, max_sequence_length=16))
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(widen=2.0), dict(hidden_dim=32, num_heads=4, intermediate_dim=64, embedding_dim=16)),
+    # embedding_dim at x1.5: its LayerNorm reads a sum of writers (mean pads).
+    (dict(widen={"hidden_dim": 32, "intermediate_dim": 48, "embedding_dim": 12}),
+     dict(hidden_dim=32, num_heads=4, intermediate_dim=48, embedding_dim=12)),
+])
+def test_albert_shared_block_grows_once_for_every_call(kwargs, expected, tmp_path):
+    teacher = albert()
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+    g = report.mappings()["embedding_projection"]
+    names = [r["output"] for r in report.verification["inference"]]
+    for out_name, a, b in zip(names, y, z):
+        mapping = report.mappings()["pooled_dense"] if out_name == "pooled_dense" else g
+        assert relative(a, readout(b, mapping, tied=False)) <= 1e-5
+    # One shared block: one set of inner groups for both of its calls.
+    assert len([r for r in report.inner if r["width"] == "num_heads"]) == 1
+
+
+def test_albert_refuses_an_identity_block():
+    with pytest.raises(errors.PlanError) as info:
+        n2n.expand_model(albert(), deepen=["group_0_inner_layer_0"])
+    assert "shared" in str(info.value) and "widen" in str(info.value)

@@ -53,6 +53,10 @@ class Family:
             (LayerNorm hand-over, see `_post_norm_identity`), or the reason
             no identity block exists.
         zero: regexes of weight paths below a block zeroed in an inserted one.
+        extra: {config key: producing layer} of other widths that grow with
+            the factor (ALBERT's `embedding_dim`).
+        block_names: function config -> block names, where blocks are not
+            `block` formatted with 0..num_layers-1 (ALBERT's groups).
     """
 
     backbone: type
@@ -66,6 +70,14 @@ class Family:
     rotary: bool = False
     identity: str = "pre"
     zero: tuple = ()
+    extra: dict = dataclasses.field(default_factory=dict)
+    block_names: object = None
+
+    def blocks(self, config):
+        """Names of the blocks (one per block layer, shared ones once)."""
+        if self.block_names is not None:
+            return self.block_names(config)
+        return [self.block.format(i) for i in range(config[self.keys["layers"]])]
 
 
 _FAMILIES = {}
@@ -74,10 +86,11 @@ _FAMILIES = {}
 def families():
     """{backbone class: Family} of every class that grows."""
     if not _FAMILIES:
+        from keras_net2net.hub import albert
         from keras_net2net.hub import bert
         from keras_net2net.hub import gpt2
 
-        for module in (gpt2, bert):
+        for module in (gpt2, bert, albert):
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
     return _FAMILIES
@@ -124,7 +137,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     keys = family.keys
     targets = _targets(family, config, widen)
     inserts = _deepen(family, config, deepen)
-    if targets == {k: config[keys[k]] for k in targets} and not inserts:
+    if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
         raise errors.PlanError(
             f"Expected at least one width or block to grow. Received: widen={widen!r} and "
             f"deepen={deepen!r}. Fix: e.g. widen=2.0 or deepen=[{family.block.format(0)!r}].")
@@ -144,7 +157,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
     the_plan.keep_epsilon = True
     new_config = dict(config)
-    new_config.update({keys[k]: v for k, v in targets.items()})
+    new_config.update({keys.get(k, k): v for k, v in targets.items()})
     new_config[keys["layers"]] = config[keys["layers"]] + sum(inserts.values())
     student = _build(task, backbone, new_config)
     pairs = _pairs(ctx, family, student, inserts)
@@ -187,8 +200,9 @@ def _targets(family, config, widen):
     keys = family.keys
     d, h, f = (config[keys[k]] for k in ("hidden", "heads", "intermediate"))
     k = d // h
+    extras = {key: config[key] for key in family.extra}
     if widen is None:
-        return {"hidden": d, "heads": h, "intermediate": f}
+        return {"hidden": d, "heads": h, "intermediate": f, **extras}
     if _number(widen):
         if widen < 1:
             raise errors.PlanError(
@@ -197,14 +211,16 @@ def _targets(family, config, widen):
         heads = math.ceil(h * widen - 1e-9)
         # The blocks derive the head dim as width // heads: keep it.
         return {"hidden": heads * k, "heads": heads,
-                "intermediate": math.ceil(f * widen - 1e-9)}
+                "intermediate": math.ceil(f * widen - 1e-9),
+                **{key: math.ceil(v * widen - 1e-9) for key, v in extras.items()}}
     if not isinstance(widen, dict):
         raise errors.PlanError(
             f"Expected widen to be a factor >= 1 or a dict of config keys, e.g. "
             f"{{'{keys['hidden']}': {2 * d}}}. Received: widen={widen!r} "
             f"({type(widen).__name__}).")
     names = {keys[n]: n for n in ("hidden", "heads", "intermediate")}
-    out = {"hidden": d, "heads": h, "intermediate": f}
+    names.update({key: key for key in extras})
+    out = {"hidden": d, "heads": h, "intermediate": f, **extras}
     for key, value in widen.items():
         if key not in names:
             raise errors.PlanError(
@@ -259,7 +275,7 @@ def _deepen(family, config, deepen):
     if isinstance(deepen, (list, tuple)):
         deepen = {name: 1 for name in deepen}
     n = config[family.keys["layers"]]
-    names = [family.block.format(i) for i in range(n)]
+    names = family.blocks(config)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a block name, a list of them or {{name: count}}. "
@@ -292,8 +308,10 @@ def _layer_request(ctx, family, config, targets):
         request[name] = targets["hidden"]
     inner = {"num_heads": targets["heads"], "head_dim": targets["hidden"] // targets["heads"],
              "intermediate_dim": targets["intermediate"]}
-    for i in range(config[family.keys["layers"]]):
-        request[family.block.format(i)] = inner
+    for name in family.blocks(config):
+        request[name] = inner
+    for key, layer in family.extra.items():
+        request[layer] = targets[key]
     return request
 
 
