@@ -44,5 +44,6 @@ def activate():
     from keras_net2net import rules
 
     rules.register_table(layers.TABLE)
+    backbone.families()  # registers the families' own layer rules
     _ACTIVE.append(backbone)
     return backbone

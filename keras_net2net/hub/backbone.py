@@ -86,11 +86,14 @@ _FAMILIES = {}
 def families():
     """{backbone class: Family} of every class that grows."""
     if not _FAMILIES:
+        from keras_net2net import rules
         from keras_net2net.hub import albert
         from keras_net2net.hub import bert
         from keras_net2net.hub import gpt2
+        from keras_net2net.hub import llama
 
-        for module in (gpt2, bert, albert):
+        for module in (gpt2, bert, albert, llama):
+            rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
     return _FAMILIES
@@ -199,8 +202,12 @@ def _targets(family, config, widen):
     """{"hidden", "heads", "intermediate": new value} from `widen`."""
     keys = family.keys
     d, h, f = (config[keys[k]] for k in ("hidden", "heads", "intermediate"))
-    k = d // h
+    # Grouped-query attention: query heads = kv heads ("heads") x r, r kept.
+    r = config[keys["query_heads"]] // h if "query_heads" in keys else 1
+    k = d // (h * r)
     extras = {key: config[key] for key in family.extra}
+    if "query_heads" in keys:
+        extras["query_heads"] = h * r
     if widen is None:
         return {"hidden": d, "heads": h, "intermediate": f, **extras}
     if _number(widen):
@@ -210,16 +217,18 @@ def _targets(family, config, widen):
                 f"Fix: pass a factor such as 1.5 or 2.0.")
         heads = math.ceil(h * widen - 1e-9)
         # The blocks derive the head dim as width // heads: keep it.
-        return {"hidden": heads * k, "heads": heads,
+        return {"hidden": heads * r * k, "heads": heads,
+                **({"query_heads": heads * r} if r > 1 or "query_heads" in keys else {}),
                 "intermediate": math.ceil(f * widen - 1e-9),
-                **{key: math.ceil(v * widen - 1e-9) for key, v in extras.items()}}
+                **{key: math.ceil(v * widen - 1e-9) for key, v in extras.items()
+                   if key != "query_heads"}}
     if not isinstance(widen, dict):
         raise errors.PlanError(
             f"Expected widen to be a factor >= 1 or a dict of config keys, e.g. "
             f"{{'{keys['hidden']}': {2 * d}}}. Received: widen={widen!r} "
             f"({type(widen).__name__}).")
     names = {keys[n]: n for n in ("hidden", "heads", "intermediate")}
-    names.update({key: key for key in extras})
+    names.update({key: key for key in extras if key != "query_heads"})
     out = {"hidden": d, "heads": h, "intermediate": f, **extras}
     for key, value in widen.items():
         if key not in names:
@@ -240,17 +249,19 @@ def _targets(family, config, widen):
         out[names[key]] = int(new)
     hk, kk = keys["hidden"], keys["heads"]
     if "heads" not in {names[x] for x in widen} and out["hidden"] != d:
-        out["heads"] = out["hidden"] // k if out["hidden"] % k == 0 else h
+        out["heads"] = out["hidden"] // (k * r) if out["hidden"] % (k * r) == 0 else h
     elif "hidden" not in {names[x] for x in widen} and out["heads"] != h:
-        out["hidden"] = out["heads"] * k
-    if out["hidden"] % out["heads"]:
+        out["hidden"] = out["heads"] * r * k
+    if "query_heads" in keys:
+        out["query_heads"] = out["heads"] * r
+    if out["hidden"] % (out["heads"] * r):
         divisors = [n for n in range(h, out["hidden"] + 1)
-                    if out["hidden"] % n == 0 and out["hidden"] // n >= k]
+                    if out["hidden"] % (n * r) == 0 and out["hidden"] // (n * r) >= k]
         raise errors.PlanError(
             f"Expected {kk!r} to divide {hk!r} ({family.backbone.__name__} blocks use a head "
             f"dim of {hk} // {kk}). Received: {kk}={out['heads']} for {hk}={out['hidden']}. "
             f"Fix: {kk} in {divisors[:8]}, or {hk}={out['heads'] * k}.")
-    new_k = out["hidden"] // out["heads"]
+    new_k = out["hidden"] // (out["heads"] * r)
     if new_k < k or (family.rotary and new_k != k):
         why = ("rotary embeddings fix the frequencies of each head dim" if family.rotary
                else "Net2WiderNet only adds units")
@@ -306,7 +317,8 @@ def _layer_request(ctx, family, config, targets):
     request = {family.embedding: targets["hidden"]}
     for name in family.also_hidden:
         request[name] = targets["hidden"]
-    inner = {"num_heads": targets["heads"], "head_dim": targets["hidden"] // targets["heads"],
+    query_heads = targets.get("query_heads", targets["heads"])
+    inner = {family.keys["heads"]: targets["heads"], "head_dim": targets["hidden"] // query_heads,
              "intermediate_dim": targets["intermediate"]}
     for name in family.blocks(config):
         request[name] = inner
@@ -325,6 +337,14 @@ def _mark_tied_norm(ctx, family, backbone, task):
 
 
 def _build(task, backbone, new_config):
+    for attribute in ("tie_word_embeddings",):
+        if getattr(backbone, attribute, False) and attribute not in new_config:
+            raise errors.UnsupportedModelError(
+                f"Expected a backbone whose config holds everything it was built with. "
+                f"Received: {type(backbone).__name__} with {attribute}=True, which its "
+                f"get_config() leaves out (keras_hub), so no model of its class built from a "
+                f"config is tied, and a grown one would not save and load as it is. Fix: grow "
+                f"an untied one ({attribute}=False), or a plain functional copy of it.")
     student_backbone = type(backbone).from_config(new_config)
     if task is None:
         return student_backbone

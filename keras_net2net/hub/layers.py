@@ -16,6 +16,7 @@ from keras_hub.src.layers.modeling import transformer_decoder as _td
 from keras_hub.src.layers.modeling import transformer_encoder as _te
 
 from keras_net2net.rules import attention
+from keras_net2net.rules import channelwise
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -97,7 +98,7 @@ class PositionEmbeddingRule(Rule):
     columns follow it (a writer: mean columns for pads)."""
 
     writes = True
-    weights = {"embeddings": [(1, OUT, COPY, MEAN_FILL)]}
+    weights = {"embeddings": [(1, OUT, COPY)]}  # pads: the stream's kind (Rebuilder)
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -117,6 +118,21 @@ class TokenAndPositionEmbeddingRule(composite.CompositeRule):
     specs = {"token_embedding/embeddings": [(1, OUT, COPY, MEAN_FILL)],
              "token_embedding/reverse_embeddings": [(0, OUT, DIVIDE)],
              "position_embedding/embeddings": [(1, OUT, COPY, MEAN_FILL)]}
+
+
+class RMSNormLastAxis(channelwise.RMSNormRule):
+    """An RMS norm over the last axis with a `scale` (keras_hub's
+    LlamaLayerNorm and kin, which have no `axis` attribute)."""
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        ctx.layouts[call.outputs[0]] = layout
+        if layout is None or layout.axis != ctx.rank(call.inputs[0]) - 1:
+            ctx.record_io(call, **{IN: None})
+            return
+        self._constrain(ctx, call, layout)
+        ctx.record_io(call, **{IN: layout})
+        ctx.io[id(call.op)].extra["param_axis"] = 0
 
 
 TABLE = {

@@ -26,7 +26,6 @@ from keras_net2net.graph import TensorKey
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
-from keras_net2net.rules.base import MEAN_FILL
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import require_axis
@@ -77,7 +76,13 @@ class CompositeRule(Rule):
     residual = True
     norms = False
     pre_norm = True
+    pad_kind = "mean"
     epsilon_key = None
+
+    def derived_roles(self, inner):
+        """Roles computed from the inner layouts (grouped-query heads:
+        `Product(kv heads, repeats)`); {} by default."""
+        return {}
 
     @property
     def inner_keys(self):
@@ -126,6 +131,7 @@ class CompositeRule(Rule):
                 f"{type(call.op).__name__} {call.path!r} normalises its input inside, "
                 "so every channel must be copied equally (an integer widening factor)"))
             ctx.norm_calls.append((atom, call))
+        inner.update(self.derived_roles(inner))
         ctx.record_io(call, **{IN: layout if self.residual else None, OUT: out}, **inner)
 
     def pad_constraints(self, solver, call, ins, outs, where):
@@ -138,7 +144,7 @@ class CompositeRule(Rule):
         if not self.residual:
             return  # a producer: its columns make its output's kind
         for key in ins + outs:
-            solver.require(key, "mean", where)
+            solver.require(key, self.pad_kind, where)
 
     def weight_axes(self, layer, io):
         axes = {}
@@ -213,8 +219,8 @@ class ReversibleEmbeddingRule(Rule):
         ctx.io[id(norm)].extra["tied_divide"] = True
 
     def weight_axes(self, layer, io):
-        axes = {"embeddings": [(1, OUT, COPY, MEAN_FILL)]}
-        if io.extra.get("untied_reader"):
+        axes = {"embeddings": [(1, OUT, COPY)]}  # pads: the stream's kind (Rebuilder)
+        if not layer.tie_weights:  # its rows read the group, called in reverse or not yet
             axes["reverse_embeddings"] = [(0, OUT, DIVIDE)]
         return axes
 

@@ -1,0 +1,66 @@
+"""keras_hub Llama (RMS pre-norm, grouped-query attention, rotary, SwiGLU)
+grows into a bigger LlamaBackbone / LlamaCausalLM: kv heads with their query
+heads, the head dim kept (rotary frequencies unchanged), x2 and x1.5 (zero
+pads for RMSNorm), deeper by an identity block; greedy tokens equal."""
+
+import numpy as np
+import pytest
+
+import keras_net2net as n2n
+from keras_net2net import errors
+from tests.hub_helpers import grow_and_check
+from tests.hub_helpers import keras_hub
+from tests.hub_helpers import perturb
+from tests.hub_helpers import readout
+from tests.hub_helpers import relative
+
+TINY = dict(vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+            hidden_dim=16, intermediate_dim=24)
+
+
+def llama(scale=0.2, **kwargs):
+    return perturb(keras_hub.models.LlamaBackbone(**{**TINY, **kwargs}), scale=scale)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(widen=2.0), dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
+                           intermediate_dim=48)),
+    (dict(widen=1.5, deepen=["transformer_layer_0"]),
+     dict(hidden_dim=24, num_query_heads=6, num_key_value_heads=3, intermediate_dim=36,
+          num_layers=3)),
+])
+def test_llama_backbone_grows_into_its_class(kwargs, expected, tmp_path):
+    teacher = llama()
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+    g = report.mappings()["token_embedding"]
+    # Untied: the final norm is not divided; zero pads carry no scale back.
+    assert relative(y[0], readout(z[0], g, tied=False)) <= 1e-5
+    kv = [r for r in report.inner if r["width"] == "num_key_value_heads"]
+    assert kv and all(r["new_width"] == expected["num_key_value_heads"] for r in kv)
+
+
+def test_llama_head_dim_is_kept_for_rotary():
+    with pytest.raises(errors.PlanError) as info:
+        n2n.expand_model(llama(), widen={"hidden_dim": 32, "num_key_value_heads": 2})
+    assert "rotary" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_tied_llama_is_refused_with_the_reason():
+    with pytest.raises(errors.UnsupportedModelError) as info:
+        n2n.expand_model(llama(tie_word_embeddings=True), widen=2.0)
+    assert "tie_word_embeddings" in str(info.value) and "get_config" in str(info.value)
+
+
+def test_llama_causal_lm_decodes_the_same_tokens(tmp_path):
+    teacher = keras_hub.models.LlamaCausalLM(backbone=llama(scale=1.0), preprocessor=None)
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, {}, widen=1.5,
+                                                   deepen=["transformer_layer_1"])
+    assert relative(y[0], z[0]) <= 1e-5
+    prompt = {"token_ids": np.array([[5, 7, 9, 0, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
+    tokens = []
+    for model in (teacher, student):
+        model.compile(sampler="greedy")
+        tokens.append(model.generate(prompt, max_length=8, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(tokens[0], tokens[1])
+    assert len(np.unique(tokens[0][:, 3:])) > 1, "a constant continuation proves little"
