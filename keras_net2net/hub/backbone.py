@@ -33,8 +33,6 @@ from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import verify as verify_lib
 from keras_net2net.graph import Graph
-from keras_net2net.graph import pack_inputs
-from keras_net2net.report import ExpansionReport
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +55,13 @@ class Family:
             the factor (ALBERT's `embedding_dim`).
         block_names: function config -> block names, where blocks are not
             `block` formatted with 0..num_layers-1 (ALBERT's groups).
+
+    Example:
+
+    ```python
+    Family(keras_hub.models.GPT2Backbone, embedding="token_embedding",
+           tied_norm="layer_norm", zero=(r"feedforward_output_dense/(kernel|bias)",))
+    ```
     """
 
     backbone: type
@@ -84,7 +89,15 @@ _FAMILIES = {}
 
 
 def families():
-    """{backbone class: Family} of every class that grows."""
+    """{backbone class: Family} of every class that grows (registers the
+    families' layer rules on first use).
+
+    Example:
+
+    ```python
+    sorted(c.__name__ for c in families())
+    ```
+    """
     if not _FAMILIES:
         from keras_net2net import rules
         from keras_net2net.hub import albert
@@ -100,6 +113,14 @@ def families():
 
 
 def handles(model):
+    """Whether `model` is a keras_hub Backbone or Task (grown by `grow`).
+
+    Example:
+
+    ```python
+    handles(keras_hub.models.GPT2Backbone(**config))  # True
+    ```
+    """
     return isinstance(model, (keras_hub.models.Backbone, keras_hub.models.Task))
 
 
@@ -285,7 +306,6 @@ def _deepen(family, config, deepen):
         deepen = [deepen]
     if isinstance(deepen, (list, tuple)):
         deepen = {name: 1 for name in deepen}
-    n = config[family.keys["layers"]]
     names = family.blocks(config)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
@@ -473,7 +493,24 @@ def _inputs(model):
 
 def readout(ctx, the_plan, key, student_value):
     """The teacher's output from a grown backbone output: for each old
-    channel its first copy, times its copy count where a tied norm divided it."""
+    channel its first copy, times its copy count (and the write scale) where
+    a tied norm divided it.
+
+    Args:
+        ctx: the analysis context of the teacher.
+        the_plan: the growth's `Plan`.
+        key: the output's `TensorKey`.
+        student_value: the student's output array.
+
+    Returns:
+        A float64 array of the teacher output's shape.
+
+    Example:
+
+    ```python
+    y = readout(ctx, plan, ctx.graph.outputs[0], student(x))
+    ```
+    """
     layout = ctx.layout(key)
     if layout is None:
         return student_value

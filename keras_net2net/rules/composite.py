@@ -41,6 +41,12 @@ class Inner:
         on_request: grown only when named (head dims), not by a global factor.
         config_key: the config key that holds it, or None where the layer
             derives it (keras_hub blocks: head dim = hidden width // heads).
+
+    Example:
+
+    ```python
+    Inner("heads", lambda layer: layer.num_heads, config_key="num_heads")
+    ```
     """
 
     role: str
@@ -69,6 +75,18 @@ class CompositeRule(Rule):
             which no pad kind makes exact.
         epsilon_key: config key of the norms' epsilon (scaled by s when pads
             are used and the plan does not keep epsilons).
+
+    Example:
+
+    ```python
+    class ScaledFFNRule(CompositeRule):  # x + out(act(inner(x))), sublayers "inner", "out"
+        inner = {"units": Inner("ffn", lambda layer: layer.units, config_key="units")}
+        specs = {"inner/kernel": [(0, IN, DIVIDE), (1, "ffn", COPY)],
+                 "inner/bias": [(0, "ffn", COPY)],
+                 "out/kernel": [(0, "ffn", DIVIDE), (1, OUT, COPY)],
+                 "out/bias": [(0, OUT, COPY)]}
+    keras_net2net.register_rule(ScaledFFN, ScaledFFNRule())
+    ```
     """
 
     specs = {}
@@ -183,7 +201,16 @@ class ReversibleEmbeddingRule(Rule):
     produces the model width like an Embedding; a reverse call
     (`reverse=True`, logits) reads that same group. Tied: the norm writing the
     reverse call's input is divided (module docstring); untied: the reverse
-    matrix `(width, vocab)` is divided along its rows."""
+    matrix `(width, vocab)` is divided along its rows.
+
+    Example:
+
+    ```python
+    emb = keras.layers.ReversibleEmbedding(50, 8)
+    x = keras.layers.LayerNormalization()(emb(tokens))
+    logits = emb(x, reverse=True)   # the LayerNorm gets divided when x's width grows
+    ```
+    """
 
     width_key = "output_dim"
 
