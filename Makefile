@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m keras_net2net.bin.demo --model_dir=runs/demo
 
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n 2 --dist=worksteal -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis
