@@ -24,7 +24,7 @@ NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
 KERNEL_NAME = "python3"
 EXPECTED = ["01_widen_a_cnn", "02_deepen_and_widen_a_resnet", "03_net2net_vs_scratch",
             "04_grow_keras_applications", "05_distributed_fine_tuning",
-            "06_grow_a_transformer", "07_grow_during_training"]
+            "06_grow_a_transformer", "07_grow_during_training", "08_grow_a_keras_hub_gpt2"]
 
 
 def _load_build():
