@@ -97,7 +97,7 @@ print("\n".join(line for line in flag_lines if not line.endswith(".py:")).strip(
 common = ["--dataset=digits", "--data_dir=runs/tfds", "--strategy=mirrored",
           "--num_cpu_devices=2", "--global_batch_size=64", "--log_every=25"]
 net2net("train", "--model_dir=runs/teacher", "--model=cnn", "--widths=4,8,16",
-        "--train_steps=300", "--eval_every=100", *common);
+        "--train_steps=200", "--eval_every=50", *common);
 
 # %% [markdown]
 # ## 2. Grow it into a student
@@ -121,16 +121,16 @@ net2net("expand", "--input=runs/teacher/model.keras", "--output=runs/student.ker
 
 # %%
 net2net("train", "--model_dir=runs/student", "--init_model=runs/student.keras",
-        "--learning_rate=3e-4", "--train_steps=300", "--eval_every=100", *common);
+        "--learning_rate=3e-4", "--train_steps=200", "--eval_every=50", *common);
 
 # %% [markdown]
 # Rerunning a command with the same `--model_dir` resumes from the newest
-# checkpoint, and `--train_steps` is the step to stop *at*, so this adds 100
+# checkpoint, and `--train_steps` is the step to stop *at*, so this adds 50
 # steps rather than starting over:
 
 # %%
 net2net("train", "--model_dir=runs/student", "--init_model=runs/student.keras",
-        "--learning_rate=3e-4", "--train_steps=400", "--eval_every=100", *common,
+        "--learning_rate=3e-4", "--train_steps=250", "--eval_every=50", *common,
 );
 
 # %% [markdown]
@@ -170,7 +170,7 @@ for name, splits in runs.items():
 
 # %% [markdown]
 # The student's steps count from its own start; shifting them by the teacher's
-# 300 steps draws the whole Net2Net run on one axis.
+# 200 steps draws the whole Net2Net run on one axis.
 
 # %%
 offset = {"teacher": 0, "student": max(runs["teacher"]["train"]["loss"][0])}

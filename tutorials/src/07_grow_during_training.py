@@ -59,25 +59,25 @@ def history(name):
 
 
 # %% [markdown]
-# ## 1. A run that grows at step 300
+# ## 1. A run that grows at step 150
 #
 # The teacher is a CNN with 4, 8 and 16 channels in its three convolutions.
-# At step 300, `--widen=2.0` doubles every layer that can grow and
+# At step 150, `--widen=2.0` doubles every layer that can grow and
 # `--deepen=conv2` inserts an identity convolution after `conv2`. The run
-# then trains the grown model to step 600. `--log_every=5` keeps a training
+# then trains the grown model to step 300. `--log_every=5` keeps a training
 # loss (the mean over the last 5 steps) often enough to see what growth does
 # to it. The digits data set is built into a TFDS directory the first time
 # (TFDS announces "Downloading and preparing", but it reads scikit-learn's
 # bundled copy: nothing is downloaded).
 
 # %%
-GROW_AT, TRAIN_STEPS = 300, 600
+GROW_AT, TRAIN_STEPS = 150, 300
 common = ["--dataset=digits", "--data_dir=runs/tfds", "--model=cnn", "--widths=4,8,16",
           "--global_batch_size=32", f"--train_steps={TRAIN_STEPS}", "--log_every=5",
           "--eval_every=100", "--seed=0"]
 growth_flags = [f"--grow_at_step={GROW_AT}", "--widen=2.0", "--deepen=conv2"]
 net2net("train", "--model_dir=runs/carried", *common, *growth_flags,
-        show=r"step (29|30|31)0/|Grew|Done");
+        show=r"step (14|15|16)0/|Grew|Done");
 
 # %% [markdown]
 # ## 2. The growth record
@@ -106,7 +106,7 @@ assert before["accuracy"] == after["accuracy"]
 # checkpoints stay in `runs/carried/checkpoints`. If the run is stopped at
 # any point, rerunning the same command resumes from the newest stage with
 # a checkpoint (rebuilding the grown architecture by growing again), and a
-# run stopped *during* growth restores the teacher at step 300 and grows
+# run stopped *during* growth restores the teacher at step 150 and grows
 # again.
 
 # %%
@@ -143,12 +143,12 @@ print("verification:", report["verification"]["inference"])
 # rows keep m and v, the step count continues, and the layers inserted by
 # `--deepen` start with warmed-up second moments.
 #
-# Two runs to compare it with, from the same seed (so the same first 300
+# Two runs to compare it with, from the same seed (so the same first 150
 # steps and the same batches afterwards; only the optimizer differs):
 #
 # * `--nocarry_optimizer`: the grown model gets a fresh Adam, slots at zero
 #   and step count at zero;
-# * no growth at all: the teacher trains on to step 600.
+# * no growth at all: the teacher trains on to step 300.
 
 # %%
 net2net("train", "--model_dir=runs/fresh", *common, *growth_flags, "--nocarry_optimizer",
@@ -197,7 +197,7 @@ for name, (steps, losses) in curves.items():
           + f"{first10:>8.4f}{first100:>8.4f}{runs[name]['eval'][-1]['loss']:>11.4f}")
 
 # %% [markdown]
-# How to read this. Before step 300 the three curves are one: same seed,
+# How to read this. Before step 150 the three curves are one: same seed,
 # same model, same batches. After it they see the same batches too, so the
 # differences come from the model and the optimizer alone.
 #
@@ -214,7 +214,7 @@ for name, (steps, losses) in curves.items():
 #   not have, most likely comes from that rather than from the optimizer's
 #   state.
 # * On a data set this small a grown model need not beat the teacher within
-#   300 steps: its extra units start as exact copies and diverge from them
+#   150 steps: its extra units start as exact copies and diverge from them
 #   slowly.
 #
 # One seed on 1,437 images is noisy: treat small differences as noise.
