@@ -205,11 +205,8 @@ class Rebuilder:
         w = np.asarray(value)
         for axis, src, counts, divide in steps:
             transforms.append((axis, src, counts, divide))
-            w = np.take(w, src, axis=axis)
-            if divide:
-                shape = [1] * w.ndim
-                shape[axis] = -1
-                w /= counts[src].reshape(shape)
+            # In the weight's dtype: replicate divides in place.
+            w = ops.replicate(w, axis, src, counts if divide else None)
         return w
 
     def _pad_fill(self, layer, weight_name):
