@@ -163,7 +163,7 @@ class Rebuilder:
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
                         f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")
-                new.assign(value.astype(new.dtype) if hasattr(value, "astype") else value)
+                new.assign(value.astype(new.dtype, copy=False) if hasattr(value, "astype") else value)
             self._copy_rnn_states(teacher_layer, student_layer)
         for ins in self.insertions.values():
             deepen_lib.initial_weights(ins, None)
