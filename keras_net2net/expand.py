@@ -141,8 +141,10 @@ def explain_model(model):
     print(n2n.explain_model(model))
     ```
     """
-    _hub()
-    ctx = analysis.analyze(model)
+    hub = _hub()
+    # A keras_hub backbone grows its outputs (same class out); a task keeps them.
+    ctx = analysis.analyze(model, grow_outputs=hub is not None and hub.handles(model) and
+                           not hasattr(model, "backbone"))
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
     report = _report(ctx, the_plan, [], [], model, None, {})
     report.params_after = report.params_before

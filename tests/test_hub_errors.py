@@ -86,3 +86,11 @@ def test_core_works_without_keras_hub():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_explain_model_shows_a_backbone_stream_as_growable(gpt2):
+    report = n2n.explain_model(gpt2)
+    stream = next(g for g in report.groups if g["name"] == "token_embedding")
+    assert not stream["frozen"], stream["reasons"]
+    assert {"transformer_layer_0:num_heads", "transformer_layer_0:intermediate_dim"} <= {
+        g["name"] for g in report.groups}
