@@ -228,6 +228,13 @@ class Rebuilder:
         w = np.asarray(value, dtype=np.float64)
         changed = False
         base = rules.base
+        # A (1 + scale) norm: the scale modes act on 1 + scale (see rules.base).
+        one_plus = {base.NORM_SCALE_ONE_PLUS: base.NORM_SCALE,
+                    base.NORM_SCALE_DIVIDED_ONE_PLUS: base.NORM_SCALE_DIVIDED}
+        shift = 1.0 if any(a[2] in one_plus for a in axes if isinstance(a[2], str)) else 0.0
+        axes = [(a[0], a[1], one_plus.get(a[2], a[2]) if isinstance(a[2], str) else a[2],
+                 *a[3:]) for a in axes]
+        w = w + shift
         for axis, role, divide, *own_fill in axes:
             layout = io.layouts.get(role)
             if layout is None:
@@ -256,4 +263,6 @@ class Rebuilder:
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)
         if changed and self.noise and self.noise_mode == "additive":
             w = w + self.rng.normal(0.0, self.noise * (np.std(value) or 1.0), w.shape)
-        return w.astype(value.dtype)
+        if not changed:  # exactly the value, with no round trip through 1 + scale
+            return np.asarray(value, dtype=np.float64).astype(value.dtype)
+        return (w - shift).astype(value.dtype)

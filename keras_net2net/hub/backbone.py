@@ -55,6 +55,11 @@ class Family:
             the factor (ALBERT's `embedding_dim`).
         block_names: function config -> block names, where blocks are not
             `block` formatted with 0..num_layers-1 (ALBERT's groups).
+        targets: function (family, config, widen) -> targets, where the
+            config does not derive the head dim as hidden // heads (Gemma).
+        request: function (ctx, family, config, targets) -> the layer request.
+        finish: function (ctx, plan, teacher backbone, student backbone) run
+            after the weights are written (Gemma's sqrt(hidden_dim) scaling).
 
     Example:
 
@@ -77,6 +82,9 @@ class Family:
     zero: tuple = ()
     extra: dict = dataclasses.field(default_factory=dict)
     block_names: object = None
+    targets: object = None
+    request: object = None
+    finish: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
@@ -102,10 +110,11 @@ def families():
         from keras_net2net import rules
         from keras_net2net.hub import albert
         from keras_net2net.hub import bert
+        from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
 
-        for module in (gpt2, bert, albert, llama):
+        for module in (gpt2, bert, albert, llama, gemma):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -159,14 +168,14 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     family = _family(backbone)
     config = backbone.get_config()
     keys = family.keys
-    targets = _targets(family, config, widen)
+    targets = (family.targets or _targets)(family, config, widen)
     inserts = _deepen(family, config, deepen)
     if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
         raise errors.PlanError(
             f"Expected at least one width or block to grow. Received: widen={widen!r} and "
             f"deepen={deepen!r}. Fix: e.g. widen=2.0 or deepen=[{family.block.format(0)!r}].")
     ctx = analysis.analyze(model, grow_outputs=task is None)
-    request = _layer_request(ctx, family, config, targets)
+    request = (family.request or _layer_request)(ctx, family, config, targets)
     widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
     if skipped:
         what, why = skipped[0]
@@ -190,6 +199,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     builder._write_weights()
     new_backbone = student.backbone if task is not None else student
     _insert_identities(family, new_backbone, config, inserts)
+    if family.finish is not None:
+        family.finish(ctx, the_plan, backbone, new_backbone)
     report = _report(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
     if verify:
         _verify(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
@@ -524,6 +535,8 @@ def readout(ctx, the_plan, key, student_value):
         shape = [1] * value.ndim
         shape[layout.axis] = -1
         value = value * counts[src[positions]].reshape(shape) * the_plan.write_scale(layout)
+    if io is not None and "readout_scale" in io.extra:  # a family's own output scale
+        value = value * io.extra["readout_scale"]
     return value
 
 

@@ -33,6 +33,10 @@ NORM_SCALE = "norm_scale"
 # for the scale also multiplied by sqrt(s) as NORM_SCALE is; both undo the
 # 1 / sqrt(s) a plan that keeps epsilons puts on the embedding's columns.
 NORM_SCALE_DIVIDED, NORM_SHIFT_DIVIDED = "norm_scale_divided", "norm_shift_divided"
+# The same two scale modes for a norm that multiplies by (1 + scale) (Gemma's
+# RMSNormalization): applied to 1 + scale, then 1 subtracted again.
+NORM_SCALE_ONE_PLUS = "norm_scale+1"
+NORM_SCALE_DIVIDED_ONE_PLUS = "norm_scale_divided+1"
 # Fill of a weight axis's pad positions (keras_net2net.padding), as an
 # optional fourth entry of a weight spec: MEAN_FILL for the columns of a
 # writer into a mean-padded stream, ZERO_FILL for shifts.

@@ -1,0 +1,230 @@
+"""Gemma: pre-norm decoder blocks with (1 + scale) RMS norms, grouped-query
+attention with rotary embeddings and an explicit `head_dim`, a GeGLU
+feed-forward of `intermediate_dim // 2` units, and a tied token embedding
+whose output is multiplied by sqrt(hidden_dim).
+
+Widths: `hidden_dim` (zero pads at non-integer factors: RMS norms read
+them), `num_key_value_heads` (each copied with its query heads, so
+`num_query_heads` = kv heads x the same repeats), `intermediate_dim` (the
+GeGLU width is half of it, so it stays even). `head_dim` is a config key of
+its own and is kept: rotary embeddings rotate each pair of head dims at a
+frequency fixed by its index in the head, and queries are scaled by
+1 / sqrt(head_dim).
+
+Three things differ from Llama:
+- The norms multiply by (1 + scale): the norm scale modes act on 1 + scale
+  (`NORM_SCALE_ONE_PLUS`), so a tied final norm gets (1 + s') = (1 + s) / c.
+- The embedding output is multiplied by sqrt(hidden_dim), which grows with the
+  width: the copied embedding columns are multiplied by sqrt(D / D') so that
+  the stream is the teacher's. The tied LM head reads those columns too, so
+  the final norm's (1 + scale) is multiplied by sqrt(D' / D) (`_finish`); the
+  backbone output is the teacher's divided by the copy counts (as GPT-2's) and
+  by sqrt(D / D'), which `readout` undoes.
+- Gemma 2's post-attention / post-feed-forward norms (`use_post_*_norm`)
+  normalise a writer's output into the stream; they are refused.
+"""
+
+import math
+
+import keras_hub
+import numpy as np
+from keras_hub.src.models.gemma import gemma_decoder_block
+from keras_hub.src.models.gemma import rms_normalization
+
+from keras_net2net import errors
+from keras_net2net.channels import Product
+from keras_net2net.hub import layers as hub_layers
+from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.backbone import _number
+from keras_net2net.rules import composite
+from keras_net2net.rules.base import COPY
+from keras_net2net.rules.base import DIVIDE
+from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import NORM_SCALE
+from keras_net2net.rules.base import NORM_SCALE_DIVIDED
+from keras_net2net.rules.base import NORM_SCALE_DIVIDED_ONE_PLUS
+from keras_net2net.rules.base import NORM_SCALE_ONE_PLUS
+from keras_net2net.rules.base import OUT
+from keras_net2net.rules.base import QUERY_DIMS
+from keras_net2net.rules.base import ZERO_FILL
+
+KV, REPEATS, QUERY_HEADS = "kv_heads", "repeats", "query_heads"
+HEAD_DIM, FFN = hub_layers.HEAD_DIM, hub_layers.FFN
+# The GeGLU width (intermediate_dim // 2): not named "intermediate_dim",
+# whose config value is twice it.
+FFW_UNITS = "ffw_units"
+
+
+class GemmaRMSNormRule(hub_layers.RMSNormLastAxis):
+    """keras_hub's Gemma RMSNormalization: x / rms(x) * (1 + scale)."""
+
+    _ONE_PLUS = {NORM_SCALE: NORM_SCALE_ONE_PLUS, NORM_SCALE_DIVIDED: NORM_SCALE_DIVIDED_ONE_PLUS}
+
+    def weight_axes(self, layer, io):
+        axes = super().weight_axes(layer, io)
+        return {name: [(a, role, self._ONE_PLUS.get(mode, mode), *rest)
+                       for a, role, mode, *rest in spec]
+                for name, spec in axes.items() if name == self.scale_name}
+
+
+class GemmaDecoderRule(composite.CompositeRule):
+    """GemmaDecoderBlock: x + attention(rms(x)), x + geglu(rms(x))."""
+
+    norms = True
+    pad_kind = "zero"
+    inner = {
+        "num_key_value_heads": composite.Inner(KV, lambda l: l.num_key_value_heads,
+                                               config_key="num_key_value_heads"),
+        "num_repeats": composite.Inner(
+            REPEATS, lambda l: l.num_query_heads // l.num_key_value_heads, on_request=True),
+        "head_dim": composite.Inner(HEAD_DIM, lambda l: l.head_dim, on_request=True),
+        FFW_UNITS: composite.Inner(FFN, lambda l: l.intermediate_dim // 2),
+    }
+    specs = {
+        "pre_attention_norm/scale": [(0, IN, NORM_SCALE_ONE_PLUS)],
+        "pre_ffw_norm/scale": [(0, IN, NORM_SCALE_ONE_PLUS)],
+        "attention/query/kernel": [(0, QUERY_HEADS, COPY), (1, IN, DIVIDE),
+                                   (2, HEAD_DIM, QUERY_DIMS)],
+        "attention/key/kernel": [(0, KV, COPY), (1, IN, DIVIDE), (2, HEAD_DIM, COPY)],
+        "attention/value/kernel": [(0, KV, COPY), (1, IN, DIVIDE), (2, HEAD_DIM, COPY)],
+        "attention/attention_output/kernel": [
+            (0, QUERY_HEADS, DIVIDE), (1, HEAD_DIM, DIVIDE), (2, OUT, COPY, ZERO_FILL)],
+        "ffw_gating/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
+        "ffw_gating_2/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
+        "ffw_linear/kernel": [(0, FFN, DIVIDE), (1, OUT, COPY, ZERO_FILL)],
+    }
+
+    def refuse(self, layer):
+        if layer.use_post_attention_norm or layer.use_post_ffw_norm:
+            return ("its post-attention / post-feed-forward RMS norms (Gemma 2) normalise a "
+                    "writer's output into the stream, whose pads and copies no (1 + scale) "
+                    "keeps exact yet; it keeps its width")
+        return None
+
+    def derived_roles(self, inner):
+        return {QUERY_HEADS: Product(inner[KV], inner[REPEATS])}
+
+    def edit_config(self, config, io, plan):
+        config = super().edit_config(config, io, plan)
+        config["num_query_heads"] = plan.width(io.layouts[QUERY_HEADS])
+        config["head_dim"] = plan.width(io.layouts[HEAD_DIM])
+        config["intermediate_dim"] = 2 * plan.width(io.layouts[FFN])
+        return config
+
+
+def _targets(family, config, widen):
+    """{"hidden", "heads" (kv), "query_heads", "intermediate"}: Gemma's head
+    dim is its own config key, kept; hidden_dim is free of it."""
+    d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
+                                      "intermediate_dim"))
+    post = [k for k in ("use_post_attention_norm", "use_post_ffw_norm") if config.get(k)]
+    if post:
+        raise errors.UnsupportedModelError(
+            f"Expected a GemmaBackbone without post-attention / post-feed-forward norms. "
+            f"Received: {post[0]}=True (Gemma 2 style): those (1 + scale) RMS norms normalise "
+            f"a block's writer output before it joins the stream, which keras-net2net does not "
+            f"grow yet. Fix: grow a Gemma with {' and '.join(f'{k}=False' for k in post)}, or "
+            f"a plain functional copy of it (its blocks keep their width).")
+    r = q // h
+    out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f}
+    if widen is None:
+        return out
+    if _number(widen):
+        if widen < 1:
+            raise errors.PlanError(
+                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
+                f"Fix: pass a factor such as 1.5 or 2.0.")
+        heads = math.ceil(h * widen - 1e-9)
+        out = {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
+               "intermediate": 2 * math.ceil(f // 2 * widen - 1e-9)}
+    elif isinstance(widen, dict):
+        names = {"hidden_dim": "hidden", "num_key_value_heads": "heads",
+                 "num_query_heads": "query_heads", "intermediate_dim": "intermediate"}
+        for key, value in widen.items():
+            if key == "head_dim":
+                raise errors.PlanError(
+                    f"Expected widen keys among {sorted(names)} for GemmaBackbone: its head dim "
+                    f"is kept (rotary embeddings fix the frequency of each head dim, and queries "
+                    f"are scaled by 1 / sqrt(head_dim)). Received: widen={{'head_dim': "
+                    f"{value!r}}}. Fix: grow num_key_value_heads (with num_query_heads) instead.")
+            if key not in names:
+                raise errors.PlanError(
+                    f"Expected widen keys among {sorted(names)} for GemmaBackbone. Received: "
+                    f"widen={{{key!r}: {value!r}}}. Fix: name one of those config keys (layers "
+                    f"grow with deepen=).")
+            old = out[names[key]]
+            if not _number(value):
+                raise errors.PlanError(
+                    f"Expected a width (int) or a factor (float) for {key!r}. Received: "
+                    f"widen={{{key!r}: {value!r}}}.")
+            new = value if isinstance(value, int) else math.ceil(old * value - 1e-9)
+            if new < old:
+                raise errors.PlanError(
+                    f"Expected {key!r} >= its current value {old}: Net2WiderNet only adds "
+                    f"units. Received: widen={{{key!r}: {value!r}}}. Fix: ask for {old} or more.")
+            out[names[key]] = int(new)
+        if "num_query_heads" in widen and "num_key_value_heads" not in widen:
+            out["heads"] = out["query_heads"] // r
+        out["query_heads"] = out["heads"] * r if "num_query_heads" not in widen \
+            else out["query_heads"]
+        if out["query_heads"] != out["heads"] * r:
+            raise errors.PlanError(
+                f"Expected num_query_heads = num_key_value_heads x {r} (each kv head keeps its "
+                f"{r} query heads). Received: num_query_heads={out['query_heads']} and "
+                f"num_key_value_heads={out['heads']}. Fix: num_query_heads="
+                f"{out['heads'] * r}.")
+        if out["intermediate"] % 2:
+            raise errors.PlanError(
+                f"Expected an even intermediate_dim (GemmaDecoderBlock uses intermediate_dim "
+                f"// 2 units). Received: widen={{'intermediate_dim': {out['intermediate']}}}. "
+                f"Fix: intermediate_dim={out['intermediate'] + 1}.")
+    else:
+        raise errors.PlanError(
+            f"Expected widen to be a factor >= 1 or a dict of config keys, e.g. "
+            f"{{'hidden_dim': {2 * d}}}. Received: widen={widen!r} ({type(widen).__name__}).")
+    if not config.get("query_head_dim_normalize", True) and \
+            out["hidden"] // out["query_heads"] != d // q:
+        raise errors.PlanError(
+            f"Expected hidden_dim // num_query_heads to stay {d // q}: with "
+            f"query_head_dim_normalize=False GemmaAttention scales queries by 1 / sqrt(hidden_dim"
+            f" // num_query_heads). Received: hidden_dim={out['hidden']} and num_query_heads="
+            f"{out['query_heads']}. Fix: hidden_dim={out['query_heads'] * (d // q)}.")
+    return out
+
+
+def _request(ctx, family, config, targets):
+    request = {family.embedding: targets["hidden"]}
+    inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // 2}
+    for name in family.blocks(config):
+        request[name] = inner
+    return request
+
+
+def _finish(ctx, plan, teacher, student):
+    """The sqrt(hidden_dim) embedding scale: columns times sqrt(D / D'), the
+    tied final norm's (1 + scale) times sqrt(D' / D)."""
+    ratio = math.sqrt(teacher.hidden_dim / student.hidden_dim)
+    if ratio == 1.0:
+        return
+    table = student.token_embedding.embeddings
+    table.assign((np.asarray(table.numpy(), np.float64) * ratio).astype(table.dtype))
+    scale = student.get_layer("final_normalization").scale
+    value = (1.0 + np.asarray(scale.numpy(), np.float64)) / ratio - 1.0
+    scale.assign(value.astype(scale.dtype))
+    for layer_id, layer in ctx.graph.layers.items():
+        if layer is teacher.get_layer("final_normalization") and layer_id in ctx.io:
+            ctx.io[layer_id].extra["readout_scale"] = ratio
+
+
+ZERO = (r"attention/attention_output/kernel", r"ffw_linear/kernel")
+
+TABLE = {gemma_decoder_block.GemmaDecoderBlock: GemmaDecoderRule(),
+         rms_normalization.RMSNormalization: GemmaRMSNormRule()}
+
+FAMILIES = [Family(
+    keras_hub.models.GemmaBackbone, embedding="token_embedding", block="decoder_block_{}",
+    identity="pre", zero=ZERO, rotary=True, tied_norm="final_normalization",
+    keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
+          "intermediate": "intermediate_dim", "layers": "num_layers",
+          "query_heads": "num_query_heads"},
+    targets=_targets, request=_request, finish=_finish)]

@@ -1,0 +1,102 @@
+"""keras_hub Gemma ((1 + scale) RMS pre-norm, grouped-query attention with an
+explicit head_dim and rotary, GeGLU, a tied embedding times sqrt(hidden_dim))
+grows into a bigger GemmaBackbone / GemmaCausalLM: x2, x1.5 (zero pads),
+deeper by an identity block; the greedy tokens are the teacher's."""
+
+import numpy as np
+import pytest
+
+import keras_net2net as n2n
+from keras_net2net import errors
+from tests.hub_helpers import grow_and_check
+from tests.hub_helpers import keras_hub
+from tests.hub_helpers import perturb
+from tests.hub_helpers import readout
+from tests.hub_helpers import relative
+
+# hidden_dim 12 != heads x head_dim (16): Gemma's head dim is its own key.
+TINY = dict(vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+            hidden_dim=12, intermediate_dim=32, head_dim=4)
+
+
+def gemma(scale=0.2, **kwargs):
+    return perturb(keras_hub.models.GemmaBackbone(**{**TINY, **kwargs}), scale=scale)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return gemma()
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(widen=2.0), dict(hidden_dim=24, num_query_heads=8, num_key_value_heads=4,
+                           intermediate_dim=64, head_dim=4, num_layers=2)),
+    (dict(widen=1.5), dict(hidden_dim=18, num_query_heads=6, num_key_value_heads=3,
+                           intermediate_dim=48, head_dim=4, num_layers=2)),
+    (dict(deepen=["decoder_block_1"]), dict(hidden_dim=12, num_query_heads=4, num_layers=3)),
+])
+def test_gemma_backbone_grows_into_its_class(teacher, kwargs, expected, tmp_path):
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+    g = report.mappings().get("token_embedding", list(range(12)))
+    # Tied: the final norm is divided by the copy counts (and 1 / sqrt(s)), and
+    # by sqrt(D' / D) for the sqrt(hidden_dim) embedding scale.
+    ratio = np.sqrt(12 / expected["hidden_dim"])
+    error = relative(y[0], readout(z[0], g, tied=True) * ratio)
+    print(f"GemmaBackbone {kwargs}: max rel {max(errs):.2e} (report), {error:.2e} (here)")
+    assert error <= 1e-5
+    if "widen" in kwargs:
+        assert len(g) == expected["hidden_dim"]
+        kv = [r for r in report.inner if r["width"] == "num_key_value_heads"]
+        ffw = [r for r in report.inner if r["width"] == "ffw_units"]
+        assert len(kv) == 2 and all(r["new_width"] == expected["num_key_value_heads"] for r in kv)
+        assert ffw and all(r["new_width"] == expected["intermediate_dim"] // 2 for r in ffw)
+
+
+def test_gemma_causal_lm_decodes_the_same_tokens(tmp_path):
+    teacher = keras_hub.models.GemmaCausalLM(backbone=gemma(scale=1.0), preprocessor=None)
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, {}, widen=1.5,
+                                                   deepen=["decoder_block_0"])
+    error = relative(y[0], z[0])  # logits: no readout needed
+    print(f"GemmaCausalLM x1.5 + block: logits max rel {error:.2e}")
+    assert error <= 1e-5
+    assert student.backbone.get_config()["hidden_dim"] == 18
+    prompt = {"token_ids": np.array([[5, 7, 9, 0, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
+    tokens = []
+    for model in (teacher, student):
+        model.compile(sampler="greedy")
+        tokens.append(model.generate(prompt, max_length=8, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(tokens[0], tokens[1])
+    assert len(np.unique(tokens[0][:, 3:])) > 1, "a constant continuation proves little"
+
+
+def test_gemma_backbone_grown_alone_serves_a_causal_lm(teacher):
+    """The tied LM head reads the grown (sqrt(D / D') scaled) embedding and
+    the compensated final norm: the logits are the teacher's."""
+    student = n2n.expand_model(teacher, widen=2.0, seed=0)
+    x = {"token_ids": np.array([[3, 4, 5, 6]], "int32"), "padding_mask": np.ones((1, 4), "int32")}
+    a = keras_hub.models.GemmaCausalLM(backbone=teacher, preprocessor=None)(x)
+    b = keras_hub.models.GemmaCausalLM(backbone=student, preprocessor=None)(x)
+    assert relative(a, b) <= 1e-5, relative(a, b)
+
+
+@pytest.mark.parametrize("widen,words", [
+    ({"head_dim": 8}, ["head_dim", "rotary", "Fix:"]),
+    ({"intermediate_dim": 41}, ["even", "intermediate_dim=42"]),
+    ({"num_query_heads": 5}, ["num_query_heads", "Fix:"]),
+])
+def test_gemma_bad_widths_are_refused(teacher, widen, words):
+    before = [w.numpy().copy() for w in teacher.weights]
+    with pytest.raises(errors.PlanError) as info:
+        n2n.expand_model(teacher, widen=widen)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+    for a, b in zip(before, teacher.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_gemma2_post_norms_are_refused_with_the_reason():
+    model = gemma(num_layers=1, use_post_attention_norm=True, use_post_ffw_norm=True)
+    with pytest.raises(errors.Net2NetError) as info:
+        n2n.expand_model(model, widen=2.0)
+    assert "post-attention" in str(info.value) and "Fix:" in str(info.value)
