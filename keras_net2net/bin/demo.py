@@ -35,7 +35,9 @@ from keras_net2net.training import experiment
 
 FLAGS = flags.FLAGS
 
-# Chosen to finish in about 10 minutes on 2 CPU cores; see BUILD_NOTES.md.
+# The protocol at the smallest sizes that still show the curves; one
+# run took 43 min on a loaded 2-core machine (~31 min of CPU), over the
+# 10-minute budget: see BUILD_NOTES.md for the figures and what to cut.
 DEMO_DEFAULTS = {
     "model_dir": "runs/demo",
     "data_dir": "runs/tensorflow_datasets",
