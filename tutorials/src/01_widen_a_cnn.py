@@ -227,7 +227,7 @@ print(f"noise=0.05: new conv1 filters differ from their originals by "
 # after growth: the student starts exactly where the teacher is.
 
 # %%
-def fit_curves(model, epochs=10):
+def fit_curves(model, epochs=5):
     start_loss, start_accuracy = model.evaluate(x_test, y_test, verbose=0)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0,
                         validation_data=(x_test, y_test)).history

@@ -209,7 +209,7 @@ plt.show()
 # `noise=0.05`, so that copied channels can part ways: see tutorial 01.)
 
 # %%
-def fine_tune(model, epochs=6):
+def fine_tune(model, epochs=3):
     model.compile(optimizer=keras.optimizers.Adam(3e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
