@@ -60,6 +60,9 @@ class Family:
         request: function (ctx, family, config, targets) -> the layer request.
         finish: function (ctx, plan, teacher backbone, student backbone) run
             after the weights are written (Gemma's sqrt(hidden_dim) scaling).
+        append_blocks: function (task or None, student, inserts) -> a deeper
+            student, where the blocks live in one container layer (ViT's
+            encoder): the student is grown wider first, then rebuilt deeper.
 
     Example:
 
@@ -85,6 +88,7 @@ class Family:
     targets: object = None
     request: object = None
     finish: object = None
+    append_blocks: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
@@ -113,8 +117,9 @@ def families():
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
+        from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, gemma):
+        for module in (gpt2, bert, albert, llama, gemma, vit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -191,16 +196,22 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     the_plan.keep_epsilon = True
     new_config = dict(config)
     new_config.update({keys.get(k, k): v for k, v in targets.items()})
-    new_config[keys["layers"]] = config[keys["layers"]] + sum(inserts.values())
+    appended = family.append_blocks is not None
+    new_config[keys["layers"]] = config[keys["layers"]] + (
+        0 if appended else sum(inserts.values()))
     student = _build(task, backbone, new_config)
-    pairs = _pairs(ctx, family, student, inserts)
+    pairs = _pairs(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
     builder._write_weights()
     new_backbone = student.backbone if task is not None else student
-    _insert_identities(family, new_backbone, config, inserts)
+    if not appended:
+        _insert_identities(family, new_backbone, config, inserts)
     if family.finish is not None:
         family.finish(ctx, the_plan, backbone, new_backbone)
+    if appended and inserts:
+        student = family.append_blocks(task, student, inserts)
+        new_config[keys["layers"]] += sum(inserts.values())
     report = _report(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
     if verify:
         _verify(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
@@ -218,7 +229,7 @@ def _family(backbone):
             f"which has no growth rule. Fix: use one of those classes, or grow a plain "
             f"functional copy of it (keras.Model(backbone.inputs, backbone.outputs)), whose "
             f"unknown layers keep their width.")
-    if not backbone.built or not getattr(backbone, "_inputs_struct", None):
+    if not backbone.built or getattr(backbone, "_inputs_struct", None) is None:
         raise errors.UnsupportedModelError(
             f"Expected a built keras_hub backbone. Received: {type(backbone).__name__} "
             f"{backbone.name!r}, not built. Fix: construct it with its config (or "
