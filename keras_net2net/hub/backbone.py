@@ -168,6 +168,12 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     student = n2n.expand_model(gpt2_backbone, widen={"hidden_dim": 32, "num_heads": 4})
     ```
     """
+    from keras_net2net.hub import cnn  # EfficientNet, MobileNet: their own driver
+
+    if cnn.handles(model):
+        return cnn.grow(model, widen, deepen, noise=noise, noise_mode=noise_mode,
+                        mapping=mapping, seed=seed, verify=verify, verify_data=verify_data,
+                        tolerance=tolerance, return_report=return_report)
     task = model if isinstance(model, keras_hub.models.Task) else None
     backbone = model.backbone if task is not None else model
     family = _family(backbone)
