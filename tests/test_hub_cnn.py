@@ -157,6 +157,11 @@ def test_deepen_names_the_last_block_of_a_stack(mobilenet, efficientnet):
         n2n.expand_model(mobilenet, widen=0.5)
     with pytest.raises(errors.PlanError, match=r"factor >= 1 for EfficientNetBackbone"):
         n2n.expand_model(efficientnet, widen={"stackwise_output_filters": 2.0})
+    task = keras_hub.models.MobileNetImageClassifier(backbone=mobilenet, num_classes=3,
+                                                     num_features=8)
+    with pytest.raises(errors.UnsupportedModelError,
+                       match=r"MobileNetImageClassifier.*Fix: grow its backbone"):
+        n2n.expand_model(task, widen=2.0)
     for a, b in zip(before, weights_of(mobilenet)):
         np.testing.assert_array_equal(a, b)
 

@@ -234,6 +234,7 @@ def handles(backbone):
     handles(keras_hub.models.MobileNetBackbone(**config))  # True
     ```
     """
+    backbone = getattr(backbone, "backbone", backbone)  # a task on one: refused in grow
     return type(backbone) in (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)
 
 
@@ -413,6 +414,12 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
         rules.register_table(TABLE)
         _REGISTERED.append(True)
     name = type(model).__name__
+    if not isinstance(model, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)):
+        raise errors.UnsupportedModelError(
+            f"Expected an EfficientNetBackbone or MobileNetBackbone. Received: {name} "
+            f"{model.name!r}, a task on a {type(model.backbone).__name__}, whose head is not "
+            f"grown yet. Fix: grow its backbone (expand_model(task.backbone, ...)) and build a "
+            f"new {name} on the grown backbone (its head then starts afresh).")
     factor = _factor(widen, name)
     config = model.get_config()
     _check_config_complete(model, config)
