@@ -228,7 +228,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
 def _family(backbone):
     family = families().get(type(backbone))
     if family is None:
-        names = sorted(c.__name__ for c in families())
+        names = sorted([c.__name__ for c in families()] +
+                       ["EfficientNetBackbone", "MobileNetBackbone"])  # hub/cnn.py
         raise errors.UnsupportedModelError(
             f"Expected a keras_hub backbone of a class that grows into its own class "
             f"({', '.join(names)}). Received: {type(backbone).__name__} {backbone.name!r}, "
