@@ -554,8 +554,9 @@ def _check_structure(ctx, teacher, student, inserts):
 def _widths(ctx, pairs, student_graph, name):
     """{group root: the student's width}, read from the student built from
     the edited config."""
+    from keras_net2net.rules import rule_for as rule_of
+
     groups = ctx.groups
-    rule_of = __import__("keras_net2net.rules", fromlist=["rule_for"]).rule_for
     found = {}  # root -> (width, where)
 
     def put(atom, width, where):
