@@ -63,6 +63,8 @@ class Family:
         append_blocks: function (task or None, student, inserts) -> a deeper
             student, where the blocks live in one container layer (ViT's
             encoder): the student is grown wider first, then rebuilt deeper.
+        pairs: function (ctx, family, student, inserts) -> {id(teacher layer):
+            student layer}, where layers do not pair by path (MiT's auto names).
 
     Example:
 
@@ -89,6 +91,7 @@ class Family:
     request: object = None
     finish: object = None
     append_blocks: object = None
+    pairs: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
@@ -117,9 +120,10 @@ def families():
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
+        from keras_net2net.hub import mit
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, gemma, vit):
+        for module in (gpt2, bert, albert, llama, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -206,7 +210,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
     student = _build(task, backbone, new_config)
-    pairs = _pairs(ctx, family, student, {} if appended else inserts)
+    pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
     builder._write_weights()
@@ -217,7 +221,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
         family.finish(ctx, the_plan, backbone, new_backbone)
     if appended and inserts:
         student = family.append_blocks(task, student, inserts)
-        new_config[keys["layers"]] += sum(inserts.values())
+        new_config = (student.backbone if task is not None else student).get_config()
     report = _report(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
     if verify:
         _verify(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
@@ -510,6 +514,9 @@ def probe(model, batch=2, length=8, seed=0):
             out[name] = rng.integers(0, vocab, size=shape).astype("int32")
         else:
             out[name] = rng.normal(size=shape).astype("float32")
+    if not isinstance(model._inputs_struct, dict):  # one image input (ViT, MiT)
+        values = list(out.values())
+        return values[0] if len(values) == 1 else values
     return out
 
 
