@@ -117,7 +117,8 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     result = run_binary(
         COMPARE, f"--model_dir={tmp_path}", f"--data_dir={digits_dir}",
         "--teacher_widths=2,4,4", "--teacher_steps=20", "--student_steps=15",
-        "--eval_every=5", "--log_every=1000", "--seeds=1", "--arms=both", "--scratch_lr_sweep=1,2",
+        "--eval_every=5", "--log_every=1000", "--seeds=1", "--arms=both,wider",
+        "--scratch_lr_sweep=1,2", "--nosweep_every_arm",
         "--global_batch_size=32", "--learning_rate=0.01", "--carry_optimizer")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "speed-up" in result.stdout and "curves.png" in result.stdout
@@ -127,9 +128,14 @@ def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
     assert report["settings"]["student_learning_rate"] == pytest.approx(0.001)
     assert report["settings"]["scratch_steps"] == 35  # teacher + student
     assert report["teacher"]["accuracy_per_seed"] == [report["teacher"]["accuracy"]]
-    assert list(report["arms"]) == ["both"]
+    assert list(report["arms"]) == ["both", "wider"]
     arm = report["arms"]["both"]
     sweep = arm["scratch_sweep"]
+    # --nosweep_every_arm: the first arm's sweep is the only one; the wider
+    # twin trains at its pick (one run, not one per sweep point).
+    assert sweep["arm"] == "both" and report["arms"]["wider"]["scratch_sweep"] == sweep
+    assert "wider scratch twin, 35 steps at" in result.stderr + result.stdout
+    assert "wider scratch twin, 35 steps at 1 x lr (sweep)" not in result.stderr + result.stdout
     assert sweep["learning_rates"] == pytest.approx([0.01, 0.02])
     assert sweep["chosen_learning_rate"] == sweep["learning_rates"][
         sweep["converged"].index(max(sweep["converged"]))]

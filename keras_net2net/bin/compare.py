@@ -73,6 +73,10 @@ def define_flags(flag_values=FLAGS):
                       "rates to try (multiples of --learning_rate) on the first "
                       "seed; the best converged value is used for all seeds.",
                       **fv)
+    flags.DEFINE_bool("sweep_every_arm", True, "Sweep the scratch learning rate "
+                      "for every arm; --nosweep_every_arm sweeps the first arm's "
+                      "twin only and gives its pick to the other arms (each sweep "
+                      "point is one more scratch run).", **fv)
     flags.DEFINE_bool("carry_optimizer", False, "Start each student with the "
                       "teacher's optimizer state (keras_net2net."
                       "expand_optimizer) instead of a fresh optimizer.", **fv)
@@ -194,6 +198,7 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         scratch_lr_scales=[float(s) for s in flag_values.scratch_lr_sweep],
         carry_optimizer=flag_values.carry_optimizer,
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
+        sweep_every_arm=flag_values.sweep_every_arm,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)
     if not is_chief:

@@ -160,7 +160,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
                    teacher_steps, student_steps, scratch_steps=None,
                    student_lr_scale=0.1, scratch_lr_scales=(0.5, 1.0, 2.0),
                    carry_optimizer=False, metric="accuracy", noise=0.0,
-                   output_dir=None, progress=None):
+                   sweep_every_arm=True, output_dir=None, progress=None):
     """Trains teachers, students and scratch twins and compares them.
 
     Args:
@@ -183,6 +183,9 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
         metric: "accuracy" (higher is better) or "loss" (the evaluation
             loss; lower is better) to compare on.
         noise: symmetry-breaking noise for `expand_model`.
+        sweep_every_arm: sweep each arm's twin; False sweeps the first arm's
+            only and gives its pick to the others (for time: each sweep point
+            is one more scratch run).
         output_dir: where to keep each seed's teacher and final models
             (`seed_<s>/<name>.keras`); None keeps none.
         progress: `progress(message)` is called at the start of every phase;
@@ -222,7 +225,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
         synthetic_shape=config.synthetic_shape,
         synthetic_classes=config.synthetic_classes)
     plan = _Plan(teacher_steps, student_steps, scratch_steps, student_lr_scale,
-                 tuple(scratch_lr_scales), carry_optimizer, metric, noise)
+                 tuple(scratch_lr_scales), carry_optimizer, metric, noise,
+                 sweep_every_arm)
     sweeps, runs = {}, []
     for seed in seeds:
         runs.append(_run_seed(
@@ -244,6 +248,7 @@ class _Plan:
     carry_optimizer: bool
     metric: str
     noise: float
+    sweep_every_arm: bool = True
 
 
 def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
@@ -289,12 +294,14 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
         # Same architecture, fresh weights: clone_model re-runs every
         # layer's initialiser instead of copying the student's weights.
         twin = lambda info, student=student: keras.models.clone_model(student)
-        if arm.name not in sweeps:
+        swept = arm.name if plan.sweep_every_arm else arms[0].name
+        if swept not in sweeps:
             sweep = _sweep(train, twin, arm, config, plan, log)
-            sweeps[arm.name] = sweep
+            sweeps[swept] = sweep
             scratch, scratch_history = sweep.pop("best_run")
         else:
-            scale = sweeps[arm.name]["chosen_scale"]
+            sweeps[arm.name] = sweeps[swept]
+            scale = sweeps[swept]["chosen_scale"]
             log(f"seed {config.seed}: {arm.name} scratch twin, "
                 f"{plan.scratch_steps} steps at {scale:g} x lr")
             scratch, scratch_history = train(
@@ -336,7 +343,7 @@ def _sweep(train, twin, arm, config, plan, log):
                                   else value < best[0])
         if better:
             best = (value, scale, (model, history))
-    return {"seed": config.seed, "scales": list(plan.scratch_lr_scales),
+    return {"seed": config.seed, "arm": arm.name, "scales": list(plan.scratch_lr_scales),
             "learning_rates": [config.learning_rate * s
                                for s in plan.scratch_lr_scales],
             "converged": results, "chosen_scale": best[1],
