@@ -40,14 +40,21 @@ class Insertion:
     identity_bns: list = dataclasses.field(default_factory=list)
 
 
-def plan_insertions(ctx, deepen):
-    """Reads the `deepen` option into `Insertion`s."""
+def as_counts(deepen):
+    """`deepen=` as {name: how}: None -> {}, a name or a list of names -> one
+    each; anything else is returned as given, for the caller to refuse."""
     if deepen is None:
-        return []
+        return {}
     if isinstance(deepen, str):
         deepen = [deepen]
     if isinstance(deepen, (list, tuple)):
-        deepen = {name: 1 for name in deepen}
+        return {name: 1 for name in deepen}
+    return deepen
+
+
+def plan_insertions(ctx, deepen):
+    """Reads the `deepen` option into `Insertion`s."""
+    deepen = as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a list of layer names or a dict {{name: count | "

@@ -28,6 +28,7 @@ import keras_hub
 import numpy as np
 
 from keras_net2net import analysis
+from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
@@ -290,17 +291,7 @@ def _targets(family, config, widen):
                 f"Expected widen keys among {sorted(names)} for {family.backbone.__name__}. "
                 f"Received: widen={{{key!r}: {value!r}}}. Fix: name one of those config keys "
                 f"(layers grow with deepen=).")
-        old = out[names[key]]
-        if not _number(value):
-            raise errors.PlanError(
-                f"Expected a width (int) or a factor (float) for {key!r}. Received: "
-                f"widen={{{key!r}: {value!r}}}.")
-        new = value if isinstance(value, int) else math.ceil(old * value - 1e-9)
-        if new < old:
-            raise errors.PlanError(
-                f"Expected {key!r} >= its current value {old}: Net2WiderNet only adds units. "
-                f"Received: widen={{{key!r}: {value!r}}}. Fix: ask for {old} or more.")
-        out[names[key]] = int(new)
+        out[names[key]] = requested_width(key, value, out[names[key]])
     hk, kk = keys["hidden"], keys["heads"]
     if "heads" not in {names[x] for x in widen} and out["hidden"] != d:
         out["heads"] = out["hidden"] // (k * r) if out["hidden"] % (k * r) == 0 else h
@@ -327,18 +318,36 @@ def _targets(family, config, widen):
     return out
 
 
+def requested_width(key, value, old):
+    """The width `widen={key: value}` asks for, from its current width `old`:
+    an int is the width, a float a factor (rounded up).
+
+    Raises:
+        PlanError: `value` is no number, or asks for fewer units than `old`.
+
+    Example:
+    >>> requested_width("hidden_dim", 1.5, 16)
+    24
+    """
+    if not _number(value):
+        raise errors.PlanError(
+            f"Expected a width (int) or a factor (float) for {key!r}. Received: "
+            f"widen={{{key!r}: {value!r}}}.")
+    new = value if isinstance(value, int) else math.ceil(old * value - 1e-9)
+    if new < old:
+        raise errors.PlanError(
+            f"Expected {key!r} >= its current value {old}: Net2WiderNet only adds units. "
+            f"Received: widen={{{key!r}: {value!r}}}. Fix: ask for {old} or more.")
+    return int(new)
+
+
 def _factor(config, keys, targets):
     return targets["hidden"] / config[keys["hidden"]]
 
 
 def _deepen(family, config, deepen):
     """{block index: count} of identity blocks to insert after it."""
-    if deepen is None:
-        return {}
-    if isinstance(deepen, str):
-        deepen = [deepen]
-    if isinstance(deepen, (list, tuple)):
-        deepen = {name: 1 for name in deepen}
+    deepen = deepen_lib.as_counts(deepen)
     names = family.blocks(config)
     if not isinstance(deepen, dict):
         raise errors.PlanError(

@@ -48,6 +48,7 @@ from keras_hub.src.models.mobilenet import mobilenet_backbone as _mob
 from keras_hub.src.models.mobilenet.util import adjust_channels
 
 from keras_net2net import analysis
+from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
@@ -258,12 +259,7 @@ def _factor(widen, name):
 
 def _deepen_names(deepen, names, cls):
     """{last block name of a stack: count} from deepen=."""
-    if deepen is None:
-        return {}
-    if isinstance(deepen, str):
-        deepen = [deepen]
-    if isinstance(deepen, (list, tuple)):
-        deepen = {name: 1 for name in deepen}
+    deepen = deepen_lib.as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a block name, a list of them or {{name: count}}. "

@@ -36,6 +36,7 @@ from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub.backbone import Family
 from keras_net2net.hub.backbone import _number
+from keras_net2net.hub.backbone import requested_width
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -152,17 +153,7 @@ def _targets(family, config, widen):
                     f"Expected widen keys among {sorted(names)} for GemmaBackbone. Received: "
                     f"widen={{{key!r}: {value!r}}}. Fix: name one of those config keys (layers "
                     f"grow with deepen=).")
-            old = out[names[key]]
-            if not _number(value):
-                raise errors.PlanError(
-                    f"Expected a width (int) or a factor (float) for {key!r}. Received: "
-                    f"widen={{{key!r}: {value!r}}}.")
-            new = value if isinstance(value, int) else math.ceil(old * value - 1e-9)
-            if new < old:
-                raise errors.PlanError(
-                    f"Expected {key!r} >= its current value {old}: Net2WiderNet only adds "
-                    f"units. Received: widen={{{key!r}: {value!r}}}. Fix: ask for {old} or more.")
-            out[names[key]] = int(new)
+            out[names[key]] = requested_width(key, value, out[names[key]])
         if "num_query_heads" in widen and "num_key_value_heads" not in widen:
             out["heads"] = out["query_heads"] // r
         out["query_heads"] = out["heads"] * r if "num_query_heads" not in widen \
