@@ -82,3 +82,17 @@ def readout(value, g, tied):
 def relative(y, z):
     y, z = np.asarray(y, np.float64), np.asarray(z, np.float64)
     return float(np.max(np.abs(y - z)) / np.max(np.abs(y)))
+
+
+ONE_PROMPT = {"token_ids": np.array([[5, 7, 9, 0, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
+
+
+def assert_same_greedy_tokens(teacher, student, prompt=ONE_PROMPT, **compile_kwargs):
+    """Both causal LMs decode `prompt` greedily into the same, non-constant tokens."""
+    tokens = []
+    for model in (teacher, student):
+        model.compile(sampler="greedy", **compile_kwargs)
+        tokens.append(model.generate(prompt, max_length=8, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(tokens[0], tokens[1])
+    assert len(np.unique(tokens[0][:, 3:])) > 1, "a constant continuation proves little"
