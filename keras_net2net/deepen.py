@@ -39,6 +39,11 @@ class Insertion:
     layers: list = dataclasses.field(default_factory=list)  # built layers, in order
     identity_bns: list = dataclasses.field(default_factory=list)
 
+    def anchored_variables(self):
+        """[(teacher variables, new variables)] for the optimizer's new slots."""
+        return [(self.anchor.trainable_variables,
+                 [v for block in self.layers for layer in block for v in layer.trainable_variables])]
+
 
 def as_counts(deepen):
     """`deepen=` as {name: how}: None -> {}, a name or a list of names -> one
@@ -53,14 +58,21 @@ def as_counts(deepen):
 
 
 def plan_insertions(ctx, deepen):
-    """Reads the `deepen` option into `Insertion`s."""
+    """Reads the `deepen` option into `Insertion`s; a (first, last) key names
+    a span to repeat (`keras_net2net.spans`)."""
+    from keras_net2net import spans  # spans builds on this module
+
     deepen = as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a list of layer names or a dict {{name: count | "
-            f"'residual'}}. Received: deepen={deepen!r} ({type(deepen).__name__}).")
+            f"'residual', (first, last): count}}. Received: deepen={deepen!r} "
+            f"({type(deepen).__name__}).")
     out = []
     for name, how in deepen.items():
+        if isinstance(name, tuple):
+            out.append(spans.plan_span(ctx, name, how))
+            continue
         anchor = resolve_layer(ctx.graph, name, "deepen")
         mode, count = _mode_and_count(name, how)
         if type(anchor) not in DEEPENABLE:
@@ -85,7 +97,20 @@ def plan_insertions(ctx, deepen):
             activation = activation_of(getattr(anchor, "forward_layer", anchor))
         out.append(Insertion(anchor, pattern[-1], mode, count, pattern, activation,
                              exact, note, key))
+    _check_one_per_point(ctx, out)
     return out
+
+
+def _check_one_per_point(ctx, insertions):
+    seen = {}
+    for ins in insertions:
+        other = seen.setdefault(id(ins.after), ins)
+        if other is not ins:
+            path = ctx.graph.paths[id(ins.after)]
+            raise errors.PlanError(
+                f"Expected one deepen request per insertion point. Received: requests for "
+                f"{other.anchor.name!r} and {ins.anchor.name!r} both insert after {path!r}. "
+                f"Fix: keep one of them, with a count.")
 
 
 def _mode_and_count(name, how):

@@ -14,6 +14,7 @@ from keras_net2net import padding
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import rules
+from keras_net2net import spans
 from keras_net2net import verify as verify_lib
 from keras_net2net.report import ExpansionReport
 
@@ -39,7 +40,9 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
             rounded up); or {layer name: new width (int) or factor (float)}.
         deepen: None; a list of Dense/Conv/DepthwiseConv/SeparableConv layer
             names (one identity layer after each); or {name: count | "identity"
-            | "residual"}.
+            | "residual"}; a key (first, last) names a span of residual blocks,
+            repeated count times (or "block": once) after `last`, each copy
+            starting as the identity (`keras_net2net.spans`).
         noise: std of symmetry-breaking noise relative to each rewritten weight
             tensor's std. 0 gives the exact Net2Net transform.
         noise_mode: "balanced" (zero-sum over the copies of each unit: the
@@ -120,8 +123,8 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     if data is not None:
         _bn_statistics(student, insertions, data)
     report = _report(ctx, the_plan, insertions, skipped, model, student,
-                     dict(widen=widen, deepen=deepen, noise=noise, noise_mode=noise_mode,
-                          mapping=mapping, seed=seed, strict=strict))
+                     dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
+                          noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict))
     _check_student_runs(ctx, student, verify_data, data)
     if verify:
         _verify(ctx, model, student, report, verify_data, data, tolerance, noise, noise_mode)
@@ -278,7 +281,7 @@ def _report(ctx, the_plan, insertions, skipped, teacher, student, options):
         layers.append({"layer": path, "class": type(layer).__name__,
                        "old_width": groups.widths[atom],
                        "new_width": int(len(the_plan.mapping(atom)))})
-    inserted = [{"anchor": i.anchor.name, "mode": i.mode,
+    inserted = [{"anchor": i.anchor.name, "mode": i.mode, "count": i.count,
                  "layers": [l.name for block in i.layers for l in block],
                  "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
                  "note": i.note} for i in insertions]

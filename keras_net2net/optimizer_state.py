@@ -91,10 +91,8 @@ def record(student, weight_map, insertions):
     """Keeps what `expand_optimizer` needs about one growth (called by
     `expand_model`)."""
     entries = [(weakref.ref(old), new, transforms) for old, new, transforms in weight_map]
-    inserted = [([weakref.ref(v) for v in ins.anchor.trainable_variables],
-                 [v for block in ins.layers for layer in block
-                  for v in layer.trainable_variables])
-                for ins in insertions]
+    inserted = [([weakref.ref(v) for v in anchor], list(variables))
+                for ins in insertions for anchor, variables in ins.anchored_variables()]
     _GROWN[student] = _Growth(entries, inserted, _key_axes(student))
 
 

@@ -19,6 +19,7 @@ from keras_net2net import errors
 from keras_net2net import ops
 from keras_net2net import padding
 from keras_net2net import rules
+from keras_net2net import spans
 
 
 class Rebuilder:
@@ -30,6 +31,10 @@ class Rebuilder:
         self.student_of = {}  # id(teacher layer) -> student layer
         self.teacher_of = {}  # id(student layer) -> teacher layer
         self.taken = {layer.name for layer in self.graph.layers.values()}
+        # Calls of repeated spans, and the student tensors they read (spans.record).
+        self.span_calls = {id(c.op): c for i in insertions if isinstance(i, spans.BlockInsertion)
+                           for c in i.calls}
+        self.span_tensors = {}
         # (teacher variable, student variable, [(axis, src, counts, mode)]) for
         # every weight carried over: how each student weight came from the
         # teacher's, for whatever must follow the same map (optimizer slots).
@@ -40,6 +45,9 @@ class Rebuilder:
         teacher = self.graph.model
         self._make_layers()
         for ins in self.insertions.values():
+            if isinstance(ins, spans.BlockInsertion):
+                spans.build_copies(ins, self.student_of, self.graph, self.taken)
+                continue
             layout = self.ctx.layout(ins.tensor)
             width = self.plan.new_shape(ins.tensor)[layout.axis if layout else -1]
             deepen_lib.build_layers(ins, width, self.taken)
@@ -105,7 +113,12 @@ class Rebuilder:
         except Exception as e:  # noqa: BLE001 - reported typed, naming the layer
             path = self.graph.paths.get(id(teacher_layer), getattr(layer, "name", None))
             raise carry.build_failure(e, path, type(layer).__name__) from e
+        span_call = self.span_calls.get(id(teacher_layer))
+        if span_call is not None:
+            spans.record(span_call, args, kwargs, self.span_tensors)
         ins = self.insertions.get(id(teacher_layer))
+        if isinstance(ins, spans.BlockInsertion):
+            return spans.apply_copies(ins, out, self.span_tensors, self._call)
         if ins is not None:
             for block in ins.layers:
                 out = deepen_lib.apply_block(ins.mode, block, out)
@@ -166,7 +179,10 @@ class Rebuilder:
                 new.assign(value.astype(new.dtype, copy=False) if hasattr(value, "astype") else value)
             self._copy_rnn_states(teacher_layer, student_layer)
         for ins in self.insertions.values():
-            deepen_lib.initial_weights(ins, None)
+            if isinstance(ins, spans.BlockInsertion):
+                spans.initial_weights(ins)
+            else:
+                deepen_lib.initial_weights(ins, None)
 
     @staticmethod
     def _copy_rnn_states(teacher_layer, student_layer):

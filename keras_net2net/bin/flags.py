@@ -154,7 +154,8 @@ def define_growth_flags(flag_values=flags.FLAGS):
         "grow (1.5), or per-layer widths or factors: conv1=16,fc1=64.", **fv)
     flags.DEFINE_string(
         "deepen", None, "With --grow_at_step: layers to follow with an identity "
-        "layer (conv2,fc1), or name:count / name:residual pairs.", **fv)
+        "layer (conv2,fc1), or name:count / name:residual pairs; first..last:count "
+        "repeats a span of residual blocks.", **fv)
     flags.DEFINE_float(
         "noise", 0.0, "With --grow_at_step: symmetry-breaking noise (balanced: "
         "the function stays exact).", lower_bound=0.0, **fv)
@@ -247,7 +248,8 @@ def parse_widen(text):
 
 
 def parse_deepen(text):
-    """Parses --deepen: names ("conv2,fc1") or name:count|kind pairs.
+    """Parses --deepen: names ("conv2,fc1") or name:count|kind pairs; a name
+    "first..last" is a span of residual blocks to repeat (key (first, last)).
 
     Args:
         text: the flag value, or None.
@@ -262,6 +264,8 @@ def parse_deepen(text):
     Example:
     >>> parse_deepen("fc1:2,conv2:residual")
     {'fc1': 2, 'conv2': 'residual'}
+    >>> parse_deepen("block1_ln1..block1_res2:1")
+    {('block1_ln1', 'block1_res2'): 1}
     """
     if not text:
         return None
@@ -270,19 +274,29 @@ def parse_deepen(text):
         raise ValueError(f"Expected layer names separated by commas. "
                          f"Received: {text!r}")
     if not any(":" in item for item in items):
-        return items
+        return [_deepen_key(item) for item in items]
     plan = {}
     for item in items:
         name, _, how = item.partition(":")
-        how = how.strip() or "1"
+        name, how = _deepen_key(name.strip()), how.strip() or "1"
         if how.isdigit() and int(how) > 0:
-            plan[name.strip()] = int(how)
-        elif how in _DEEPEN_KINDS:
-            plan[name.strip()] = how
+            plan[name] = int(how)
+        elif how in _DEEPEN_KINDS or (how == "block" and isinstance(name, tuple)):
+            plan[name] = how
         else:
             raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}"
                              f". Received: {item!r}")
     return plan
+
+
+def _deepen_key(name):
+    """A span "first..last" as its key ("first", "last"); a name as it is."""
+    if ".." not in name:
+        return name
+    first, _, last = name.partition("..")
+    if not (first.strip() and last.strip()) or ".." in last:
+        raise ValueError(f"Expected a span first..last. Received: {name!r}")
+    return first.strip(), last.strip()
 
 
 def parses(parse):
