@@ -43,8 +43,9 @@ def test_gpt_trains_and_grows_in_a_run(bytes_dir, tmp_path):
 
     config = experiment.RunConfig(dataset=SMALL, data_dir=bytes_dir, global_batch_size=16,
                                   learning_rate=0.01, checkpoint_every=0)
+    # A whole transformer block repeated (keras_net2net.spans), as the demo does.
     plan = growth_lib.GrowthPlan(steps=(3,), widen=2.0,
-                                 deepen={"block1_ffn_out": "residual"})
+                                 deepen={("block1_ln1", "block1_res2"): 1})
     model, history = experiment.train(
         config, tf.distribute.get_strategy(),
         lambda info: models.build_model("gpt", info.input_shape, info.num_classes,
@@ -57,8 +58,35 @@ def test_gpt_trains_and_grows_in_a_run(bytes_dir, tmp_path):
                                                          rel=1e-4)
     assert growth["params"]["after"] > growth["params"]["before"]
     assert model.get_layer("block1_mha").num_heads == 2
+    assert model.get_layer("block1_mha_deepen_1").num_heads == 2
     # Per-token cross-entropy over 128 byte values: chance is log(128).
     assert history["eval"][-1]["loss"] < np.log(128)
+
+
+def test_tiny_lm_comparison_with_whole_blocks_reports_json(bytes_dir):
+    import tensorflow as tf
+    from keras_net2net.training import comparison
+    from keras_net2net.training import experiment
+
+    config = experiment.RunConfig(dataset=SMALL, data_dir=bytes_dir, global_batch_size=16,
+                                  learning_rate=0.01, checkpoint_every=0, eval_every=2)
+    blocks = {("block1_ln1", "block1_res2"): 1}
+    report = comparison.run_comparison(
+        config, tf.distribute.get_strategy(),
+        lambda info: models.build_model("gpt", info.input_shape, info.num_classes,
+                                        width=8, depth=1),
+        [comparison.Arm("both", widen=2.0, deepen=blocks)], seeds=[0],
+        teacher_steps=2, student_steps=2, scratch_lr_scales=(1.0,),
+        carry_optimizer=True, metric="loss")
+    arm = report["arms"]["both"]
+    # Span keys are written as the flags write them, so the report is JSON.
+    assert json.loads(json.dumps(report))["arms"]["both"]["deepen"] == {
+        "block1_ln1..block1_res2": 1}
+    assert arm["steps"] == [0, 2] and arm["scratch_steps"] == [0, 2, 4]
+    # The student starts as the trained teacher, ahead of the fresh twin.
+    assert arm["max_relative_error_per_seed"][0] < 1e-5
+    assert arm["student_loss"][0] < arm["scratch_loss"][0]
+    assert arm["params"]["student"] > 2 * arm["params"]["teacher"]
 
 
 def test_binaries_accept_gpt_and_the_new_data_sets():

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 import keras_net2net as n2n
+from keras_net2net import spans
 from keras_net2net.data import inputs
 from keras_net2net.training import evaluation
 from keras_net2net.training import experiment
@@ -396,7 +397,7 @@ def _summarise(runs, arms, seeds, config, plan, sweeps, eval_examples):
         seeds_result = [compare(a, b) for a, b in zip(student, scratch)]
         summary = compare(mean_student, mean_scratch)
         report["arms"][arm.name] = {
-            "widen": arm.widen, "deepen": arm.deepen,
+            "widen": arm.widen, "deepen": spans.jsonable(arm.deepen),
             "params": per_seed[0]["params"],
             "train_flops_per_step": flops,
             "teacher_flops_ratio": ratio,
