@@ -8,7 +8,7 @@ rate from a small sweep. Writes `report.json` and `curves.png` into
 
     net2net-compare --model_dir=runs/compare --dataset=distorted_digits
     net2net-compare --model_dir=runs/lm --dataset=stdlib_bytes \
-        --teacher_model=gpt --arms=both --deepen=block1_ffn_out:residual
+        --teacher_model=gpt --arms=both --deepen=block1_ln1..block1_res2:1
 
 The target is the scratch twin's converged value (mean of its last 5
 evaluations: test accuracy, or validation loss with --metric=loss); a curve

@@ -85,7 +85,7 @@ def accuracy_curve(model, steps, seed):
     return np.array([start] + history.history["val_accuracy"])
 
 
-TEACHER_STEPS, STUDENT_STEPS, EVERY = 250, 125, 25  # 45 steps = one epoch
+TEACHER_STEPS, STUDENT_STEPS, EVERY = 200, 100, 25  # 45 steps = one epoch
 SCRATCH_STEPS = TEACHER_STEPS + STUDENT_STEPS
 LEARNING_RATE, SWEEP = 1e-3, (1e-3, 3e-3)
 GROWTH = dict(widen={"conv1": 8, "conv2": 16, "fc1": 32}, deepen=["conv2"], noise=0.05)
@@ -210,8 +210,8 @@ import sys
 from IPython.display import Image, display
 
 command = [sys.executable, "-m", "keras_net2net.bin.compare", "--model_dir=runs/compare",
-           "--data_dir=runs/tfds", "--arms=wider", "--seeds=1", "--teacher_steps=200",
-           "--student_steps=100", "--eval_every=20", "--scratch_lr_sweep=1,2",
+           "--data_dir=runs/tfds", "--arms=wider", "--seeds=1", "--teacher_steps=100",
+           "--student_steps=60", "--eval_every=20", "--scratch_lr_sweep=1,2",
            "--carry_optimizer", "--student_lr_scale=1", "--log_every=1000"]
 print("net2net-compare", " ".join(command[3:]))
 result = subprocess.run(command, capture_output=True, text=True)
