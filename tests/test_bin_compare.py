@@ -79,6 +79,7 @@ def _parse(*argv):
     (["--seeds=0"], "--seeds"),
     (["--teacher_model=MobileNetV2"], "--teacher_model"),
     (["--deepen=fc1:zero"], "--deepen"),
+    (["--eval_examples=0"], "--eval_examples"),
     (["--student_lr_scale=0"], "--student_lr_scale"),
     (["--scratch_lr_sweep=1,-2"], "--scratch_lr_sweep"),
     (["--teacher_steps=100", "--student_steps=50", "--scratch_steps=120"],

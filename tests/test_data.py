@@ -87,9 +87,25 @@ def test_synthetic_is_fixed_whatever_the_seed_and_learnable_shape():
     assert a[0].shape == (32, 4, 4, 3) and a[1].max() < 5
 
 
+def test_eval_examples_evaluates_on_the_first_n_held_out_examples():
+    _, eval_fn, info = inputs.make_input_fns("synthetic", 16, eval_examples=100)
+    assert info.num_eval_examples == 100 and info.eval_steps == 1
+    batches = list(eval_fn(_context(1, 0, 1)).as_numpy_iterator())
+    images = np.concatenate([x[w > 0] for x, _, w in batches])
+    first, _ = inputs.load_arrays("synthetic", limit=100)
+    everything, _ = inputs.load_arrays("synthetic")
+    assert len(everything) > 100
+    np.testing.assert_array_equal(images, first)
+    # More than the split holds: the whole split.
+    _, _, info = inputs.make_input_fns("synthetic", 16, eval_examples=10**6)
+    assert info.num_eval_examples == len(everything)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="global_batch_size=0"):
         inputs.make_input_fns("synthetic", 0)
+    with pytest.raises(ValueError, match="eval_examples=0"):
+        inputs.make_input_fns("synthetic", 16, eval_examples=0)
     with pytest.raises(ValueError, match="split='validation'"):
         inputs.load_arrays("synthetic", "validation")
 

@@ -119,6 +119,11 @@ def define_shared_flags(flag_values=flags.FLAGS):
         "eval_every", defaults.eval_every, "Steps between evaluations on the "
         "held-out split; 0 evaluates at the end only.", lower_bound=0, **fv)
     flags.DEFINE_integer(
+        "eval_examples", defaults.eval_examples, "Evaluate on the first N "
+        "examples of the held-out split (always the same ones); default: all. "
+        "Frequent evaluations of a large split can cost more than training.",
+        lower_bound=1, **fv)
+    flags.DEFINE_integer(
         "checkpoint_every", defaults.checkpoint_every, "Steps between "
         "checkpoints; 0 saves at the end only.", lower_bound=0, **fv)
     flags.DEFINE_integer("seed", defaults.seed,

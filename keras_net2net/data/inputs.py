@@ -74,7 +74,8 @@ class _Splits:
 
 def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
                    synthetic_shape=(8, 8, 1),
-                   synthetic_classes=10, synthetic_examples=2048):
+                   synthetic_classes=10, synthetic_examples=2048,
+                   eval_examples=None):
     """Builds distributed input functions for a data set.
 
     Args:
@@ -95,6 +96,9 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         synthetic_classes: number of classes for "synthetic".
         synthetic_examples: training examples for "synthetic" (a quarter as many
             are drawn for evaluation).
+        eval_examples: evaluate on the first this many examples of the
+            held-out split (in stored order, so always the same ones); None
+            evaluates on all of it.
 
     Returns:
         (train_fn, eval_fn, info): `train_fn(input_context, start_step=0)`
@@ -105,14 +109,15 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         batches, where weight 0 marks padding; `info` is an `InputInfo`.
 
     Raises:
-        ValueError: if `global_batch_size` is not positive or the data set has no
-            evaluation split.
+        ValueError: if `global_batch_size` or `eval_examples` is not
+            positive or the data set has no evaluation split.
     """
     if global_batch_size < 1:
         raise ValueError("Expected global_batch_size >= 1. "
                          f"Received: global_batch_size={global_batch_size}")
-    splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
-                          synthetic_examples)
+    splits = _first_eval_examples(
+        _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
+                     synthetic_examples), eval_examples)
     eval_batch = global_batch_size * max(1, _EVAL_BATCH // global_batch_size)
     eval_steps = max(1, math.ceil(splits.num_eval / eval_batch))
     info = InputInfo(name=dataset, input_shape=splits.input_shape,
@@ -192,6 +197,18 @@ def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
         images.append(image)
         labels.append(label)
     return np.concatenate(images), np.concatenate(labels)
+
+
+def _first_eval_examples(splits, eval_examples):
+    if eval_examples is None:
+        return splits
+    if isinstance(eval_examples, bool) or not isinstance(eval_examples, int) \
+            or eval_examples < 1:
+        raise ValueError(f"Expected eval_examples to be a positive number of "
+                         f"examples or None (all). Received: "
+                         f"eval_examples={eval_examples!r}")
+    return dataclasses.replace(splits, eval=splits.eval.take(eval_examples),
+                               num_eval=min(splits.num_eval, eval_examples))
 
 
 def _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,

@@ -223,7 +223,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
     input_fns = experiment.make_inputs(config)
     eval_arrays = inputs.load_arrays(
         config.dataset, "eval", data_dir=config.data_dir,
-        synthetic_shape=config.synthetic_shape,
+        limit=config.eval_examples, synthetic_shape=config.synthetic_shape,
         synthetic_classes=config.synthetic_classes)
     plan = _Plan(teacher_steps, student_steps, scratch_steps, student_lr_scale,
                  tuple(scratch_lr_scales), carry_optimizer, metric, noise,

@@ -55,6 +55,7 @@ class RunConfig:
     jit_compile: bool = False
     log_every: int = 100
     eval_every: int = 0
+    eval_examples: int = None
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -87,7 +88,8 @@ def make_inputs(config):
     return inputs.make_input_fns(
         config.dataset, config.global_batch_size, data_dir=config.data_dir,
         seed=config.seed, synthetic_shape=config.synthetic_shape,
-        synthetic_classes=config.synthetic_classes)
+        synthetic_classes=config.synthetic_classes,
+        eval_examples=config.eval_examples)
 
 
 def resolve_train_steps(config, info):
