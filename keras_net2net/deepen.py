@@ -210,7 +210,7 @@ def build_layers(ins, width, taken):
     anchor = ins.anchor
     policy = anchor.dtype_policy
     bn = next((p for p in ins.pattern if isinstance(p, L.BatchNormalization)), None)
-    blocks = []
+    blocks, ins.identity_bns = [], []  # repeatable: lazy.build may run it twice
     for k in range(1, ins.count + 1):
         base = f"{anchor.name}_deepen_{k}"
         if ins.mode == "identity":

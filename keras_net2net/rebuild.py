@@ -7,7 +7,8 @@ state and does not change), `call_function` threads inserted layers after their
 anchors. Every student layer is made before any is called, so a layer that
 cannot be copied is reported before any work. Nested models are cloned the same
 way with inputs of their new shapes. Weights are then computed in float64 from
-the teacher's and cast once to each variable's dtype.
+the teacher's and cast once to each variable's dtype; they are the variables'
+first values (`keras_net2net.lazy`: no initial value is drawn to be overwritten).
 """
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import lazy
 from keras_net2net import ops
 from keras_net2net import padding
 from keras_net2net import rules
@@ -42,6 +44,21 @@ class Rebuilder:
 
     # -- structure ---------------------------------------------------------
     def build(self):
+        # Variables made deferred (keras_net2net.lazy): the teacher's values
+        # are their first, with no random draw thrown away.
+        student, made = lazy.build(self._construct)
+        self._write_weights()
+        # What the teacher gives no value (inserted layers, span copies, seed
+        # states) draws its own, before the insertions read or overwrite it.
+        lazy.initialize_rest(student.variables + made)
+        self._initial_weights()
+        return student
+
+    def _construct(self):
+        # From scratch: lazy.build runs it a second time, eagerly, where the
+        # deferred run fails.
+        self.student_of, self.teacher_of, self.span_tensors = {}, {}, {}
+        self.taken = {layer.name for layer in self.graph.layers.values()}
         teacher = self.graph.model
         self._make_layers()
         for ins in self.insertions.values():
@@ -53,15 +70,12 @@ class Rebuilder:
             deepen_lib.build_layers(ins, width, self.taken)
         try:
             if isinstance(teacher, keras.Sequential) and self._sequential_ok():
-                student = self._clone_sequential(teacher)
-            else:
-                student = self._clone_functional(teacher)
+                return self._clone_sequential(teacher)
+            return self._clone_functional(teacher)
         except errors.Net2NetError:
             raise
         except Exception as e:  # noqa: BLE001 - a carried layer's own code failed
             raise carry.build_failure(e) from e
-        self._write_weights()
-        return student
 
     def _sequential_ok(self):
         return all(i.mode == "identity" for i in self.insertions.values())
@@ -176,8 +190,11 @@ class Rebuilder:
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
                         f"internal: {teacher_layer.name}/{old.name} {value.shape} vs {new.shape}")
-                new.assign(value.astype(new.dtype, copy=False) if hasattr(value, "astype") else value)
+                lazy.set_value(new, value.astype(new.dtype, copy=False)
+                               if hasattr(value, "astype") else value)
             self._copy_rnn_states(teacher_layer, student_layer)
+
+    def _initial_weights(self):
         for ins in self.insertions.values():
             if isinstance(ins, spans.BlockInsertion):
                 spans.initial_weights(ins)
@@ -194,7 +211,7 @@ class Rebuilder:
         new = keras.tree.flatten(getattr(student_layer, "states", None) or [])
         for a, b in zip(old, new):
             if tuple(a.shape) == tuple(b.shape):
-                b.assign(a.numpy())
+                lazy.set_value(b, a.numpy())
 
     def _rewrite_copies(self, value, axes, io, transforms):
         """The common case without a float64 copy of the weight: no noise, no

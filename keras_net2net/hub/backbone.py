@@ -30,6 +30,7 @@ import numpy as np
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import lazy
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import verify as verify_lib
@@ -210,7 +211,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     appended = family.append_blocks is not None
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
-    student = _build(task, backbone, new_config)
+    student, made = _build(task, backbone, new_config)
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
@@ -218,6 +219,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     new_backbone = student.backbone if task is not None else student
     if not appended:
         _insert_identities(family, new_backbone, config, inserts)
+    lazy.initialize_rest(student.variables + made)  # what no teacher layer gave a value
     if family.finish is not None:
         family.finish(ctx, the_plan, backbone, new_backbone)
     if appended and inserts:
@@ -407,13 +409,16 @@ def _build(task, backbone, new_config):
                 f"get_config() leaves out (keras_hub), so no model of its class built from a "
                 f"config is tied, and a grown one would not save and load as it is. Fix: grow "
                 f"an untied one ({attribute}=False), or a plain functional copy of it.")
-    student_backbone = type(backbone).from_config(new_config)
+    # Deferred (keras_net2net.lazy): the teacher's values are the first. The
+    # task is made eagerly: its compile() makes an optimizer, whose variables
+    # come from values, which a stateless scope refuses.
+    student_backbone, made = lazy.build(type(backbone).from_config, new_config)
     if task is None:
-        return student_backbone
+        return student_backbone, made
     config = task.get_config()
     config["backbone"] = student_backbone
     config["preprocessor"] = task.preprocessor  # reused as it is
-    return type(task).from_config(config)
+    return type(task).from_config(config), made
 
 
 def _renamer(family, inserts):
@@ -459,7 +464,7 @@ def _insert_identities(family, backbone, config, inserts):
         new = [backbone.get_layer(family.block.format(start + t)) for t in range(1, count + 1)]
         for block in new:
             for a, b in zip(source.weights, block.weights):
-                b.assign(a.numpy())
+                lazy.set_value(b, a.numpy())
         if family.identity == "pre":
             for block in new:
                 for variable in block.weights:

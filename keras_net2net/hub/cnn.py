@@ -50,6 +50,7 @@ from keras_hub.src.models.mobilenet.util import adjust_channels
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import lazy
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net.graph import Graph
@@ -430,7 +431,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
             f"Expected at least one width or block to grow. Received: widen={widen!r} and "
             f"deepen={deepen!r}. Fix: e.g. widen=2.0.")
     ctx = analysis.analyze(model, grow_outputs=True)
-    student = type(model).from_config(new_config)
+    # Deferred (keras_net2net.lazy): the teacher's values are the first.
+    student, made = lazy.build(type(model).from_config, new_config)
     pairs, student_graph = _pairs(ctx, student)
     _check_structure(ctx, model, student, inserts)
     widths = _widths(ctx, pairs, student_graph, name)
@@ -438,6 +440,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
     builder._write_weights()
+    # New blocks copy only the weights whose shapes match: the rest draws first.
+    lazy.initialize_rest(student.variables + made)
     _insert_identities(student, inserts)
     counts = {}
     for anchor, _ in inserts:

@@ -29,6 +29,7 @@ import numpy as np
 from keras_hub.src.models.mit import mit_layers
 
 from keras_net2net import errors
+from keras_net2net import lazy
 from keras_net2net.channels import Product
 from keras_net2net.graph import Graph
 from keras_net2net.hub import layers as hub_layers
@@ -191,7 +192,7 @@ def _append_blocks(task, student, inserts):
         depths[stage] += count
         anchors[names[index]] = count
     config["layerwise_depths"] = depths
-    deeper = hub_backbone._build(task, backbone, config)
+    deeper, made = hub_backbone._build(task, backbone, config)  # deferred: every value below
     old = [layer for _, layer in _weighted(Graph(student))]
     new = [layer for _, layer in _weighted(Graph(deeper))]
     j = 0
@@ -202,11 +203,12 @@ def _append_blocks(task, student, inserts):
             j += 1
             src = source or layer
             for a, b in zip(src.weights, target.weights):
-                b.assign(a.numpy())
+                lazy.set_value(b, a.numpy())
             if source is None:  # an identity block
                 for sub in (target.attn.proj, target.mlp.fc2):
                     for variable in sub.weights:
                         variable.assign(np.zeros(variable.shape, variable.dtype))
+    lazy.initialize_rest(deeper.variables + made)
     return deeper
 
 

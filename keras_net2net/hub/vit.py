@@ -22,6 +22,7 @@ import numpy as np
 from keras_hub.src.models.vit import vit_layers
 
 from keras_net2net import errors
+from keras_net2net import lazy
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub.backbone import Family
 from keras_net2net.rules import composite
@@ -93,13 +94,13 @@ def _append_blocks(task, student, inserts):
     config = backbone.get_config()
     n = config["num_layers"]
     config["num_layers"] = n + sum(inserts.values())
-    deeper = hub_backbone._build(task, backbone, config)
+    deeper, made = hub_backbone._build(task, backbone, config)  # deferred: every value below
     source = {v.path: v for v in student.weights}
     pattern = re.compile(r"(.*/transformer_block_)(\d+)/(.*)")
     for variable in deeper.weights:
         old = source.get(variable.path)
         if old is not None:
-            variable.assign(old.numpy())
+            lazy.set_value(variable, old.numpy())
             continue
         match = pattern.fullmatch(variable.path)
         if match is None or int(match.group(2)) <= n:
@@ -110,7 +111,8 @@ def _append_blocks(task, student, inserts):
         last = source[f"{match.group(1)}{n}/{match.group(3)}"].numpy()
         if any(re.fullmatch(z, match.group(3)) for z in ZERO):
             last = np.zeros_like(last)
-        variable.assign(last)
+        lazy.set_value(variable, last)
+    lazy.initialize_rest(deeper.variables + made)
     return deeper
 
 
