@@ -3,6 +3,7 @@ explicit head_dim and rotary, GeGLU, a tied embedding times sqrt(hidden_dim))
 grows into a bigger GemmaBackbone / GemmaCausalLM: x2, x1.5 (zero pads),
 deeper by an identity block; the greedy tokens are the teacher's."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ TINY = dict(vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_h
 
 
 def gemma(scale=0.2, **kwargs):
+    keras.utils.set_random_seed(0)  # a fixed teacher: see test_hub_gpt2.gpt2
     return perturb(keras_hub.models.GemmaBackbone(**{**TINY, **kwargs}), scale=scale)
 
 

@@ -2,6 +2,7 @@
 class, exact), at x2, at x1.5 (LEMON pads: GPT-2 is pre-LN) and deeper by an
 identity block; the grown causal LM decodes the same greedy tokens."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -15,6 +16,9 @@ from tests.hub_helpers import relative
 
 
 def gpt2(scale=0.2):
+    # Seeded: some initial draws decode a constant continuation, which the
+    # greedy-token test refuses as proving little (it failed 2 runs in 11).
+    keras.utils.set_random_seed(0)
     return perturb(keras_hub.models.GPT2Backbone(**TINY), scale=scale)
 
 

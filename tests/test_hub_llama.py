@@ -3,6 +3,7 @@ grows into a bigger LlamaBackbone / LlamaCausalLM: kv heads with their query
 heads, the head dim kept (rotary frequencies unchanged), x2 and x1.5 (zero
 pads for RMSNorm), deeper by an identity block; greedy tokens equal."""
 
+import keras
 import pytest
 
 import keras_net2net as n2n
@@ -19,6 +20,7 @@ TINY = dict(vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_h
 
 
 def llama(scale=0.2, **kwargs):
+    keras.utils.set_random_seed(0)  # a fixed teacher: see test_hub_gpt2.gpt2
     return perturb(keras_hub.models.LlamaBackbone(**{**TINY, **kwargs}), scale=scale)
 
 
