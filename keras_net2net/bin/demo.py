@@ -45,9 +45,9 @@ DEMO_DEFAULTS = {
     "data_dir": "runs/tensorflow_datasets",
     "dataset": inputs.DISTORTED_DIGITS,
     "teacher_widths": ["4", "8", "16"],
-    "teacher_steps": 200,
-    "student_steps": 200,
-    "eval_every": 13,
+    "teacher_steps": 150,
+    "student_steps": 150,
+    "eval_every": 10,
     "global_batch_size": 64,
     "learning_rate": 2e-3,
     "student_lr_scale": 1.0,
@@ -66,8 +66,8 @@ LM_SETTINGS = {
     "widen": "2.0",
     "deepen": "block1_ln1..block1_res2:1,block2_ln1..block2_res2:1",
     "teacher_steps": 100,
-    "student_steps": 100,
-    "eval_every": 20,
+    "student_steps": 80,
+    "eval_every": 18,
     # The issue's >= 2,000 held-out sequences, not all 3,815: each
     # evaluation of the whole split cost as much as ~40 training steps.
     "eval_examples": 2048,
