@@ -101,6 +101,14 @@ def test_eval_examples_evaluates_on_the_first_n_held_out_examples():
     assert info.num_eval_examples == len(everything)
 
 
+def test_streams_are_not_autotuned():
+    # Deleting an autotuned iterator can wait up to a minute for its tuning
+    # thread (see inputs._options); every stream turns autotuning off.
+    train_fn, eval_fn, _ = inputs.make_input_fns("synthetic", 16)
+    for data in (train_fn(_context(1, 0, 1)), eval_fn(_context(1, 0, 1))):
+        assert data.options().autotune.enabled is False
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="global_batch_size=0"):
         inputs.make_input_fns("synthetic", 0)

@@ -136,7 +136,8 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         data = data.batch(batch_size, drop_remainder=True)
         # Skipping whole batches is cheap for small data; for large data sets a
         # resumed run pays one pass over the skipped examples' file reads.
-        return data.skip(start_step).prefetch(tf.data.AUTOTUNE)
+        return data.skip(start_step).prefetch(tf.data.AUTOTUNE).with_options(
+            _options())
 
     def eval_fn(input_context):
         batch_size = input_context.get_per_replica_batch_size(eval_batch)
@@ -152,7 +153,7 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         data = data.shard(input_context.num_input_pipelines,
                           input_context.input_pipeline_id)
         return data.batch(batch_size, drop_remainder=True).prefetch(
-            tf.data.AUTOTUNE)
+            tf.data.AUTOTUNE).with_options(_options())
 
     return train_fn, eval_fn, info
 
@@ -197,6 +198,18 @@ def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
         images.append(image)
         labels.append(label)
     return np.concatenate(images), np.concatenate(labels)
+
+
+def _options():
+    """No autotuning: an autotuned iterator's model thread sleeps up to 60 s
+    between optimisations, and deleting the iterator (a finished run's
+    stream, freed by Python's collector at any later point) waits for it to
+    wake. py-spy caught `make demo` idle in `~IteratorResource` ->
+    `~LogicalThreadWrapper` for 60-160 s. Cached, in-memory data needs no
+    tuning; prefetch keeps its default buffer."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def _first_eval_examples(splits, eval_examples):
