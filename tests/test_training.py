@@ -4,6 +4,7 @@ Multi-device runs need logical devices set before TensorFlow starts, so they
 live in test_bin_train.py, in subprocesses.
 """
 
+import dataclasses
 import glob
 import os
 import types
@@ -196,6 +197,56 @@ def test_jit_compile_matches_plain_loop(digits_dir, default_strategy):
                                  train_steps=20)
     for a, b in zip(plain.get_weights(), jitted.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_runs_sharing_a_trainer_match_runs_with_their_own(digits_dir,
+                                                           default_strategy):
+    """Runs that share a trainer (as net2net-compare's do) end exactly where
+    runs with their own do, trace their step once, and leave earlier runs'
+    models alone."""
+    config = _config(digits_dir, eval_every=10)
+    input_fns = experiment.make_inputs(config)
+    plans = [(0, 3e-3), (1, 1e-3), (0, 3e-3)]
+
+    def runs(trainers):
+        out = []
+        for seed, learning_rate in plans:
+            model, history = experiment.train(
+                dataclasses.replace(config, seed=seed), default_strategy,
+                _mlp(), model_dir="", train_steps=20, learning_rate=learning_rate,
+                input_fns=input_fns, eval_at_start=True, trainers=trainers,
+                reuse_key="mlp")
+            out.append((model, history, [w.copy() for w in model.get_weights()]))
+        return out
+
+    own = runs(None)
+    trainers = {}
+    shared = runs(trainers)
+    (_, kept), = trainers.values()
+    assert kept._train_loop.experimental_get_tracing_count() == 1
+    assert all(model is not kept.model for model, _, _ in shared)
+    for (_, a, weights_a), (model, b, weights_b) in zip(own, shared):
+        assert a["eval"] == b["eval"] and a["train"][-1]["loss"] == b["train"][-1]["loss"]
+        for x, y, z in zip(weights_a, weights_b, model.get_weights()):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(y, z)  # not overwritten by later runs
+    # Seed 0 twice: the same run, so the comparison above is not vacuous.
+    assert shared[0][1]["eval"] == shared[2][1]["eval"] != shared[1][1]["eval"]
+
+
+def test_a_run_that_differs_from_the_kept_trainer_traces_its_own(
+        digits_dir, default_strategy):
+    config = _config(digits_dir)
+    input_fns = experiment.make_inputs(config)
+    trainers = {}
+    for width in (16, 24):
+        model, _ = experiment.train(config, default_strategy, _mlp(width),
+                                    model_dir="", train_steps=5,
+                                    input_fns=input_fns, trainers=trainers,
+                                    reuse_key="mlp")
+    (_, kept), = trainers.values()
+    # The wider run trained a model of its own; the kept trainer is the first's.
+    assert model.count_params() > kept.model.count_params()
 
 
 def _linear(l2):

@@ -220,7 +220,10 @@ def _first_eval_examples(splits, eval_examples):
         raise ValueError(f"Expected eval_examples to be a positive number of "
                          f"examples or None (all). Received: "
                          f"eval_examples={eval_examples!r}")
-    return dataclasses.replace(splits, eval=splits.eval.take(eval_examples),
+    # Cached after the cut: a cache read only partly (`cache().take(n)`) is
+    # dropped at the end of every pass, so each evaluation read and decoded
+    # the split's files again.
+    return dataclasses.replace(splits, eval=splits.eval.take(eval_examples).cache(),
                                num_eval=min(splits.num_eval, eval_examples))
 
 

@@ -29,6 +29,7 @@ report["arms"]["wider"]["speedup"], report["arms"]["wider"]["speedup_total"]
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -228,12 +229,14 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
     plan = _Plan(teacher_steps, student_steps, scratch_steps, student_lr_scale,
                  tuple(scratch_lr_scales), carry_optimizer, metric, noise,
                  sweep_every_arm)
-    sweeps, runs = {}, []
+    # Teachers share one trainer, and each arm's student and scratch twins
+    # (one architecture) another: each traces its training step once.
+    sweeps, runs, trainers = {}, [], {}
     for seed in seeds:
         runs.append(_run_seed(
             dataclasses.replace(config, seed=seed), strategy, teacher_fn, arms,
             input_fns, eval_arrays, plan, sweeps, log,
-            output_dir and os.path.join(output_dir, f"seed_{seed}")))
+            output_dir and os.path.join(output_dir, f"seed_{seed}"), trainers))
     log("Comparison done.")
     return _summarise(runs, arms, seeds, config, plan, sweeps,
                       len(eval_arrays[1]))
@@ -253,10 +256,11 @@ class _Plan:
 
 
 def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
-              sweeps, log, output_dir):
+              sweeps, log, output_dir, trainers):
     def train(model_fn, **kwargs):
         return experiment.train(config, strategy, model_fn, model_dir="",
-                                input_fns=input_fns, eval_at_start=True, **kwargs)
+                                input_fns=input_fns, eval_at_start=True,
+                                trainers=trainers, **kwargs)
 
     held = {}
 
@@ -267,7 +271,8 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
 
     log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
     teacher, teacher_history = train(teacher_fn, train_steps=plan.teacher_steps,
-                                     optimizer_fn=teacher_optimizer)
+                                     optimizer_fn=teacher_optimizer,
+                                     reuse_key="teacher")
     run = {"teacher": teacher_history, "arms": {}}
     models = {"teacher": teacher}
     student_lr = config.learning_rate * plan.student_lr_scale
@@ -291,13 +296,14 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
         log(f"seed {config.seed}: {arm.name} student, {plan.student_steps} steps")
         student, student_history = train(
             grow, train_steps=plan.student_steps, learning_rate=student_lr,
-            optimizer_fn=student_optimizer)
+            optimizer_fn=student_optimizer, reuse_key=arm.name)
         # Same architecture, fresh weights: clone_model re-runs every
         # layer's initialiser instead of copying the student's weights.
         twin = lambda info, student=student: keras.models.clone_model(student)
         swept = arm.name if plan.sweep_every_arm else arms[0].name
         if swept not in sweeps:
-            sweep = _sweep(train, twin, arm, config, plan, log)
+            sweep = _sweep(functools.partial(train, reuse_key=arm.name), twin,
+                           arm, config, plan, log)
             sweeps[swept] = sweep
             scratch, scratch_history = sweep.pop("best_run")
         else:
@@ -307,7 +313,7 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
                 f"{plan.scratch_steps} steps at {scale:g} x lr")
             scratch, scratch_history = train(
                 twin, train_steps=plan.scratch_steps,
-                learning_rate=config.learning_rate * scale)
+                learning_rate=config.learning_rate * scale, reuse_key=arm.name)
         versus = evaluation.compare_models(
             teacher, student, *eval_arrays, names=("teacher", "student"))
         run["arms"][arm.name] = {

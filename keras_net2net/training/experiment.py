@@ -104,7 +104,7 @@ def resolve_train_steps(config, info):
 
 def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
           train_steps=None, eval_at_start=False, input_fns=None, growth=None,
-          optimizer_fn=None):
+          optimizer_fn=None, trainers=None, reuse_key=None):
     """Trains a model under `strategy` and saves it.
 
     Args:
@@ -126,6 +126,12 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             optimizer, called under the strategy's scope (e.g. to carry a
             teacher's state with `keras_net2net.expand_optimizer`, or to keep
             a reference to it); None makes a fresh one from `config`.
+        trainers: a dict kept between calls, in which runs that keep nothing
+            on disk (`model_dir=""`) and do not grow share a `loop.Trainer`
+            per `reuse_key`: a later run of the same architecture and
+            optimizer settings reuses its traced steps instead of tracing its
+            own. The results are the same as without it.
+        reuse_key: the key of this run's architecture in `trainers`.
 
     Returns:
         (model, history), `history` as returned by `run_training` plus
@@ -156,7 +162,12 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
     make_trainer = lambda model, optimizer: loop.Trainer(
         strategy, model, optimizer, train_fn, eval_fn, info, config.global_batch_size,
         jit_compile=config.jit_compile)
-    trainer = make_trainer(model, optimizer)
+    shared = None
+    if trainers is not None and reuse_key is not None and not model_dir \
+            and growth is None:
+        shared = _shared_trainer(trainers, reuse_key, model, optimizer,
+                                 (train_fn, eval_fn), strategy, make_trainer)
+    trainer = shared or make_trainer(model, optimizer)
     checkpointer = _checkpointer(model_dir, trainer, stage, is_chief, task_id, growth)
     if checkpointer:
         _resume(checkpointer, optimizer, learning_rate)
@@ -182,6 +193,9 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         grown.append(record)
     history["train_seconds"] = time.perf_counter() - began
     history["final_step"] = int(trainer.step.numpy())
+    if shared is not None:
+        shared.hand_back(model, optimizer)
+        return model, history
     if growth is not None:
         # Read back from disk: a resumed run lists the growths before it too.
         history["growth"] = growth_lib.records(model_dir, stage) if model_dir and is_chief \
@@ -193,6 +207,30 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             model_dir, f"worker_{task_id}")
         save_outputs(trainer.model, history, output_dir)
     return trainer.model, history
+
+
+def _shared_trainer(trainers, key, model, optimizer, input_fns, strategy,
+                    make_trainer):
+    """The trainer kept under `key`, having adopted `model` and `optimizer`;
+    None if it cannot take them (then the run gets its own trainer).
+
+    The kept trainer trains a private clone, never a model handed to a
+    caller, which a later run would overwrite."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None  # its dynamic loss scale is not worth the special case
+    kept_fns, kept = trainers.get(key, (input_fns, None))
+    with strategy.scope():
+        if kept is None:
+            kept = make_trainer(
+                keras.models.clone_model(model),
+                type(optimizer).from_config(optimizer.get_config()))
+            trainers[key] = (input_fns, kept)
+        if kept_fns != input_fns or not kept.matches(model, optimizer):
+            logging.info("Run %r differs from the trainer kept for it; "
+                         "tracing its own.", key)
+            return None
+        kept.adopt(model, optimizer)
+    return kept
 
 
 def make_optimizer(config, learning_rate):

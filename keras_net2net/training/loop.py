@@ -107,6 +107,39 @@ class Trainer:
         the very batches the teacher would have seen next)."""
         self._handed_stream = (int(self.step.numpy()), iterator)
 
+    def matches(self, model, optimizer):
+        """Whether `adopt` can take `model` and `optimizer`: the same layer
+        types and variable shapes as this trainer's model, and an optimizer of
+        the same class and settings (the learning rate aside: it is a
+        variable)."""
+        if [type(layer) for layer in model.layers] != [
+                type(layer) for layer in self.model.layers]:
+            return False
+        if type(optimizer) is not type(self.optimizer) or (
+                _settings(optimizer) != _settings(self.optimizer)):
+            return False
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        return (_shapes(model.variables) == _shapes(self.model.variables)
+                and _shapes(optimizer.variables) == _shapes(self.optimizer.variables))
+
+    def adopt(self, model, optimizer):
+        """Trains `model` from `optimizer`'s state next, from step 0, with the
+        steps this trainer has already traced (a transformer's training step
+        takes seconds to trace): their values are copied into this trainer's
+        own variables. Check `matches` first; `hand_back` copies the result
+        back."""
+        _assign(self.model.variables, model.variables)
+        _assign(self.optimizer.variables, optimizer.variables)
+        self.step.assign(0)
+        self.stream = self._handed_stream = None
+
+    def hand_back(self, model, optimizer):
+        """Copies this trainer's variables into the `model` and `optimizer` it
+        adopted."""
+        _assign(model.variables, self.model.variables)
+        _assign(optimizer.variables, self.optimizer.variables)
+
     def train_steps(self, iterator, num_steps):
         """Runs `num_steps` training steps and increments `step`.
 
@@ -203,6 +236,22 @@ def _per_example(values):
     if values.shape.rank > 1:
         return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
     return values
+
+
+def _settings(optimizer):
+    config = dict(optimizer.get_config())
+    for key in ("name", "learning_rate"):
+        config.pop(key, None)
+    return config
+
+
+def _shapes(variables):
+    return [(tuple(v.shape), str(v.dtype)) for v in variables]
+
+
+def _assign(targets, sources):
+    for target, source in zip(targets, sources, strict=True):
+        target.assign(source)
 
 
 def _means(totals):
