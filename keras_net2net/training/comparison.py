@@ -314,8 +314,11 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
             scratch, scratch_history = train(
                 twin, train_steps=plan.scratch_steps,
                 learning_rate=config.learning_rate * scale, reuse_key=arm.name)
+        # Latency is a by-product here (net2net-evaluate is the tool for it):
+        # a median of 5 batches, not 20.
         versus = evaluation.compare_models(
-            teacher, student, *eval_arrays, names=("teacher", "student"))
+            teacher, student, *eval_arrays, names=("teacher", "student"),
+            latency_batches=5)
         run["arms"][arm.name] = {
             "student": student_history, "scratch": scratch_history,
             "max_relative_error": expanded["report"].max_relative_error,
