@@ -2,8 +2,10 @@
 
 Each tutorial is written as a plain Python script in `tutorials/src/`, split
 into cells by `# %%` lines (`# %% [markdown]` starts a markdown cell whose
-lines are comments). This script turns each source into
-`tutorials/<name>.ipynb` and, unless --no-execute is given, runs it top to
+lines are comments). One code cell per tutorial is marked
+`# %% tags=["parameters"]`, as jupytext writes a tagged cell: it holds the run
+sizes, which the tests override papermill-style. This script turns each source
+into `tutorials/<name>.ipynb` and, unless --no-execute is given, runs it top to
 bottom in a fresh "python3" kernel inside a scratch directory (so nothing the
 notebook writes lands in the repository) and saves the outputs.
 
@@ -16,8 +18,10 @@ they match their sources, so rebuild after editing a source.
 """
 
 import argparse
+import json
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -41,29 +45,32 @@ def notebook_path(source):
 
 
 def parse_cells(text):
-    """Splits a percent-format script into [(kind, source)] cells.
+    """Splits a percent-format script into [(kind, source, tags)] cells.
 
     Args:
         text: the script; `# %%` starts a code cell, `# %% [markdown]` a
-            markdown cell whose lines are comments ("# " is stripped).
+            markdown cell whose lines are comments ("# " is stripped), and
+            `# %% tags=["a", "b"]` a code cell with those tags.
 
     Returns:
-        A list of ("code" | "markdown", source) pairs, blank cells dropped.
+        A list of ("code" | "markdown", source, [tags]) triples, blank cells
+        dropped.
 
     Raises:
-        ValueError: if a markdown cell holds a line that is not a comment.
+        ValueError: if a markdown cell holds a line that is not a comment, or
+            a marker line is not one of the forms above.
     """
-    cells, kind, lines = [], None, []
+    cells, kind, tags, lines = [], None, [], []
 
     def flush():
         body = "\n".join(lines).strip("\n")
         if kind is not None and body.strip():
-            cells.append((kind, body))
+            cells.append((kind, body, tags))
 
     for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith(_MARKER):
             flush()
-            kind = "markdown" if "[markdown]" in line else "code"
+            kind, tags = _parse_marker(line, number)
             lines = []
         elif kind == "markdown":
             if line.strip() and not line.startswith("#"):
@@ -77,12 +84,31 @@ def parse_cells(text):
     return cells
 
 
+def _parse_marker(line, number):
+    """`# %%` line -> (kind, tags)."""
+    rest = line[len(_MARKER):].strip()
+    if rest == "[markdown]":
+        return "markdown", []
+    if not rest:
+        return "code", []
+    match = re.fullmatch(r"tags=(\[.*\])", rest)
+    try:
+        tags = json.loads(match.group(1)) if match else None
+    except json.JSONDecodeError:
+        tags = None
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise ValueError(f"Expected `# %%`, `# %% [markdown]` or `# %% tags=[\"...\"]`. "
+                         f"Received: line {number}: {line!r}")
+    return "code", tags
+
+
 def to_notebook(source):
     """Reads a source script and returns an unexecuted `NotebookNode`."""
     cells = parse_cells(pathlib.Path(source).read_text())
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(body) if kind == "markdown"
-                else nbformat.v4.new_code_cell(body) for kind, body in cells]
+                else nbformat.v4.new_code_cell(body, metadata={"tags": tags} if tags else {})
+                for kind, body, tags in cells]
     # Stable ids keep rebuilt notebooks diffable.
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:02d}"

@@ -37,6 +37,11 @@ import keras_net2net as n2n
 keras.utils.set_random_seed(0)
 print("keras", keras.__version__, "backend", keras.backend.backend())
 
+# %% tags=["parameters"]
+# Run sizes.
+TEACHER_EPOCHS = 15  # the teacher's training
+FINE_TUNE_EPOCHS = 5  # student and teacher, after growth
+
 # %% [markdown]
 # ## Data: 1,797 handwritten digits
 #
@@ -84,7 +89,7 @@ def compile_model(model, learning_rate=1e-3):
 
 
 teacher = compile_model(make_cnn())
-teacher.fit(x_train, y_train, epochs=15, batch_size=32, verbose=0)
+teacher.fit(x_train, y_train, epochs=TEACHER_EPOCHS, batch_size=32, verbose=0)
 _, teacher_accuracy = teacher.evaluate(x_test, y_test, verbose=0)
 print(f"teacher: {teacher.count_params():,} parameters, test accuracy {teacher_accuracy:.3f}")
 
@@ -227,7 +232,7 @@ print(f"noise=0.05: new conv1 filters differ from their originals by "
 # after growth: the student starts exactly where the teacher is.
 
 # %%
-def fit_curves(model, epochs=5):
+def fit_curves(model, epochs=FINE_TUNE_EPOCHS):
     start_loss, start_accuracy = model.evaluate(x_test, y_test, verbose=0)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0,
                         validation_data=(x_test, y_test)).history

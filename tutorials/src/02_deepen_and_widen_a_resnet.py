@@ -34,6 +34,11 @@ images = (digits.images / 16.0).astype("float32")[..., None]
 x_train, x_test, y_train, y_test = train_test_split(
     images, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
 
+# %% tags=["parameters"]
+# Run sizes.
+TEACHER_EPOCHS = 12  # the teacher's training
+FINE_TUNE_EPOCHS = 3  # student and teacher, after growth
+
 # %% [markdown]
 # ## The teacher: a small ResNet
 #
@@ -64,7 +69,7 @@ teacher = make_resnet()
 teacher.compile(optimizer=keras.optimizers.Adam(3e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
-teacher.fit(x_train, y_train, epochs=12, batch_size=32, verbose=0)
+teacher.fit(x_train, y_train, epochs=TEACHER_EPOCHS, batch_size=32, verbose=0)
 _, accuracy = teacher.evaluate(x_test, y_test, verbose=0)
 print(f"teacher: {teacher.count_params():,} parameters, test accuracy {accuracy:.3f}")
 
@@ -209,7 +214,7 @@ plt.show()
 # `noise=0.05`, so that copied channels can part ways: see tutorial 01.)
 
 # %%
-def fine_tune(model, epochs=3):
+def fine_tune(model, epochs=FINE_TUNE_EPOCHS):
     model.compile(optimizer=keras.optimizers.Adam(3e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

@@ -34,6 +34,13 @@ images = (digits.images / 16.0).astype("float32")[..., None]
 x_train, x_test, y_train, y_test = train_test_split(
     images, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
 
+# %% tags=["parameters"]
+# Run sizes.
+TEACHER_STEPS, STUDENT_STEPS, EVERY = 200, 100, 25  # 45 steps = one epoch
+SEEDS = 3
+# The net2net-compare run at the end.
+COMPARE_TEACHER_STEPS, COMPARE_STUDENT_STEPS, COMPARE_EVERY = 100, 60, 20
+
 # %% [markdown]
 # ## The three models
 #
@@ -85,7 +92,6 @@ def accuracy_curve(model, steps, seed):
     return np.array([start] + history.history["val_accuracy"])
 
 
-TEACHER_STEPS, STUDENT_STEPS, EVERY = 200, 100, 25  # 45 steps = one epoch
 SCRATCH_STEPS = TEACHER_STEPS + STUDENT_STEPS
 LEARNING_RATE, SWEEP = 1e-3, (1e-3, 3e-3)
 GROWTH = dict(widen={"conv1": 8, "conv2": 16, "fc1": 32}, deepen=["conv2"], noise=0.05)
@@ -100,7 +106,7 @@ GROWTH = dict(widen={"conv1": 8, "conv2": 16, "fc1": 32}, deepen=["conv2"], nois
 # %%
 runs = {"teacher": [], "student": [], "scratch": []}
 sweep = {}
-for seed in range(3):
+for seed in range(SEEDS):
     keras.utils.set_random_seed(seed)
     teacher = compiled(make_cnn(), keras.optimizers.Adam(LEARNING_RATE))
     runs["teacher"].append(accuracy_curve(teacher, TEACHER_STEPS, seed))
@@ -210,8 +216,10 @@ import sys
 from IPython.display import Image, display
 
 command = [sys.executable, "-m", "keras_net2net.bin.compare", "--model_dir=runs/compare",
-           "--data_dir=runs/tfds", "--arms=wider", "--seeds=1", "--teacher_steps=100",
-           "--student_steps=60", "--eval_every=20", "--scratch_lr_sweep=1,2",
+           "--data_dir=runs/tfds", "--arms=wider", "--seeds=1",
+           f"--teacher_steps={COMPARE_TEACHER_STEPS}",
+           f"--student_steps={COMPARE_STUDENT_STEPS}", f"--eval_every={COMPARE_EVERY}",
+           "--scratch_lr_sweep=1,2",
            "--carry_optimizer", "--student_lr_scale=1", "--log_every=1000"]
 print("net2net-compare", " ".join(command[3:]))
 result = subprocess.run(command, capture_output=True, text=True)

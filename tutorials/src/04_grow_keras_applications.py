@@ -31,6 +31,10 @@ import keras_net2net as n2n
 
 keras.utils.set_random_seed(0)
 
+# %% tags=["parameters"]
+# Run sizes.
+PROBE_IMAGES = 64  # random images to compare the reloaded student with the teacher
+
 # %% [markdown]
 # ## The teacher: MobileNetV2 at 32x32
 #
@@ -92,7 +96,7 @@ print("barriers:", explained.barriers or "none")
 # teacher, pass a batch of real images.
 
 # %%
-images = np.random.default_rng(0).uniform(-1, 1, size=(64, 32, 32, 3)).astype("float32")
+images = np.random.default_rng(0).uniform(-1, 1, size=(PROBE_IMAGES, 32, 32, 3)).astype("float32")
 student, report = n2n.expand_model(
     teacher, widen=1.5, deepen={"Conv_1": 1, "block_16_project": "residual"},
     noise=0.01, seed=0, return_report=True)

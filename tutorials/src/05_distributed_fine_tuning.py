@@ -54,6 +54,13 @@ def net2net(tool, *flags, show=r"step \d+|Done|Resumed"):
     return result
 
 
+# %% tags=["parameters"]
+# Run sizes, in global batches of 64.
+TEACHER_STEPS = 200
+STUDENT_STEPS = 200  # fine-tuning, then MORE_STEPS after resuming
+MORE_STEPS = 50
+EVAL_EVERY, LOG_EVERY = 50, 25
+
 # %% [markdown]
 # ## The flags
 #
@@ -95,9 +102,9 @@ print("\n".join(line for line in flag_lines if not line.endswith(".py:")).strip(
 
 # %%
 common = ["--dataset=digits", "--data_dir=runs/tfds", "--strategy=mirrored",
-          "--num_cpu_devices=2", "--global_batch_size=64", "--log_every=25"]
+          "--num_cpu_devices=2", "--global_batch_size=64", f"--log_every={LOG_EVERY}"]
 net2net("train", "--model_dir=runs/teacher", "--model=cnn", "--widths=4,8,16",
-        "--train_steps=200", "--eval_every=50", *common);
+        f"--train_steps={TEACHER_STEPS}", f"--eval_every={EVAL_EVERY}", *common);
 
 # %% [markdown]
 # ## 2. Grow it into a student
@@ -121,7 +128,8 @@ net2net("expand", "--input=runs/teacher/model.keras", "--output=runs/student.ker
 
 # %%
 net2net("train", "--model_dir=runs/student", "--init_model=runs/student.keras",
-        "--learning_rate=3e-4", "--train_steps=200", "--eval_every=50", *common);
+        "--learning_rate=3e-4", f"--train_steps={STUDENT_STEPS}", f"--eval_every={EVAL_EVERY}",
+        *common);
 
 # %% [markdown]
 # Rerunning a command with the same `--model_dir` resumes from the newest
@@ -130,8 +138,8 @@ net2net("train", "--model_dir=runs/student", "--init_model=runs/student.keras",
 
 # %%
 net2net("train", "--model_dir=runs/student", "--init_model=runs/student.keras",
-        "--learning_rate=3e-4", "--train_steps=250", "--eval_every=50", *common,
-);
+        "--learning_rate=3e-4", f"--train_steps={STUDENT_STEPS + MORE_STEPS}",
+        f"--eval_every={EVAL_EVERY}", *common);
 
 # %% [markdown]
 # ## 4. Compare the two

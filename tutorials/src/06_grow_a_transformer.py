@@ -39,6 +39,12 @@ import keras_net2net as n2n
 
 keras.utils.set_random_seed(0)
 
+# %% tags=["parameters"]
+# Run sizes, in batches of 64.
+TEACHER_STEPS, TEACHER_EVERY = 160, 20  # train, evaluating every TEACHER_EVERY steps
+FINE_TUNE_STEPS, FINE_TUNE_EVERY = 120, 10  # student and teacher, after growth
+TEST_EXAMPLES = 1000
+
 # %% [markdown]
 # ## Data: does A come before B?
 #
@@ -62,7 +68,7 @@ def make_data(n, seed):
 
 
 x_train, y_train = make_data(8000, seed=0)
-x_test, y_test = make_data(1000, seed=1)
+x_test, y_test = make_data(TEST_EXAMPLES, seed=1)
 letters = np.array(list("?AB") + list("cdefghijklmnopqrs"))  # token 0 never occurs
 for tokens, label in zip(x_test[:4], y_test[:4]):
     print("".join(letters[tokens]), "->", label)
@@ -105,7 +111,7 @@ def compiled(model, learning_rate=3e-3):
     return model
 
 
-def test_curve(model, steps, every=10, seed=0):
+def test_curve(model, steps, every, seed=0):
     """Test loss and accuracy before training and after every `every` steps."""
     batches = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                .shuffle(len(x_train), seed=seed).repeat().batch(64))
@@ -116,9 +122,8 @@ def test_curve(model, steps, every=10, seed=0):
             np.array([start[1]] + history["val_accuracy"]))
 
 
-TEACHER_STEPS, FINE_TUNE_STEPS = 160, 120
 teacher = compiled(make_encoder())
-teacher_curve = test_curve(teacher, TEACHER_STEPS, every=20)
+teacher_curve = test_curve(teacher, TEACHER_STEPS, TEACHER_EVERY)
 print(f"teacher: {teacher.count_params():,} parameters, test accuracy "
       f"{teacher_curve[1][-1]:.3f} after {TEACHER_STEPS} steps")
 
@@ -243,12 +248,12 @@ print({layer.name: layer.num_heads for layer in reloaded.layers
 # teacher's own training is drawn at negative steps.
 
 # %%
-student_curve = test_curve(compiled(student, 2e-3), FINE_TUNE_STEPS, seed=1)
-continued_curve = test_curve(compiled(teacher, 2e-3), FINE_TUNE_STEPS, seed=1)
+student_curve = test_curve(compiled(student, 2e-3), FINE_TUNE_STEPS, FINE_TUNE_EVERY, seed=1)
+continued_curve = test_curve(compiled(teacher, 2e-3), FINE_TUNE_STEPS, FINE_TUNE_EVERY, seed=1)
 
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-before = np.arange(0, TEACHER_STEPS + 1, 20) - TEACHER_STEPS
-after = np.arange(0, FINE_TUNE_STEPS + 1, 10)
+before = np.arange(0, TEACHER_STEPS + 1, TEACHER_EVERY) - TEACHER_STEPS
+after = np.arange(0, FINE_TUNE_STEPS + 1, FINE_TUNE_EVERY)
 for ax, k, label in ((ax_loss, 0, "test loss"), (ax_acc, 1, "test accuracy")):
     ax.plot(before, teacher_curve[k], "o-", ms=3, color="gray", label="teacher, before growth")
     ax.plot(after, continued_curve[k], "s--", ms=3, color="tab:orange",

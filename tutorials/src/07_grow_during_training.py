@@ -58,6 +58,12 @@ def history(name):
         return json.load(f)
 
 
+# %% tags=["parameters"]
+# Run sizes, in batches of 32.
+GROW_AT, TRAIN_STEPS = 150, 300
+EVAL_EVERY = 100
+TEACHER_EPOCHS, STUDENT_EPOCHS = 3, 2  # section 4, from Python
+
 # %% [markdown]
 # ## 1. A run that grows at step 150
 #
@@ -71,13 +77,12 @@ def history(name):
 # bundled copy: nothing is downloaded).
 
 # %%
-GROW_AT, TRAIN_STEPS = 150, 300
 common = ["--dataset=digits", "--data_dir=runs/tfds", "--model=cnn", "--widths=4,8,16",
           "--global_batch_size=32", f"--train_steps={TRAIN_STEPS}", "--log_every=5",
-          "--eval_every=100", "--seed=0"]
+          f"--eval_every={EVAL_EVERY}", "--seed=0"]
 growth_flags = [f"--grow_at_step={GROW_AT}", "--widen=2.0", "--deepen=conv2"]
 net2net("train", "--model_dir=runs/carried", *common, *growth_flags,
-        show=r"step (14|15|16)0/|Grew|Done");
+        show=rf"step ({GROW_AT - 10}|{GROW_AT}|{GROW_AT + 10})/|Grew|Done");
 
 # %% [markdown]
 # ## 2. The growth record
@@ -242,7 +247,7 @@ x_train, y_train = inputs.load_arrays("digits", "train", data_dir="runs/tfds")
 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 teacher = models.build_model("cnn", x_train.shape[1:], 10, widths=[4, 8, 16])
 teacher.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
-teacher.fit(x_train, y_train, batch_size=32, epochs=3, verbose=0)
+teacher.fit(x_train, y_train, batch_size=32, epochs=TEACHER_EPOCHS, verbose=0)
 
 student, report = n2n.expand_model(teacher, widen=2.0, deepen=["conv2"],
                                    return_report=True)
@@ -285,8 +290,8 @@ student.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 x_eval, y_eval = inputs.load_arrays("digits", "eval", data_dir="runs/tfds")
 print("teacher eval:", teacher.evaluate(x_eval, y_eval, verbose=0))
 print("student eval:", student.evaluate(x_eval, y_eval, verbose=0))
-student.fit(x_train, y_train, batch_size=32, epochs=2, verbose=0)
-print("student after 2 more epochs:", student.evaluate(x_eval, y_eval, verbose=0))
+student.fit(x_train, y_train, batch_size=32, epochs=STUDENT_EPOCHS, verbose=0)
+print(f"student after {STUDENT_EPOCHS} more epochs:", student.evaluate(x_eval, y_eval, verbose=0))
 
 # %% [markdown]
 # ## What to try next

@@ -35,6 +35,12 @@ import keras_net2net as n2n
 
 keras.utils.set_random_seed(0)
 
+# %% tags=["parameters"]
+# Run sizes.
+TRAIN_SEQUENCES, TEST_SEQUENCES = 1024, 256
+TEACHER_EPOCHS = 6  # the teacher's training, batches of 64
+MORE_EPOCHS = 3  # teacher and student, after growth
+
 # %% [markdown]
 # ## A synthetic corpus
 #
@@ -56,8 +62,8 @@ def corpus(n, seed):
     return x, tokens[:, 1:].astype("int32")
 
 
-x_train, y_train = corpus(1024, seed=0)
-x_test, y_test = corpus(256, seed=1)
+x_train, y_train = corpus(TRAIN_SEQUENCES, seed=0)
+x_test, y_test = corpus(TEST_SEQUENCES, seed=1)
 
 # %% [markdown]
 # ## A tiny GPT-2, trained a little
@@ -72,7 +78,7 @@ backbone = keras_hub.models.GPT2Backbone(
 teacher = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 teacher.compile(optimizer=keras.optimizers.Adam(3e-3), sampler="greedy", jit_compile=False,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-history = teacher.fit(x_train, y_train, batch_size=64, epochs=6, verbose=0,
+history = teacher.fit(x_train, y_train, batch_size=64, epochs=TEACHER_EPOCHS, verbose=0,
                       validation_data=(x_test, y_test))
 print(f"teacher: {teacher.count_params():,} parameters, "
       f"validation loss {history.history['val_loss'][-1]:.3f}")
@@ -139,7 +145,7 @@ print(type(loaded).__name__, "reloaded, same outputs:", same)
 # data. The student starts from the teacher's loss, not from chance.
 
 # %%
-more = dict(batch_size=64, epochs=3, verbose=0, validation_data=(x_test, y_test))
+more = dict(batch_size=64, epochs=MORE_EPOCHS, verbose=0, validation_data=(x_test, y_test))
 curves = {name: [loss] + model.fit(x_train, y_train, **more).history["val_loss"]
           for name, model, loss in (("teacher", teacher, loss_teacher),
                                     ("student (grown)", student, loss_student))}
