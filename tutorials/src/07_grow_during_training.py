@@ -249,7 +249,7 @@ teacher = models.build_model("cnn", x_train.shape[1:], 10, widths=[4, 8, 16])
 teacher.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
 teacher.fit(x_train, y_train, batch_size=32, epochs=TEACHER_EPOCHS, verbose=0)
 
-student, report = n2n.expand_model(teacher, widen=2.0, deepen=["conv2"],
+student, report = n2n.expand_model(teacher, widen=2.0, deepen=["conv2"], seed=0,
                                    return_report=True)
 optimizer = n2n.expand_optimizer(teacher.optimizer, student)
 print(f"step count carried: {int(teacher.optimizer.iterations)} -> "
