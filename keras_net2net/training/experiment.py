@@ -225,6 +225,8 @@ def _shared_trainer(trainers, key, model, optimizer, input_fns, strategy,
                 keras.models.clone_model(model),
                 type(optimizer).from_config(optimizer.get_config()))
             trainers[key] = (input_fns, kept)
+        if not optimizer.built:  # as Trainer() builds it
+            optimizer.build(model.trainable_variables)
         if kept_fns != input_fns or not kept.matches(model, optimizer):
             logging.info("Run %r differs from the trainer kept for it; "
                          "tracing its own.", key)

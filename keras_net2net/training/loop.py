@@ -111,15 +111,13 @@ class Trainer:
         """Whether `adopt` can take `model` and `optimizer`: the same layer
         types and variable shapes as this trainer's model, and an optimizer of
         the same class and settings (the learning rate aside: it is a
-        variable)."""
+        variable). `optimizer` must be built."""
         if [type(layer) for layer in model.layers] != [
                 type(layer) for layer in self.model.layers]:
             return False
         if type(optimizer) is not type(self.optimizer) or (
                 _settings(optimizer) != _settings(self.optimizer)):
             return False
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
         return (_shapes(model.variables) == _shapes(self.model.variables)
                 and _shapes(optimizer.variables) == _shapes(self.optimizer.variables))
 
