@@ -17,7 +17,9 @@ from logits.
 
 import keras
 
-BUILT_IN = ("mlp", "cnn", "resnet_small", "gpt")
+from keras_net2net import choices
+
+BUILT_IN = choices.MODELS
 
 
 def build_model(name, input_shape, num_classes, *, width=None, depth=None,

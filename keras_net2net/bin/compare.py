@@ -26,20 +26,23 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from keras_net2net import models
+from keras_net2net import choices
+from keras_net2net.bin import console
 from keras_net2net.bin import flags as shared_flags
-from keras_net2net.data import inputs
-from keras_net2net.training import comparison
-from keras_net2net.training import curves
-from keras_net2net.training import experiment
-from keras_net2net.training import strategy as strategy_lib
+
+# Loaded when main first uses them, so that flags answer before TensorFlow.
+models = console.lazy_module("keras_net2net.models")
+comparison = console.lazy_module("keras_net2net.training.comparison")
+curves = console.lazy_module("keras_net2net.training.curves")
+experiment = console.lazy_module("keras_net2net.training.experiment")
+strategy_lib = console.lazy_module("keras_net2net.training.strategy")
 
 FLAGS = flags.FLAGS
 REPORT_FILENAME = "report.json"
 CURVES_FILENAME = "curves.png"
 # Models that read token sequences, and the data sets that provide them.
 SEQUENCE_MODELS = ("gpt",)
-SEQUENCE_DATASETS = (inputs.STDLIB_BYTES,)
+SEQUENCE_DATASETS = (choices.STDLIB_BYTES,)
 
 
 def define_flags(flag_values=FLAGS):
@@ -51,7 +54,7 @@ def define_flags(flag_values=FLAGS):
     shared_flags.define_shared_flags(flag_values)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("teacher_model", "cnn", "Teacher architecture: "
-                        f"{', '.join(models.BUILT_IN)} (gpt: a byte-level "
+                        f"{', '.join(choices.MODELS)} (gpt: a byte-level "
                         "language model for --dataset=stdlib_bytes).", **fv)
     flags.DEFINE_list("teacher_widths", ["4", "8", "16"],
                       "Teacher layer widths (mlp/cnn).", **fv)
@@ -97,8 +100,8 @@ def define_flags(flag_values=FLAGS):
     flag_values.set_default("log_every", 200)
     flags.mark_flag_as_required("model_dir", **fv)
     flags.register_validator("teacher_model",
-                             lambda name: name in models.BUILT_IN,
-                             message=f"expected one of {models.BUILT_IN}",
+                             lambda name: name in choices.MODELS,
+                             message=f"expected one of {choices.MODELS}",
                              **fv)
     flags.register_validator(
         "arms", lambda arms: bool(arms) and set(arms) <= {
@@ -146,10 +149,10 @@ def arms_from_flags(flag_values=FLAGS):
     """The `comparison.Arm`s the flags ask for, in the order given."""
     widen = shared_flags.parse_widen(flag_values.widen)
     deepen = shared_flags.parse_deepen(flag_values.deepen)
-    choices = {"wider": comparison.Arm("wider", widen=widen),
+    by_name = {"wider": comparison.Arm("wider", widen=widen),
                "deeper": comparison.Arm("deeper", deepen=deepen),
                "both": comparison.Arm("both", widen=widen, deepen=deepen)}
-    return [choices[name] for name in flag_values.arms]
+    return [by_name[name] for name in flag_values.arms]
 
 
 def metric_from_flags(flag_values=FLAGS):

@@ -29,10 +29,12 @@ import time
 from absl import app
 from absl import flags
 
+from keras_net2net import choices
 from keras_net2net.bin import compare
+from keras_net2net.bin import console
 from keras_net2net.bin import flags as shared_flags
-from keras_net2net.data import inputs
-from keras_net2net.training import experiment
+
+experiment = console.lazy_module("keras_net2net.training.experiment")
 
 FLAGS = flags.FLAGS
 
@@ -43,7 +45,7 @@ FLAGS = flags.FLAGS
 DEMO_DEFAULTS = {
     "model_dir": "runs/demo",
     "data_dir": "runs/tensorflow_datasets",
-    "dataset": inputs.DISTORTED_DIGITS,
+    "dataset": choices.DISTORTED_DIGITS,
     "teacher_widths": ["4", "8", "16"],
     "teacher_steps": 150,
     "student_steps": 150,
@@ -58,7 +60,7 @@ DEMO_DEFAULTS = {
     "seeds": 3,
 }
 LM_SETTINGS = {
-    "dataset": inputs.STDLIB_BYTES,
+    "dataset": choices.STDLIB_BYTES,
     "teacher_model": "gpt",
     "teacher_width": 32,
     "teacher_depth": 2,
@@ -182,10 +184,9 @@ def main(argv):
 
 def run():
     """Entry point of `python -m keras_net2net.bin.demo`."""
-    shared_flags.require_tensorflow_backend()
-    define_flags()
-    shared_flags.list_flags_in_short_help()
-    app.run(main)
+    # The demo's progress is its own printed lines; the runs' step logs come
+    # back with -v 0.
+    shared_flags.run_main(define_flags, main, project_info=False)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ import sys
 from absl import app
 from absl import flags
 
+from keras_net2net.bin import console
 from keras_net2net.bin import flags as shared_flags
-from keras_net2net.bin import model_files
-from keras_net2net.data import inputs
-from keras_net2net.training import evaluation
+
+# Loaded when main first uses them, so that flags answer before TensorFlow.
+model_files = console.lazy_module("keras_net2net.bin.model_files")
+inputs = console.lazy_module("keras_net2net.data.inputs")
+evaluation = console.lazy_module("keras_net2net.training.evaluation")
 
 FLAGS = flags.FLAGS
 

@@ -21,9 +21,12 @@ from absl import flags
 from absl import logging
 
 import keras_net2net as n2n
+from keras_net2net.bin import console
 from keras_net2net.bin import flags as shared_flags
-from keras_net2net.bin import model_files
-from keras_net2net.data import inputs
+
+# Loaded when main first uses them, so that flags answer before TensorFlow.
+model_files = console.lazy_module("keras_net2net.bin.model_files")
+inputs = console.lazy_module("keras_net2net.data.inputs")
 
 FLAGS = flags.FLAGS
 

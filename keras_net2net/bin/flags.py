@@ -12,9 +12,8 @@ import sys
 
 from absl import flags
 
-from keras_net2net.training import experiment
-from keras_net2net.training import optimizers
-from keras_net2net.training import strategy
+from keras_net2net import choices
+from keras_net2net.training import config
 
 _DEEPEN_KINDS = ("identity", "residual")
 
@@ -29,7 +28,7 @@ def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
         dataset_help: a sentence to add to --dataset's help.
     """
     fv = {"flag_values": flag_values}
-    defaults = experiment.RunConfig()
+    defaults = config.RunConfig()
     flags.DEFINE_string(
         "dataset", default_dataset, "'digits' (scikit-learn's bundled 8x8 "
         "digits, built offline with TFDS), 'distorted_digits' (20,118/2,160 "
@@ -66,7 +65,7 @@ def define_shared_flags(flag_values=flags.FLAGS):
         flag_values: the `absl.flags.FlagValues` to define them on (tests pass a
             fresh one).
     """
-    defaults = experiment.RunConfig()
+    defaults = config.RunConfig()
     fv = {"flag_values": flag_values}
     flags.DEFINE_string(
         "model_dir", None, "Directory for checkpoints, TensorBoard summaries "
@@ -82,7 +81,7 @@ def define_shared_flags(flag_values=flags.FLAGS):
         "multiple of the number of replicas.", lower_bound=1, **fv)
     flags.DEFINE_integer(
         "train_steps", None, "Step count to train to (a resumed run stops "
-        f"there too). Default {experiment.DEFAULT_TRAIN_STEPS} unless --epochs "
+        f"there too). Default {config.DEFAULT_TRAIN_STEPS} unless --epochs "
         "is given.", lower_bound=1, **fv)
     flags.DEFINE_integer(
         "epochs", None, "Train for this many passes over the training split "
@@ -90,10 +89,10 @@ def define_shared_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float(
         "learning_rate", defaults.learning_rate, "Learning rate.", **fv)
     flags.DEFINE_enum(
-        "optimizer", defaults.optimizer, optimizers.OPTIMIZERS,
+        "optimizer", defaults.optimizer, choices.OPTIMIZERS,
         "Optimizer; 'momentum' is Nesterov SGD with momentum 0.9.", **fv)
     flags.DEFINE_enum(
-        "strategy", defaults.strategy, strategy.STRATEGIES,
+        "strategy", defaults.strategy, choices.STRATEGIES,
         "Distribution strategy. 'mirrored' uses --num_gpus GPUs, or all "
         "logical CPU devices (--num_cpu_devices) without GPUs; 'multi_worker' "
         "reads the cluster from TF_CONFIG; 'tpu' connects to --tpu.", **fv)
@@ -107,7 +106,7 @@ def define_shared_flags(flag_values=flags.FLAGS):
         "Split the host CPU into this many logical devices, so that mirrored "
         "training can run without GPUs.", lower_bound=1, **fv)
     flags.DEFINE_enum(
-        "mixed_precision", defaults.mixed_precision, strategy.PRECISIONS,
+        "mixed_precision", defaults.mixed_precision, choices.PRECISIONS,
         "Keras dtype policy; mixed_float16 also scales the loss.", **fv)
     flags.DEFINE_bool(
         "jit_compile", defaults.jit_compile,
@@ -209,17 +208,17 @@ def growth_plan(flag_values=flags.FLAGS):
 
 
 def run_config(flag_values=flags.FLAGS, **overrides):
-    """Returns an `experiment.RunConfig` from parsed shared flags.
+    """Returns an `config.RunConfig` from parsed shared flags.
 
     Args:
         flag_values: parsed `FlagValues` with the shared flags defined.
         **overrides: fields to set instead of the flag values.
     """
     fields = {field: flag_values[field].value
-              for field in experiment.RunConfig.__dataclass_fields__}
+              for field in config.RunConfig.__dataclass_fields__}
     fields["synthetic_shape"] = _shape(fields["synthetic_shape"])
     fields.update(overrides)
-    return experiment.RunConfig(**fields)
+    return config.RunConfig(**fields)
 
 
 def parse_widen(text):
@@ -390,12 +389,8 @@ def require_tensorflow_backend(program=None):
         f"from Python.")
 
 
-def run_main(define_flags, main):
-    """Console entry point of a binary: backend check, its flags, short help,
-    absl's app.run."""
-    from absl import app
+def run_main(define_flags, main, project_info=True):
+    """Console entry point of a binary (see `bin.console.run_main`)."""
+    from keras_net2net.bin import console
 
-    require_tensorflow_backend()
-    define_flags()
-    list_flags_in_short_help()
-    app.run(main)
+    console.run_main(define_flags, main, project_info=project_info)

@@ -26,12 +26,16 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from keras_net2net import models
+from keras_net2net import choices
+from keras_net2net.bin import console
 from keras_net2net.bin import flags as shared_flags
-from keras_net2net.bin import model_files
-from keras_net2net.training import checkpoints
-from keras_net2net.training import experiment
-from keras_net2net.training import runner
+
+# Loaded when main first uses them, so that flags answer before TensorFlow.
+models = console.lazy_module("keras_net2net.models")
+model_files = console.lazy_module("keras_net2net.bin.model_files")
+checkpoints = console.lazy_module("keras_net2net.training.checkpoints")
+experiment = console.lazy_module("keras_net2net.training.experiment")
+runner = console.lazy_module("keras_net2net.training.runner")
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +50,7 @@ def define_flags(flag_values=FLAGS):
     shared_flags.define_growth_flags(flag_values)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string(
-        "model", "cnn", f"Architecture: one of {', '.join(models.BUILT_IN)}, or "
+        "model", "cnn", f"Architecture: one of {', '.join(choices.MODELS)}, or "
         "a keras.applications function name such as MobileNetV2 (random "
         "weights).", **fv)
     flags.DEFINE_integer(
@@ -64,9 +68,11 @@ def define_flags(flag_values=FLAGS):
         "building --model (e.g. a student from net2net-expand).", **fv)
     flags.mark_flag_as_required("model_dir", **fv)
     flags.register_validator(
-        "model", lambda name: name in models.BUILT_IN or models.is_application(
-            name), message="expected mlp, cnn, resnet_small or a "
-        "keras.applications model name", **fv)
+        # Only a name that is not built in loads Keras to look it up.
+        "model", lambda name: name in choices.MODELS or (
+            name[:1].isupper() and models.is_application(name)),
+        message="expected mlp, cnn, resnet_small or a keras.applications "
+        "model name", **fv)
     flags.register_validator(
         "widths", lambda widths: widths is None or all(
             w.isdigit() and int(w) > 0 for w in widths),

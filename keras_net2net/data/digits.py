@@ -17,6 +17,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_net2net.data import offline
+
 # The split must never change between runs or machines: a model trained
 # yesterday is evaluated on the same 360 images today.
 NUM_TEST_EXAMPLES = 360
@@ -51,7 +53,7 @@ def train_test_indices(labels):
     return np.sort(train), np.sort(test)
 
 
-class SklearnDigits(tfds.core.GeneratorBasedBuilder):
+class SklearnDigits(offline.OfflineBuilder):
     """scikit-learn's digits: 1797 grey 8x8 images of handwritten digits 0-9."""
 
     VERSION = tfds.core.Version("1.0.0")

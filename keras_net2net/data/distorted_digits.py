@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_net2net.data import digits
+from keras_net2net.data import offline
 
 SIZE = 16
 TRAIN_COPIES = 14  # 1437 * 14 = 20,118 training images
@@ -101,7 +102,7 @@ def make_split(split, limit=None):
     return images, bunch.target[source].astype(np.int64), source
 
 
-class DistortedDigits(tfds.core.GeneratorBasedBuilder):
+class DistortedDigits(offline.OfflineBuilder):
     """scikit-learn's digits at 16x16 under random affine, elastic and noise
     distortions: 20,118 training and 2,160 test images, built offline."""
 

@@ -14,17 +14,20 @@ train_data = strategy.distribute_datasets_from_function(train_fn)
 """
 
 import dataclasses
+import functools
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
-DIGITS = "digits"
-DISTORTED_DIGITS = "distorted_digits"
-STDLIB_BYTES = "stdlib_bytes"
-SYNTHETIC = "synthetic"
-DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
+from keras_net2net import choices
+
+DIGITS = choices.DIGITS
+DISTORTED_DIGITS = choices.DISTORTED_DIGITS
+STDLIB_BYTES = choices.STDLIB_BYTES
+SYNTHETIC = choices.SYNTHETIC
+DEFAULT_DATA_DIR = choices.DEFAULT_DATA_DIR
 # Shuffle buffers never need to exceed this; larger data sets are shuffled
 # within a window, as tf.data users usually do.
 _MAX_SHUFFLE_BUFFER = 10_000
@@ -70,6 +73,8 @@ class _Splits:
     num_classes: int
     num_train: int
     num_eval: int
+    # Whether the decoded splits are kept in memory (`_in_memory`).
+    cacheable: bool = True
 
 
 def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
@@ -116,7 +121,7 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         raise ValueError("Expected global_batch_size >= 1. "
                          f"Received: global_batch_size={global_batch_size}")
     splits = _first_eval_examples(
-        _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
+        _load_splits(dataset, data_dir, tuple(synthetic_shape), synthetic_classes,
                      synthetic_examples), eval_examples)
     eval_batch = global_batch_size * max(1, _EVAL_BATCH // global_batch_size)
     eval_steps = max(1, math.ceil(splits.num_eval / eval_batch))
@@ -188,8 +193,8 @@ def load_arrays(dataset, split="eval", *, data_dir=None, limit=None,
     if split not in ("train", "eval"):
         raise ValueError(f"Expected split 'train' or 'eval'. Received: "
                          f"split={split!r}")
-    splits = _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
-                          synthetic_examples)
+    splits = _load_splits(dataset, data_dir, tuple(synthetic_shape),
+                          synthetic_classes, synthetic_examples)
     data = splits.train if split == "train" else splits.eval
     if limit is not None:
         data = data.take(limit)
@@ -220,19 +225,34 @@ def _first_eval_examples(splits, eval_examples):
         raise ValueError(f"Expected eval_examples to be a positive number of "
                          f"examples or None (all). Received: "
                          f"eval_examples={eval_examples!r}")
-    # Cached after the cut: a cache read only partly (`cache().take(n)`) is
-    # dropped at the end of every pass, so each evaluation read and decoded
-    # the split's files again.
-    return dataclasses.replace(splits, eval=splits.eval.take(eval_examples).cache(),
+    return dataclasses.replace(splits, eval=splits.eval.take(eval_examples),
                                num_eval=min(splits.num_eval, eval_examples))
 
 
+# One process loads a data set once: the runs of a comparison (teacher,
+# students, scratch twins) read the same in-memory splits.
+@functools.lru_cache(maxsize=4)
 def _load_splits(dataset, data_dir, synthetic_shape, synthetic_classes,
                  synthetic_examples):
     if dataset == SYNTHETIC:
-        return _synthetic_splits(tuple(synthetic_shape), synthetic_classes,
+        return _synthetic_splits(synthetic_shape, synthetic_classes,
                                  synthetic_examples)
-    return _tfds_splits(dataset, data_dir)
+    return _in_memory(_tfds_splits(dataset, data_dir))
+
+
+def _in_memory(splits):
+    """Caches small splits in memory, filled now by one whole pass each.
+
+    A cache that a pass reads only in part (a run shorter than an epoch, an
+    evaluation of the first N examples) is dropped when its iterator goes,
+    with a tf.data warning, and the next run decodes the files again.
+    """
+    if not splits.cacheable:
+        return splits
+    train, held_out = splits.train.cache(), splits.eval.cache()
+    for data in (train, held_out):
+        data.batch(4096).reduce(0, lambda count, _: count + 1)
+    return dataclasses.replace(splits, train=train, eval=held_out)
 
 
 def _synthetic_splits(shape, num_classes, num_train):
@@ -249,10 +269,10 @@ def _synthetic_splits(shape, num_classes, num_train):
         return tf.data.Dataset.from_tensor_slices(
             (images[start:stop], labels[start:stop]))
 
-    return _Splits(train=dataset(0, num_train).cache(),
-                   eval=dataset(num_train, None).cache(), input_shape=shape,
+    return _Splits(train=dataset(0, num_train),
+                   eval=dataset(num_train, None), input_shape=shape,
                    num_classes=num_classes, num_train=num_train,
-                   num_eval=num_eval)
+                   num_eval=num_eval, cacheable=False)  # In memory already.
 
 
 def _tfds_splits(dataset, data_dir):
@@ -296,12 +316,12 @@ def _tfds_splits(dataset, data_dir):
         data = data.map(lambda image, label: (tf.cast(image, tf.float32) / scale,
                                               tf.cast(label, tf.int32)),
                         num_parallel_calls=tf.data.AUTOTUNE)
-        return data.cache() if cache else data
+        return data
 
     return _Splits(train=split("train"), eval=split(eval_split),
                    input_shape=input_shape, num_classes=num_classes,
                    num_train=splits["train"].num_examples,
-                   num_eval=splits[eval_split].num_examples)
+                   num_eval=splits[eval_split].num_examples, cacheable=cache)
 
 
 def _byte_splits(data_dir, config):
@@ -313,7 +333,7 @@ def _byte_splits(data_dir, config):
     def split(name):
         data = builder.as_dataset(split=name, shuffle_files=False)
         data = data.map(lambda example: tf.cast(example["bytes"], tf.int32))
-        return data.map(lambda row: (row[:-1], row[1:])).cache()
+        return data.map(lambda row: (row[:-1], row[1:]))
 
     splits = builder.info.splits
     return _Splits(train=split("train"), eval=split("test"),

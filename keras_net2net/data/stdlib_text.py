@@ -28,6 +28,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_net2net.data import offline
+
 WINDOW = 33  # 32 input bytes and the 32 next bytes they predict
 VOCAB = 128
 MAX_BYTES = 2_500_000
@@ -85,7 +87,7 @@ class StdlibBytesConfig(tfds.core.BuilderConfig):
         self.max_bytes = max_bytes
 
 
-class StdlibBytes(tfds.core.GeneratorBasedBuilder):
+class StdlibBytes(offline.OfflineBuilder):
     """Windows of 33 bytes of the Python standard library's own source.
 
     Configs: "default" (2.5 MB, the data set of the demo) and "small"

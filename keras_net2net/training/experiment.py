@@ -23,6 +23,8 @@ import keras
 import keras_net2net as n2n
 from keras_net2net.data import inputs
 from keras_net2net.training import checkpoints
+from keras_net2net.training.config import DEFAULT_TRAIN_STEPS
+from keras_net2net.training.config import RunConfig  # noqa: F401 (re-exported)
 from keras_net2net.training import growth as growth_lib
 from keras_net2net.training import loop
 from keras_net2net.training import optimizers
@@ -31,33 +33,6 @@ from keras_net2net.training import strategy as strategy_lib
 
 MODEL_FILENAME = "model.keras"
 HISTORY_FILENAME = "history.json"
-DEFAULT_TRAIN_STEPS = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Settings shared by every training run; see `bin/flags.py` for help."""
-    model_dir: str = None
-    dataset: str = inputs.DIGITS
-    data_dir: str = None
-    synthetic_shape: tuple = (8, 8, 1)
-    synthetic_classes: int = 10
-    global_batch_size: int = 64
-    train_steps: int = None
-    epochs: int = None
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    strategy: str = "default"
-    num_gpus: int = 0
-    tpu: str = None
-    num_cpu_devices: int = 1
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    log_every: int = 100
-    eval_every: int = 0
-    eval_examples: int = None
-    checkpoint_every: int = 500
-    seed: int = 0
 
 
 def prepare_process(config):

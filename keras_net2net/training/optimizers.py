@@ -2,7 +2,9 @@
 
 import keras
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
+from keras_net2net import choices
+
+OPTIMIZERS = choices.OPTIMIZERS
 
 
 def make_optimizer(name, learning_rate, *, loss_scale=False):

@@ -17,8 +17,10 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+from keras_net2net import choices
+
+STRATEGIES = choices.STRATEGIES
+PRECISIONS = choices.PRECISIONS
 
 
 def configure_cpu_devices(num_devices):
