@@ -275,3 +275,50 @@ def test_growth_continues_or_rewarms_the_schedule(digits_dir, tmp_path, rewarm):
     assert sorted(again) == list(range(70, 121, 10))
     np.testing.assert_allclose([again[s] for s in sorted(again)],
                                [rates[s] for s in sorted(again)], rtol=1e-6)
+
+
+# -- comparisons ---------------------------------------------------------------------
+def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatch):
+    """The student's first batch is the teacher's next one (batch
+    teacher_steps of the stream), while the scratch twin starts at batch 0;
+    every run ends its own WSD decay at its own budget."""
+    from keras_net2net.training import comparison
+
+    make_inputs = experiment.make_inputs
+    starts, first_labels = [], []
+
+    def recording_inputs(config):
+        train_fn, eval_fn, info = make_inputs(config)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            data = train_fn(input_context, start_step=start_step)
+            first_labels.append(next(iter(data))[1].numpy())
+            return data
+        return train_fn_recorded, eval_fn, info
+
+    monkeypatch.setattr(experiment, "make_inputs", recording_inputs)
+    spans = []
+    learning_rate_schedule = experiment.learning_rate_schedule
+
+    def recording_schedule(config, learning_rate, total_steps, **kwargs):
+        schedule = learning_rate_schedule(config, learning_rate, total_steps, **kwargs)
+        spans.append((schedule.total_steps, schedule.start_step))
+        return schedule
+
+    monkeypatch.setattr(experiment, "learning_rate_schedule", recording_schedule)
+    config = _config(digits_dir, eval_every=5, warmup_steps=2)
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10, student_steps=10,
+        scratch_lr_scales=(1.0,), carry_optimizer=True, metric="loss")
+    assert starts == [0, 10, 0]  # teacher, student, scratch twin
+    stream = make_inputs(config)[0](tf.distribute.InputContext(), start_step=0)
+    eleventh = [labels for _, labels in stream.take(11)][-1].numpy()
+    np.testing.assert_array_equal(first_labels[1], eleventh)
+    np.testing.assert_array_equal(first_labels[0], first_labels[2])
+    # (budget, first optimizer step): the carried student's schedule starts at
+    # the teacher's step count.
+    assert spans == [(10, 0), (10, 10), (20, 0)]
+    arm = report["arms"]["wider"]
+    assert arm["steps"][-1] == 10 and arm["scratch_steps"][-1] == 20
