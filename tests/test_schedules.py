@@ -322,3 +322,20 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     assert spans == [(10, 0), (10, 10), (20, 0)]
     arm = report["arms"]["wider"]
     assert arm["steps"][-1] == 10 and arm["scratch_steps"][-1] == 20
+
+
+def test_compare_takes_the_schedule_flags():
+    from keras_net2net.bin import compare
+
+    flag_values = flags.FlagValues()
+    compare.define_flags(flag_values)
+    flag_values(["net2net-compare", "--model_dir=/tmp/unused", "--lr_schedule=cosine",
+                 "--warmup_steps=20"])
+    config = shared_flags.run_config(flag_values)
+    assert (config.lr_schedule, config.warmup_steps) == ("cosine", 20)
+    assert "warmup-stable-decay" in flag_values["lr_schedule"].help
+    assert "--lr_schedule" in flag_values.get_help()
+    bad = flags.FlagValues()
+    compare.define_flags(bad)
+    with pytest.raises(flags.Error, match=r"--cooldown_fraction=1\.0.*Fix"):
+        bad(["net2net-compare", "--model_dir=/tmp/unused", "--cooldown_fraction=1"])
