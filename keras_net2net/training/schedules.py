@@ -277,7 +277,7 @@ def make_schedule(name, learning_rate, total_steps=None, *,
         learning_rate: the peak rate.
         total_steps: updates the schedule spans (needed by "cosine", "wsd").
         warmup_steps, cooldown_fraction, min_lr_ratio, start_step: as for
-            the classes ("constant" ignores the last two... but not the warmup).
+            the classes; "constant" uses only the warmup and start step.
 
     Returns:
         A `Constant`, `Cosine` or `WarmupStableDecay`.
