@@ -116,8 +116,11 @@ def expand_optimizer(optimizer, student, *, new_variables="warm"):
     Returns a new optimizer of the same class and config, built on the
     student's trainable variables, whose slots are the teacher optimizer's
     mapped through the same growth, and whose step count (`iterations`, and
-    so the learning-rate schedule's position) continues. The teacher's
-    optimizer is not modified.
+    so the learning-rate schedule's position) continues: a
+    `LearningRateSchedule` is the teacher optimizer's own object, not a copy,
+    so the student's next update takes the rate the teacher's next update
+    would have (to re-warm it, see `keras_net2net.training.schedules.rewarm`).
+    The teacher's optimizer is not modified.
 
     Rules, for a unit copied k times whose outgoing weights are divided by k
     (fan-in weights of the copies see gradient g/k, fan-out rows see g):
@@ -200,8 +203,14 @@ def expand_optimizer(optimizer, student, *, new_variables="warm"):
     rules = [_rule(level) for level in levels]
     teacher_vars = _teacher_variables(growth, levels[-1])
     config = optimizer.get_config()
+    schedule = _schedule(optimizer)
+    if schedule is not None and "learning_rate" in config:
+        config["learning_rate"] = schedule  # the object itself, not a copy
     with _scope(optimizer):
         new = type(optimizer).from_config(config)
+        for level, new_level in zip(levels, _levels(new)):
+            if _schedule(level) is not None:
+                new_level._learning_rate = _schedule(level)
         new.build(student.trainable_variables)
     new_levels = _levels(new)
     for level, new_level, rule in zip(levels, new_levels, rules):
@@ -209,6 +218,13 @@ def expand_optimizer(optimizer, student, *, new_variables="warm"):
         if level.built and rule:
             _carry_slots(level, new_level, rule, growth, teacher_vars, new_variables)
     return new
+
+
+def _schedule(optimizer):
+    """The optimizer's own `LearningRateSchedule` object, or None."""
+    rate = getattr(optimizer, "_learning_rate", None)
+    return rate if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) \
+        else None
 
 
 def _name(obj):

@@ -14,6 +14,7 @@ from absl import flags
 
 from keras_net2net import choices
 from keras_net2net.training import config
+from keras_net2net.training import schedule_options
 
 _DEEPEN_KINDS = ("identity", "residual")
 
@@ -127,6 +128,7 @@ def define_shared_flags(flag_values=flags.FLAGS):
         "checkpoints; 0 saves at the end only.", lower_bound=0, **fv)
     flags.DEFINE_integer("seed", defaults.seed,
                          "Seed for weights and data order.", **fv)
+    define_schedule_flags(flag_values)
 
     flags.register_validator(
         "learning_rate", lambda value: value > 0,
@@ -139,6 +141,55 @@ def define_shared_flags(flag_values=flags.FLAGS):
         ["strategy", "tpu"],
         lambda values: values["strategy"] == "tpu" or not values["tpu"],
         message="--tpu needs --strategy=tpu", **fv)
+
+
+def define_schedule_flags(flag_values=flags.FLAGS):
+    """Defines --lr_schedule, --warmup_steps, --cooldown_fraction and
+    --min_lr_ratio (part of the shared flags).
+
+    Args:
+        flag_values: the `FlagValues` to define them on.
+    """
+    fv = {"flag_values": flag_values}
+    options = schedule_options
+    flags.DEFINE_string(
+        "lr_schedule", options.DEFAULT_SCHEDULE, "Learning-rate schedule, peaking at "
+        f"--learning_rate: one of {', '.join(options.SCHEDULES)}. 'cosine' decays "
+        "to --min_lr_ratio x the peak at the run's last step; 'wsd' "
+        "(warmup-stable-decay) holds the peak, then decays linearly over the last "
+        "--cooldown_fraction of the run. Both span --train_steps; a resumed run "
+        "continues at its step.", **fv)
+    flags.DEFINE_integer(
+        "warmup_steps", options.DEFAULT_WARMUP_STEPS, "Steps of linear warmup "
+        "from 0 to --learning_rate, with any --lr_schedule.", **fv)
+    flags.DEFINE_float(
+        "cooldown_fraction", options.DEFAULT_COOLDOWN_FRACTION, "With "
+        "--lr_schedule=wsd: the share of the run spent in the linear cooldown, "
+        "in (0, 1).", **fv)
+    flags.DEFINE_float(
+        "min_lr_ratio", options.DEFAULT_MIN_LR_RATIO, "With --lr_schedule=cosine "
+        "or wsd: the final rate as a fraction of --learning_rate, in [0, 1].",
+        **fv)
+    for name in ("lr_schedule", "warmup_steps", "cooldown_fraction", "min_lr_ratio"):
+        flags.register_validator(
+            name, lambda value, name=name: _raise_problem(
+                options.schedule_problem(**{"name" if name == "lr_schedule" else name:
+                                            value})), **fv)
+    flags.register_multi_flags_validator(
+        ["lr_schedule", "warmup_steps", "cooldown_fraction", "train_steps"],
+        lambda v: v["train_steps"] is None or _raise_problem(
+            options.schedule_problem(
+                name=v["lr_schedule"], warmup_steps=v["warmup_steps"],
+                cooldown_fraction=v["cooldown_fraction"], total_steps=v["train_steps"])),
+        **fv)
+
+
+def _raise_problem(problem):
+    """A validator's verdict: True, or the problem raised with its own words
+    (absl puts "flag --name=value: " before them)."""
+    if problem:
+        raise flags.ValidationError(problem)
+    return True
 
 
 def define_growth_flags(flag_values=flags.FLAGS):
@@ -167,6 +218,19 @@ def define_growth_flags(flag_values=flags.FLAGS):
         "carry_optimizer", True, "With --grow_at_step: carry the optimizer's "
         "slots and step count into the grown model (keras_net2net."
         "expand_optimizer); --nocarry_optimizer starts a fresh optimizer.", **fv)
+    flags.DEFINE_integer(
+        "rewarm_steps", schedule_options.DEFAULT_REWARM_STEPS, "With "
+        "--grow_at_step: re-warm the learning rate linearly over this many steps "
+        "after each growth, from --rewarm_from x the rate; 0 continues the "
+        "schedule unchanged.", **fv)
+    flags.DEFINE_float(
+        "rewarm_from", schedule_options.DEFAULT_REWARM_FROM, "With "
+        "--rewarm_steps: the re-warmup's start as a fraction of the rate, in "
+        "(0, 1].", **fv)
+    for name in ("rewarm_steps", "rewarm_from"):
+        flags.register_validator(
+            name, lambda value, name=name: _raise_problem(
+                schedule_options.rewarm_problem(**{name: value})), **fv)
     flags.register_validator(
         "grow_at_step", lambda steps: steps is None or (
             bool(steps) and all(s.isdigit() and int(s) > 0 for s in steps) and
@@ -204,7 +268,8 @@ def growth_plan(flag_values=flags.FLAGS):
         steps=tuple(int(s) for s in flag_values.grow_at_step),
         widen=parse_widen(flag_values.widen), deepen=parse_deepen(flag_values.deepen),
         noise=flag_values.noise, seed=flag_values.seed,
-        carry_optimizer=flag_values.carry_optimizer)
+        carry_optimizer=flag_values.carry_optimizer,
+        rewarm_steps=flag_values.rewarm_steps, rewarm_from=flag_values.rewarm_from)
 
 
 def run_config(flag_values=flags.FLAGS, **overrides):

@@ -6,6 +6,12 @@ it; build the same architecture with fresh weights (`keras.models.clone_model`
 re-runs the initialisers) and train that "scratch twin" on the same batches
 and evaluation set. The protocol is meant not to flatter Net2Net:
 
+- The student continues the teacher's data stream: its first batch is the
+  one the teacher would have read next, never the teacher's first again.
+- Each run follows `config`'s learning-rate schedule over its own budget
+  (teacher, student and scratch twin each end in their own decay); a
+  student that carries the teacher's optimizer starts the schedule at the
+  teacher's step count.
 - The scratch twin trains at least as many steps as teacher and student
   together, at its own best learning rate from a small sweep (run on the
   first seed; the sweep is reported).
@@ -43,6 +49,7 @@ from keras_net2net.data import inputs
 from keras_net2net.training import evaluation
 from keras_net2net.training import experiment
 from keras_net2net.training import flops as flops_lib
+from keras_net2net.training import schedules
 
 LAST = 5  # evaluations averaged into the scratch twin's converged value
 WINDOW = 3  # consecutive evaluations whose mean must reach the target
@@ -266,7 +273,8 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
 
     def teacher_optimizer(model, learning_rate):
         del model
-        held["optimizer"] = experiment.make_optimizer(config, learning_rate)
+        held["optimizer"] = experiment.make_optimizer(config, learning_rate,
+                                                      plan.teacher_steps)
         return held["optimizer"]
 
     log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
@@ -288,15 +296,20 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
 
         def student_optimizer(model, learning_rate):
             if not plan.carry_optimizer:
-                return experiment.make_optimizer(config, learning_rate)
+                return experiment.make_optimizer(config, learning_rate,
+                                                 plan.student_steps)
             optimizer = n2n.expand_optimizer(held["optimizer"], model)
-            optimizer.learning_rate = learning_rate
+            # Its own schedule over its own budget, from the carried step count.
+            schedules.set_learning_rate(optimizer, experiment.learning_rate_schedule(
+                config, learning_rate, plan.student_steps,
+                start_step=plan.teacher_steps))
             return optimizer
 
         log(f"seed {config.seed}: {arm.name} student, {plan.student_steps} steps")
         student, student_history = train(
             grow, train_steps=plan.student_steps, learning_rate=student_lr,
-            optimizer_fn=student_optimizer, reuse_key=arm.name)
+            optimizer_fn=student_optimizer, reuse_key=arm.name,
+            data_offset=plan.teacher_steps)
         # Same architecture, fresh weights: clone_model re-runs every
         # layer's initialiser instead of copying the student's weights.
         twin = lambda info, student=student: keras.models.clone_model(student)

@@ -4,6 +4,7 @@ TensorFlow (the binaries read its defaults while defining their flags)."""
 import dataclasses
 
 from keras_net2net import choices
+from keras_net2net.training import schedule_options
 
 DEFAULT_TRAIN_STEPS = 1000
 
@@ -32,3 +33,7 @@ class RunConfig:
     eval_examples: int = None
     checkpoint_every: int = 500
     seed: int = 0
+    lr_schedule: str = schedule_options.DEFAULT_SCHEDULE
+    warmup_steps: int = schedule_options.DEFAULT_WARMUP_STEPS
+    cooldown_fraction: float = schedule_options.DEFAULT_COOLDOWN_FRACTION
+    min_lr_ratio: float = schedule_options.DEFAULT_MIN_LR_RATIO

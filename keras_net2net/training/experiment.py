@@ -29,6 +29,8 @@ from keras_net2net.training import growth as growth_lib
 from keras_net2net.training import loop
 from keras_net2net.training import optimizers
 from keras_net2net.training import runner
+from keras_net2net.training import schedule_options
+from keras_net2net.training import schedules
 from keras_net2net.training import strategy as strategy_lib
 
 MODEL_FILENAME = "model.keras"
@@ -79,7 +81,7 @@ def resolve_train_steps(config, info):
 
 def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
           train_steps=None, eval_at_start=False, input_fns=None, growth=None,
-          optimizer_fn=None, trainers=None, reuse_key=None):
+          optimizer_fn=None, trainers=None, reuse_key=None, data_offset=0):
     """Trains a model under `strategy` and saves it.
 
     Args:
@@ -107,6 +109,10 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             optimizer settings reuses its traced steps instead of tracing its
             own. The results are the same as without it.
         reuse_key: the key of this run's architecture in `trainers`.
+        data_offset: batches of the training stream that come before this
+            run's step 0: a student that continues its teacher's stream
+            passes the teacher's step count, so its first batch is the one
+            the teacher would have read next.
 
     Returns:
         (model, history), `history` as returned by `run_training` plus
@@ -133,7 +139,8 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
             logging.info("Resuming after growth %d: rebuilding the grown model.", stage)
             model = growth_lib.regrow(model, growth, stage)
         optimizer = (optimizer_fn(model, learning_rate) if optimizer_fn
-                     else _optimizer(config, learning_rate))
+                     else _optimizer(config, stage_learning_rate(
+                         config, learning_rate, train_steps, growth, stage)))
     make_trainer = lambda model, optimizer: loop.Trainer(
         strategy, model, optimizer, train_fn, eval_fn, info, config.global_batch_size,
         jit_compile=config.jit_compile)
@@ -143,6 +150,7 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         shared = _shared_trainer(trainers, reuse_key, model, optimizer,
                                  (train_fn, eval_fn), strategy, make_trainer)
     trainer = shared or make_trainer(model, optimizer)
+    trainer.data_offset = data_offset
     checkpointer = _checkpointer(model_dir, trainer, stage, is_chief, task_id, growth)
     if checkpointer:
         _resume(checkpointer, optimizer, learning_rate)
@@ -163,7 +171,7 @@ def train(config, strategy, model_fn, *, model_dir=None, learning_rate=None,
         stage += 1
         trainer, checkpointer, record = _grow(
             trainer, growth, stage, strategy, make_trainer, config, learning_rate,
-            model_dir, is_chief, task_id, part["eval"][-1])
+            model_dir, is_chief, task_id, part["eval"][-1], train_steps)
         history["eval"].append(record["eval_after"])
         grown.append(record)
     history["train_seconds"] = time.perf_counter() - began
@@ -210,9 +218,90 @@ def _shared_trainer(trainers, key, model, optimizer, input_fns, strategy,
     return kept
 
 
-def make_optimizer(config, learning_rate):
-    """A fresh optimizer as `config` asks for, at `learning_rate`."""
-    return _optimizer(config, learning_rate)
+def make_optimizer(config, learning_rate, total_steps=None, *, start_step=0):
+    """A fresh optimizer as `config` asks for, peaking at `learning_rate`.
+
+    Args:
+        config: a `RunConfig`.
+        learning_rate: the (peak) rate.
+        total_steps: the budget its schedule spans; needed when `config`
+            asks for a decaying schedule.
+        start_step: the optimizer step at which its schedule begins.
+    """
+    return _optimizer(config, learning_rate_schedule(
+        config, learning_rate, total_steps, start_step=start_step))
+
+
+def uses_schedule(config, growth=None):
+    """Whether runs of `config` follow a `LearningRateSchedule` rather than
+    a fixed rate: a decaying schedule, a warmup, or a re-warmup after growth
+    (whose wrapper needs a schedule to wrap from the start)."""
+    return (config.lr_schedule != "constant" or config.warmup_steps > 0
+            or bool(growth is not None and growth.rewarm_steps))
+
+
+def learning_rate_schedule(config, learning_rate, total_steps, *, start_step=0,
+                           growth=None):
+    """The rate or schedule `config` asks for, peaking at `learning_rate`.
+
+    Args:
+        config: a `RunConfig` (`lr_schedule`, `warmup_steps`,
+            `cooldown_fraction`, `min_lr_ratio`).
+        learning_rate: the peak rate.
+        total_steps: updates the schedule spans (the run's budget).
+        start_step: the optimizer step of the schedule's update 0.
+        growth: the run's `GrowthPlan`, if any (a re-warmup needs a schedule).
+
+    Returns:
+        `learning_rate` itself for a constant rate without warmup (a variable
+        of the optimizer, as before schedules existed), else a
+        `keras_net2net.training.schedules` schedule.
+
+    Example:
+    >>> learning_rate_schedule(RunConfig(lr_schedule="wsd"), 1e-3, 500)
+    <keras_net2net.training.schedules.WarmupStableDecay object at ...>
+    """
+    if not uses_schedule(config, growth):
+        return learning_rate
+    return schedules.make_schedule(
+        config.lr_schedule, learning_rate, total_steps,
+        warmup_steps=config.warmup_steps, cooldown_fraction=config.cooldown_fraction,
+        min_lr_ratio=config.min_lr_ratio, start_step=start_step)
+
+
+def stage_learning_rate(config, learning_rate, train_steps, growth=None, stage=0):
+    """The rate or schedule of a run's optimizer after `stage` growths.
+
+    A run's schedule spans its `train_steps`. Growth with the optimizer
+    carried continues it (Keras reads it at the optimizer's step count, which
+    growth carries); growth with a fresh optimizer starts a fresh schedule
+    over the steps left. `growth.rewarm_steps` then re-warms it (`Rewarm`).
+    The result depends only on its arguments, so a resumed stage follows the
+    schedule an uninterrupted one does.
+
+    Args:
+        config: a `RunConfig`.
+        learning_rate: the peak rate.
+        train_steps: the run's step count.
+        growth: its `GrowthPlan`, or None.
+        stage: growths done (0: the model as built).
+
+    Returns:
+        A float or a `LearningRateSchedule`, as `learning_rate_schedule`.
+    """
+    rate = learning_rate_schedule(config, learning_rate, train_steps, growth=growth)
+    if not uses_schedule(config, growth):
+        return rate
+    origin = 0  # the run's step at which the optimizer's count was 0
+    for step in growth.steps[:stage] if growth else ():
+        if not growth.carry_optimizer:
+            origin = step
+            rate = learning_rate_schedule(config, learning_rate, train_steps - step,
+                                          growth=growth)
+        if growth.rewarm_steps:
+            rate = schedules.Rewarm(rate, step - origin, growth.rewarm_steps,
+                                    growth.rewarm_from)
+    return rate
 
 
 def _optimizer(config, learning_rate):
@@ -241,17 +330,22 @@ def _joined(history, part):
 
 
 def _grow(trainer, plan, stage, strategy, make_trainer, config, learning_rate, model_dir,
-          is_chief, task_id, eval_before):
+          is_chief, task_id, eval_before, train_steps=None):
     """Grows the trainer's model at its current step; returns the new trainer,
     its checkpointer (the stage's first checkpoint already written) and the
     growth record."""
     step = int(trainer.step.numpy())
     with strategy.scope():
         student, report = growth_lib.grow(trainer.model, plan, stage)
+        rate = learning_rate if train_steps is None else stage_learning_rate(
+            config, learning_rate, train_steps, plan, stage)
         if plan.carry_optimizer:
+            # The teacher's schedule object and position carry over as they are.
             optimizer = n2n.expand_optimizer(trainer.optimizer, student)
+            if plan.rewarm_steps:
+                schedules.set_learning_rate(optimizer, rate)
         else:
-            optimizer = _optimizer(config, learning_rate)
+            optimizer = _optimizer(config, rate)
     new = make_trainer(student, optimizer)
     new.step.assign(step)
     if trainer.stream is not None:
@@ -276,6 +370,8 @@ def _resume(checkpointer, optimizer, learning_rate):
     if step is None:
         return
     logging.info("Resumed from %s at step %d.", checkpointer.latest, step)
+    if schedules.schedule_of(optimizer) is not None:
+        return  # a schedule is rebuilt from the flags and read at the restored step
     # The checkpoint holds the optimizer's learning rate too; the one asked for
     # now wins, so that a changed --learning_rate is not silently ignored.
     optimizer.learning_rate = learning_rate

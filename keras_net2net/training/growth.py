@@ -28,6 +28,7 @@ import os
 from absl import logging
 
 import keras_net2net as n2n
+from keras_net2net.training import schedule_options
 
 GROWTH_FILENAME = "growth.json"
 REPORT_FILENAME = "report.json"
@@ -44,9 +45,13 @@ class GrowthPlan:
         deepen: as for `keras_net2net.expand_model`, applied at every step.
         noise: as for `keras_net2net.expand_model`.
         seed: growth k uses seed + k.
-        carry_optimizer: carry the optimizer's state (`expand_optimizer`);
-            False starts the grown model with a fresh optimizer (slots at
-            zero, step count at zero).
+        carry_optimizer: carry the optimizer's state (`expand_optimizer`)
+            and its learning-rate schedule, at its position; False starts the
+            grown model with a fresh optimizer (slots at zero, step count at
+            zero) and, with a schedule, a fresh schedule over the steps left.
+        rewarm_steps: after each growth, re-warm the rate linearly over this
+            many steps (`schedules.Rewarm`); 0 continues it unchanged.
+        rewarm_from: the re-warmup's start as a fraction of the rate.
     """
     steps: tuple
     widen: object = None
@@ -54,6 +59,8 @@ class GrowthPlan:
     noise: float = 0.0
     seed: int = 0
     carry_optimizer: bool = True
+    rewarm_steps: int = schedule_options.DEFAULT_REWARM_STEPS
+    rewarm_from: float = schedule_options.DEFAULT_REWARM_FROM
 
     def check(self, train_steps):
         """Raises ValueError unless every step lies inside the run.
@@ -72,6 +79,10 @@ class GrowthPlan:
                 f"Expected grow_at_step below the run's {train_steps} training steps. "
                 f"Received: grow_at_step={steps[-1]}. Fix: grow earlier or raise "
                 f"--train_steps (or --epochs).")
+        problem = schedule_options.rewarm_problem(rewarm_steps=self.rewarm_steps,
+                                                  rewarm_from=self.rewarm_from)
+        if problem:
+            raise ValueError(problem)
         if not (self.widen or self.deepen):
             raise ValueError(
                 "Expected --widen or --deepen with grow_at_step. Received: neither. "

@@ -74,6 +74,10 @@ class Trainer:
                                       jit_compile=jit_compile)
         self._train_loop = tf.function(self._train_loop_fn)
         self.stream = None  # the training iterator last handed out
+        # Batches of the stream before step 0 (a student continuing its
+        # teacher's stream); read when an iterator is made, so a trainer that
+        # adopts another run can take that run's offset.
+        self.data_offset = 0
         self._eval_loop = tf.function(self._eval_loop_fn)
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -98,7 +102,8 @@ class Trainer:
             self.stream = handed[1]
         else:
             self.stream = iter(self.strategy.distribute_datasets_from_function(
-                functools.partial(self._train_fn, start_step=start_step)))
+                functools.partial(self._train_fn,
+                                  start_step=start_step + self.data_offset)))
         return self.stream
 
     def continue_stream(self, iterator):
@@ -238,8 +243,11 @@ def _per_example(values):
 
 def _settings(optimizer):
     config = dict(optimizer.get_config())
-    for key in ("name", "learning_rate"):
-        config.pop(key, None)
+    config.pop("name", None)
+    # A fixed rate is a variable that adopt() copies; a schedule is traced
+    # into the step function, so two optimizers match only with equal ones.
+    if not isinstance(config.get("learning_rate"), dict):
+        config.pop("learning_rate", None)
     return config
 
 

@@ -12,7 +12,9 @@ def make_optimizer(name, learning_rate, *, loss_scale=False):
 
     Args:
         name: one of `OPTIMIZERS`; "momentum" is SGD with Nesterov momentum 0.9.
-        learning_rate: a float.
+        learning_rate: a float, or a
+            `keras.optimizers.schedules.LearningRateSchedule` (see
+            `keras_net2net.training.schedules`).
         loss_scale: wrap it in a dynamic `LossScaleOptimizer`, as float16 needs
             so that small gradients do not underflow.
 
@@ -29,7 +31,8 @@ def make_optimizer(name, learning_rate, *, loss_scale=False):
     if name not in OPTIMIZERS:
         raise ValueError(f"Expected optimizer in {OPTIMIZERS}. "
                          f"Received: optimizer={name!r}")
-    if not learning_rate > 0:
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) \
+            and not learning_rate > 0:
         raise ValueError("Expected learning_rate > 0. "
                          f"Received: learning_rate={learning_rate}")
     if name == "adam":

@@ -58,7 +58,8 @@ def run_training(trainer, train_steps, *, log_every=100, eval_every=0,
         eval_at_start: also evaluate before the first step of a fresh run.
 
     Returns:
-        {"train": [{"step", "loss", "accuracy", "examples_per_second"}, ...],
+        {"train": [{"step", "loss", "accuracy", "examples_per_second",
+          "learning_rate"}, ...],
           "eval": [{"step", "loss", "accuracy"}, ...], "start_step": int}.
 
     Raises:
@@ -112,7 +113,9 @@ def _log_training(trainer, step, train_steps, since_log, history, writers):
     metrics = {"step": step, "loss": since_log["loss"] / steps,
                "accuracy": since_log["accuracy"] / steps,
                "examples_per_second": steps * trainer.global_batch_size
-                                      / max(since_log["seconds"], 1e-9)}
+                                      / max(since_log["seconds"], 1e-9),
+               # The rate of the next update (Keras' optimizer.learning_rate).
+               "learning_rate": float(trainer.optimizer.learning_rate.numpy())}
     history["train"].append(metrics)
     writers.write("train", metrics)
     logging.info("step %d/%d: loss=%.4f accuracy=%.4f examples/s=%.1f", step,

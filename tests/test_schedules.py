@@ -1,0 +1,341 @@
+"""Learning-rate schedules: hand-computed rates, serialisation, flags, and
+the rate a run takes across a resume and across growth."""
+
+import glob
+import os
+
+from absl import flags
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_net2net as n2n
+from keras_net2net import models
+from keras_net2net.bin import flags as shared_flags
+from keras_net2net.bin import train as train_bin
+from keras_net2net.training import experiment
+from keras_net2net.training import growth as growth_lib
+from keras_net2net.training import schedule_options
+from keras_net2net.training import schedules
+from keras_net2net.training import strategy as strategy_lib
+
+PEAK = 0.01
+
+
+def _rates(schedule, steps):
+    return [float(schedule(step)) for step in steps]
+
+
+# -- the rates, by hand -------------------------------------------------------------
+# WSD over 100 steps, warmup 10, cooldown 20% (steps 80..99), min 0.1 x peak:
+# update s takes the curve at t = s + 1.
+WSD = dict(total_steps=100, warmup_steps=10, cooldown_fraction=0.2, min_lr_ratio=0.1)
+WSD_EXPECTED = {0: 0.1, 4: 0.5, 9: 1.0, 50: 1.0, 79: 1.0,
+                80: 1 - 0.9 * 1 / 20, 89: 1 - 0.9 * 10 / 20, 98: 1 - 0.9 * 19 / 20,
+                99: 0.1, 500: 0.1}
+# Cosine over 20 steps, warmup 4, min 0.2 x peak: t = s + 1, progress
+# (t - 4) / 16.
+COSINE_EXPECTED = {0: 0.25, 2: 0.75, 3: 1.0, 11: 0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * 0.5)),
+                   7: 0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * 0.25)), 19: 0.2, 40: 0.2}
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    (schedules.WarmupStableDecay(PEAK, **WSD), WSD_EXPECTED),
+    (schedules.Cosine(PEAK, 20, warmup_steps=4, min_lr_ratio=0.2), COSINE_EXPECTED),
+    (schedules.Cosine(PEAK, 10), {0: 0.5 * (1 + np.cos(np.pi * 0.1)), 9: 0.0}),
+    (schedules.Constant(PEAK, warmup_steps=5), {0: 0.2, 3: 0.8, 4: 1.0, 1000: 1.0}),
+    (schedules.Constant(PEAK), {0: 1.0, 7: 1.0}),
+    # A schedule begun at optimizer step 30 (after growth, fresh schedule on a
+    # carried count): its update 0 is step 30.
+    (schedules.WarmupStableDecay(PEAK, 100, warmup_steps=10, start_step=30),
+     {30: 0.1, 39: 1.0, 129: 0.0}),
+    # Re-warmed at step 50 over 10 steps from 0.1 x: the ramp scales the
+    # schedule it wraps, which goes on decaying underneath.
+    (schedules.Rewarm(schedules.WarmupStableDecay(PEAK, **WSD), 75, 10, 0.1),
+     {74: 1.0, 75: 0.1, 80: (0.1 + 0.9 * 0.5) * (1 - 0.9 / 20),
+      85: 1 - 0.9 * 6 / 20, 99: 0.1}),
+])
+def test_rates_match_hand_values(schedule, expected):
+    steps = sorted(expected)
+    np.testing.assert_allclose(_rates(schedule, steps),
+                               [PEAK * expected[s] for s in steps], rtol=1e-5, atol=1e-9)
+
+
+def test_cooldown_steps_round_and_keep_one():
+    assert schedule_options.cooldown_steps(100, 0.2) == 20
+    assert schedule_options.cooldown_steps(10, 0.01) == 1
+    assert schedules.WarmupStableDecay(1.0, 7, cooldown_fraction=0.5).cooldown_steps == 4
+
+
+@pytest.mark.parametrize("schedule", [
+    schedules.WarmupStableDecay(PEAK, **WSD),
+    schedules.Cosine(PEAK, 20, warmup_steps=4, min_lr_ratio=0.2, start_step=3),
+    schedules.Constant(PEAK, warmup_steps=5),
+    schedules.Rewarm(schedules.Cosine(PEAK, 50), 20, 5, 0.3),
+])
+def test_schedules_round_trip_through_an_optimizers_config(schedule):
+    optimizer = keras.optimizers.Adam(schedule)
+    config = keras.saving.serialize_keras_object(optimizer)
+    restored = keras.saving.deserialize_keras_object(config)
+    again = restored._learning_rate
+    assert type(again) is type(schedule) and again is not schedule
+    steps = [0, 3, 10, 22, 49, 99, 200]
+    np.testing.assert_allclose(_rates(again, steps), _rates(schedule, steps), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: schedules.make_schedule("linear", PEAK, 10), ["lr_schedule='linear'", "Fix"]),
+    (lambda: schedules.WarmupStableDecay(PEAK, 100, cooldown_fraction=1.0),
+     ["cooldown_fraction=1.0", "between 0 and 1"]),
+    (lambda: schedules.WarmupStableDecay(PEAK, 100, cooldown_fraction=0.0),
+     ["cooldown_fraction=0.0"]),
+    (lambda: schedules.Cosine(PEAK, 100, min_lr_ratio=1.5), ["min_lr_ratio=1.5"]),
+    (lambda: schedules.Cosine(PEAK, 10, warmup_steps=10), ["warmup_steps=10", "10 steps"]),
+    (lambda: schedules.WarmupStableDecay(PEAK, 10, warmup_steps=9),
+     ["warmup_steps + the 2 cooldown steps", "warmup_steps=9"]),
+    (lambda: schedules.Cosine(PEAK, None), ["total_steps=None"]),
+    (lambda: schedules.Constant(0.0), ["learning_rate=0.0"]),
+    (lambda: schedules.Rewarm(schedules.Constant(PEAK), 5, 0), ["rewarm_steps"]),
+    (lambda: schedules.Rewarm(schedules.Constant(PEAK), 5, 10, 0.0), ["rewarm_from=0.0"]),
+])
+def test_bad_settings_are_named(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    message = str(info.value)
+    assert message.startswith("Expected") and "Received:" in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+# -- flags --------------------------------------------------------------------------
+def _parse(*argv):
+    flag_values = flags.FlagValues()
+    train_bin.define_flags(flag_values)
+    flag_values(["net2net-train", "--model_dir=/tmp/unused", *argv])
+    return flag_values
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--lr_schedule=linear"], ["--lr_schedule=linear", "Expected lr_schedule in constant, "
+                                "cosine, wsd", "Fix"]),
+    (["--cooldown_fraction=1.5"], ["--cooldown_fraction=1.5", "between 0 and 1", "Fix"]),
+    (["--cooldown_fraction=0"], ["--cooldown_fraction=0.0"]),
+    (["--min_lr_ratio=2"], ["--min_lr_ratio=2.0", "Fix"]),
+    (["--warmup_steps=-1"], ["--warmup_steps=-1", "Fix"]),
+    (["--lr_schedule=cosine", "--train_steps=50", "--warmup_steps=50"],
+     ["warmup_steps=50", "50 steps", "Fix"]),
+    (["--rewarm_steps=-2"], ["--rewarm_steps=-2", "Fix"]),
+    (["--rewarm_from=1.5"], ["--rewarm_from=1.5", "Fix"]),
+])
+def test_bad_schedule_flags_are_rejected_naming_flag_value_and_fix(argv, words):
+    with pytest.raises(flags.Error) as info:
+        _parse(*argv)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_schedule_flags_reach_the_run_config_and_growth_plan():
+    flag_values = _parse("--lr_schedule=wsd", "--warmup_steps=10", "--cooldown_fraction=0.3",
+                         "--min_lr_ratio=0.1", "--train_steps=100", "--grow_at_step=50",
+                         "--widen=2", "--rewarm_steps=5", "--rewarm_from=0.2")
+    config = shared_flags.run_config(flag_values)
+    assert (config.lr_schedule, config.warmup_steps, config.cooldown_fraction,
+            config.min_lr_ratio) == ("wsd", 10, 0.3, 0.1)
+    plan = shared_flags.growth_plan(flag_values)
+    assert (plan.rewarm_steps, plan.rewarm_from) == (5, 0.2)
+    schedule = experiment.learning_rate_schedule(config, PEAK, 100)
+    assert isinstance(schedule, schedules.WarmupStableDecay)
+    assert schedule.cooldown_steps == 30
+    # The default is a fixed rate, as before schedules existed.
+    assert experiment.learning_rate_schedule(experiment.RunConfig(), PEAK, 100) == PEAK
+
+
+def test_stage_schedules_continue_rewarm_or_restart():
+    config = experiment.RunConfig(lr_schedule="wsd", warmup_steps=10, cooldown_fraction=0.2,
+                                  min_lr_ratio=0.1)
+    base = schedules.WarmupStableDecay(PEAK, **WSD)
+    carried = growth_lib.GrowthPlan(steps=(60,), widen=2.0)
+    same = experiment.stage_learning_rate(config, PEAK, 100, carried, 1)
+    steps = list(range(0, 101, 5))
+    np.testing.assert_allclose(_rates(same, steps), _rates(base, steps))
+    rewarmed = experiment.stage_learning_rate(
+        config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0, rewarm_steps=10,
+                                                 rewarm_from=0.5), 1)
+    np.testing.assert_allclose(_rates(rewarmed, [59, 60, 65, 70]),
+                               [PEAK, 0.5 * PEAK, 0.75 * PEAK, PEAK], rtol=1e-6)
+    # A fresh optimizer counts from 0 again: a fresh WSD over the 40 steps left.
+    fresh = experiment.stage_learning_rate(
+        config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0,
+                                                 carry_optimizer=False), 1)
+    np.testing.assert_allclose(_rates(fresh, [0, 9, 31, 32, 39]),
+                               [0.1 * PEAK, PEAK, PEAK, PEAK * (1 - 0.9 / 8), 0.1 * PEAK],
+                               rtol=1e-6)
+
+
+# -- in training runs ----------------------------------------------------------------
+def _mlp(info):
+    return models.build_model("mlp", info.input_shape, info.num_classes, width=16)
+
+
+def _config(digits_dir, **overrides):
+    settings = dict(data_dir=digits_dir, global_batch_size=32, log_every=10,
+                    checkpoint_every=50, learning_rate=PEAK, lr_schedule="wsd",
+                    warmup_steps=10, cooldown_fraction=0.2, min_lr_ratio=0.1)
+    settings.update(overrides)
+    return experiment.RunConfig(**settings)
+
+
+def _logged_rates(history):
+    return {e["step"]: e["learning_rate"] for e in history["train"]}
+
+
+def _rewind(directory, step):
+    """Makes `directory`'s checkpoints end at `step`, as if the run had been
+    killed right after saving it."""
+    checkpoints = os.path.join(directory, "checkpoints")
+    for path in glob.glob(os.path.join(checkpoints, "ckpt-*")):
+        if int(os.path.basename(path).split(".")[0].split("-")[1]) > step:
+            os.remove(path)
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, os.path.join(checkpoints, f"ckpt-{step}"))
+
+
+def test_resumed_run_takes_the_uninterrupted_rates(digits_dir, tmp_path):
+    strategy = strategy_lib.get_strategy("default")
+    config = _config(digits_dir)
+    straight, whole = experiment.train(config, strategy, _mlp, model_dir="",
+                                       train_steps=100)
+    # The rate of the next update, logged every 10 steps: hand values of WSD.
+    expected = {s: PEAK * WSD_EXPECTED.get(s, 1.0) for s in range(10, 100, 10)}
+    expected.update({90: PEAK * (1 - 0.9 * 11 / 20), 100: PEAK * 0.1})
+    np.testing.assert_allclose([_logged_rates(whole)[s] for s in sorted(expected)],
+                               [expected[s] for s in sorted(expected)], rtol=1e-5)
+    experiment.train(config, strategy, _mlp, model_dir=str(tmp_path), train_steps=100)
+    _rewind(str(tmp_path), 50)
+    resumed, history = experiment.train(config, strategy, _mlp, model_dir=str(tmp_path),
+                                        train_steps=100)
+    assert history["start_step"] == 50
+    rates = _logged_rates(history)
+    assert sorted(rates) == list(range(60, 101, 10))
+    np.testing.assert_allclose([rates[s] for s in rates],
+                               [_logged_rates(whole)[s] for s in rates], rtol=1e-6)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_expand_optimizer_keeps_the_schedule_object_and_its_position():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="fc1")(inputs)
+    teacher = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    schedule = schedules.WarmupStableDecay(PEAK, **WSD)
+    teacher.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    teacher.fit(np.ones((8, 4)), np.ones((8, 2)), batch_size=1, epochs=11, verbose=0)
+    student = n2n.expand_model(teacher, widen={"fc1": 12}, deepen=["fc1"], seed=0)
+    optimizer = n2n.expand_optimizer(teacher.optimizer, student)
+    assert optimizer._learning_rate is schedule
+    assert int(optimizer.iterations) == 88
+    assert float(optimizer.learning_rate) == pytest.approx(PEAK * (1 - 0.9 * 9 / 20))
+    schedules.rewarm(optimizer, rewarm_steps=4, rewarm_from=0.5)
+    assert float(optimizer.learning_rate) == pytest.approx(0.5 * PEAK * (1 - 0.9 * 9 / 20))
+    assert float(teacher.optimizer.learning_rate) == pytest.approx(PEAK * (1 - 0.9 * 9 / 20))
+
+
+@pytest.mark.parametrize("rewarm", [0, 20])
+def test_growth_continues_or_rewarms_the_schedule(digits_dir, tmp_path, rewarm):
+    """Grown at step 60 of 120 (WSD: warmup 10, cooldown 24 steps from 96):
+    with the optimizer carried the rate goes on as if nothing happened; with
+    --rewarm_steps=20 it ramps from 0.1 x back over steps 60..80. A run
+    resumed inside the grown stage (its schedule rebuilt from the settings)
+    takes the same rates."""
+    strategy = strategy_lib.get_strategy("default")
+    config = _config(digits_dir)
+    plan = growth_lib.GrowthPlan(steps=(60,), widen=2.0, deepen=["fc1"],
+                                 rewarm_steps=rewarm, rewarm_from=0.1)
+    _, history = experiment.train(config, strategy, _mlp, model_dir=str(tmp_path),
+                                  train_steps=120, growth=plan)
+    base = schedules.WarmupStableDecay(PEAK, 120, warmup_steps=10, cooldown_fraction=0.2,
+                                       min_lr_ratio=0.1)
+    ramp = {s: 0.1 + 0.9 * min(1.0, (s - 60) / rewarm) if rewarm and s >= 60 else 1.0
+            for s in range(10, 121, 10)}
+    rates = _logged_rates(history)
+    assert sorted(rates) == list(range(10, 121, 10))
+    # Step 60's entry is logged before growth: the teacher's next rate.
+    ramp[60] = 1.0
+    np.testing.assert_allclose([rates[s] for s in sorted(rates)],
+                               [float(base(s)) * ramp[s] for s in sorted(rates)], rtol=1e-5)
+    [record] = history["growth"]
+    assert record["eval_before"]["loss"] == pytest.approx(record["eval_after"]["loss"],
+                                                          rel=1e-5)
+    # Killed right after the grown stage's first checkpoint, inside the ramp.
+    _rewind(str(tmp_path / "grown_1"), 60)
+    _, resumed = experiment.train(config, strategy, _mlp, model_dir=str(tmp_path),
+                                  train_steps=120, growth=plan)
+    assert resumed["start_step"] == 60
+    again = _logged_rates(resumed)
+    assert sorted(again) == list(range(70, 121, 10))
+    np.testing.assert_allclose([again[s] for s in sorted(again)],
+                               [rates[s] for s in sorted(again)], rtol=1e-6)
+
+
+# -- comparisons ---------------------------------------------------------------------
+def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatch):
+    """The student's first batch is the teacher's next one (batch
+    teacher_steps of the stream), while the scratch twin starts at batch 0;
+    every run ends its own WSD decay at its own budget."""
+    from keras_net2net.training import comparison
+
+    make_inputs = experiment.make_inputs
+    starts, first_labels = [], []
+
+    def recording_inputs(config):
+        train_fn, eval_fn, info = make_inputs(config)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            data = train_fn(input_context, start_step=start_step)
+            first_labels.append(next(iter(data))[1].numpy())
+            return data
+        return train_fn_recorded, eval_fn, info
+
+    monkeypatch.setattr(experiment, "make_inputs", recording_inputs)
+    spans = []
+    learning_rate_schedule = experiment.learning_rate_schedule
+
+    def recording_schedule(config, learning_rate, total_steps, **kwargs):
+        schedule = learning_rate_schedule(config, learning_rate, total_steps, **kwargs)
+        spans.append((schedule.total_steps, schedule.start_step))
+        return schedule
+
+    monkeypatch.setattr(experiment, "learning_rate_schedule", recording_schedule)
+    config = _config(digits_dir, eval_every=5, warmup_steps=2)
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10, student_steps=10,
+        scratch_lr_scales=(1.0,), carry_optimizer=True, metric="loss")
+    assert starts == [0, 10, 0]  # teacher, student, scratch twin
+    stream = make_inputs(config)[0](tf.distribute.InputContext(), start_step=0)
+    eleventh = [labels for _, labels in stream.take(11)][-1].numpy()
+    np.testing.assert_array_equal(first_labels[1], eleventh)
+    np.testing.assert_array_equal(first_labels[0], first_labels[2])
+    # (budget, first optimizer step): the carried student's schedule starts at
+    # the teacher's step count.
+    assert spans == [(10, 0), (10, 10), (20, 0)]
+    arm = report["arms"]["wider"]
+    assert arm["steps"][-1] == 10 and arm["scratch_steps"][-1] == 20
+
+
+def test_compare_takes_the_schedule_flags():
+    from keras_net2net.bin import compare
+
+    flag_values = flags.FlagValues()
+    compare.define_flags(flag_values)
+    flag_values(["net2net-compare", "--model_dir=/tmp/unused", "--lr_schedule=cosine",
+                 "--warmup_steps=20"])
+    config = shared_flags.run_config(flag_values)
+    assert (config.lr_schedule, config.warmup_steps) == ("cosine", 20)
+    assert "warmup-stable-decay" in flag_values["lr_schedule"].help
+    assert "--lr_schedule" in flag_values.get_help()
+    bad = flags.FlagValues()
+    compare.define_flags(bad)
+    with pytest.raises(flags.Error, match=r"--cooldown_fraction=1\.0.*Fix"):
+        bad(["net2net-compare", "--model_dir=/tmp/unused", "--cooldown_fraction=1"])
