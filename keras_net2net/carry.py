@@ -20,10 +20,24 @@ without `get_config`) never break a growth that does not touch them:
 - a layer that cannot be re-created is reused if it holds no variables and
   must not change; otherwise `UnsupportedModelError` names it, before any
   work is done.
+
+A config holds names, not objects, so a copy made from it can compute
+something else than its teacher: `Dense(activation=keras.ops.gelu)` (tanh
+approximation) comes back with `keras.activations.gelu` (exact), and an
+adapted `Normalization` comes back normalising with mean 0 and variance 1
+(Keras derives the tensors it normalises with from its variables, in
+`finalize_state`). Once the student's weights are written, `carry_state`
+gives each copied layer the teacher's own callables, and moves what Keras
+keeps outside variables (vocabularies, derived tensors) the way Keras' own
+saving moves it: `save_own_variables`/`load_own_variables` and
+`save_assets`/`load_assets`.
 """
 
 import contextlib
+import functools
 import inspect
+import tempfile
+import types
 
 import keras
 from keras.src.saving.serialization_lib import SafeModeScope
@@ -82,10 +96,31 @@ def recreate(layer, edit=None):
         try:
             new = cls.from_config(config)
         except Exception as first:  # noqa: BLE001 - retried below, then reported
-            new = _from_accepted_arguments(layer, cls, config, first)
+            new = _from_own_functions(layer, cls, config, first)
     for attr, obj in carried.items():
         setattr(new, attr, obj)
     return new
+
+
+def _from_own_functions(layer, cls, config, first):
+    """`cls.from_config` with the teacher's own functions in place of the
+    names the config holds for them (a user's activation function that Keras
+    cannot find by name): a constructor takes the function as the user
+    passed it."""
+    own = {}
+    for key, value in config.items():
+        try:
+            held = getattr(layer, key, None) if value is not None else None
+        except Exception:  # noqa: BLE001 - a property of user code
+            held = None
+        if _plain_function(held):
+            own[key] = held
+    if own:
+        try:
+            return cls.from_config({**config, **own})
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
+    return _from_accepted_arguments(layer, cls, config, first)
 
 
 def _from_accepted_arguments(layer, cls, config, first):
@@ -144,6 +179,99 @@ def _describe(e):
     text = str(e).strip().splitlines()
     first = next((line for line in text if line.strip()), "")
     return f"{type(e).__name__}: {first[:200]}"
+
+
+def carry_state(teacher, student):
+    """Makes the copied layer `student` compute what `teacher` computes, where
+    its config alone does not (see the module docstring). Call it once the
+    student's weights are written; sublayers (an RNN's cell, a custom layer's
+    Dense) are paired with the teacher's by position and class.
+
+    Args:
+        teacher: the teacher's layer.
+        student: its copy in the student, made by `recreate`.
+
+    Example:
+
+    ```python
+    copy = carry.recreate(dense)
+    copy.build(dense.input.shape)
+    copy.set_weights(dense.get_weights())
+    carry.carry_state(dense, copy)
+    assert copy.activation is dense.activation
+    ```
+    """
+    if student is teacher:
+        return
+    pairs = _sublayer_pairs(teacher, student)
+    for old, new in pairs:
+        _carry_callables(old, new)
+    for old, new in pairs:
+        if callable(getattr(old, "finalize_state", None)):
+            _carry_preprocessing_state(old, new)
+
+
+def _sublayer_pairs(teacher, student):
+    olds = list(teacher._flatten_layers(include_self=True))
+    news = list(student._flatten_layers(include_self=True))
+    if len(olds) == len(news) and all(type(a) is type(b) for a, b in zip(olds, news)):
+        return list(zip(olds, news))
+    return [(teacher, student)]
+
+
+def _carry_callables(old, new):
+    """Sets on `new` every plain function `old` holds (an activation, a Lambda's
+    function, a TextVectorization's split) where `new` holds another one: the
+    config named it, and the name may resolve to another function. Methods,
+    and attributes the class itself defines (Keras wraps `build` per
+    instance), are the layer's own code, not arguments it was given; a
+    function that closes over the teacher layer would tie the two together."""
+    own = vars(new)
+    for attr, value in list(vars(old).items()):
+        if not _plain_function(value) or hasattr(type(old), attr):
+            continue
+        current = own.get(attr)
+        if current is value or not _plain_function(current) or _closes_over(value, old):
+            continue
+        object.__setattr__(new, attr, value)
+
+
+def _plain_function(value):
+    return isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial))
+
+
+def _closes_over(fn, obj):
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            if cell.cell_contents is obj:
+                return True
+        except ValueError:  # an empty cell
+            continue
+    return False
+
+
+def _carry_preprocessing_state(old, new):
+    """A preprocessing layer (it has `finalize_state`) keeps state outside
+    its variables: the tensors it computes with (Normalization), a lookup
+    table (StringLookup, TextVectorization). Moved as saving the teacher and
+    loading it into the student would: assets (vocabularies) first, then
+    its own variables, whose loading re-derives the rest. Calling
+    `finalize_state` directly is not safe: Discretization recomputes its bins
+    from an adapt() summary the copy does not have."""
+    if callable(getattr(old, "save_assets", None)) and callable(getattr(new, "load_assets", None)):
+        with tempfile.TemporaryDirectory() as path:
+            old.save_assets(path)
+            new.load_assets(path)
+    store = {}
+    old.save_own_variables(store)
+    try:
+        new.load_own_variables(store)
+    except ValueError:
+        # Variables of other shapes (a registered rule grew it): re-load the
+        # student's own, already written, values.
+        store = {}
+        new.save_own_variables(store)
+        new.load_own_variables(store)
 
 
 def refusal(path, layer, why_changes, reason):

@@ -52,6 +52,12 @@ class Rebuilder:
         # states) draws its own, before the insertions read or overwrite it.
         lazy.initialize_rest(student.variables + made)
         self._initial_weights()
+        # What the configs could not say (callables, preprocessing state).
+        for layer_id, teacher_layer in self.graph.layers.items():
+            new = self.student_of.get(layer_id)
+            if new is not None and isinstance(teacher_layer, keras.layers.Layer) and \
+                    not isinstance(teacher_layer, keras.Model):
+                carry.carry_state(teacher_layer, new)
         return student
 
     def _construct(self):

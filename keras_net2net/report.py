@@ -3,6 +3,7 @@ inserted layers and the measured errors. JSON round-trips."""
 
 import dataclasses
 import json
+import math
 
 
 @dataclasses.dataclass
@@ -20,7 +21,12 @@ class ExpansionReport:
         skipped: [{"request", "reason"}] widths asked for and not applied.
         inserted: [{"anchor", "mode", "layers", "activation", "exact", "note"}].
         barriers: [{"layer", "class", "reason"}].
-        verification: {"dtype", "tolerance", "inference": [...], "training": [...]}.
+        verification: {"dtype", "tolerance", "inference": [...], "training": [...],
+            "float64": [...]}: per-output rows {"output", "max_abs", "max_rel"};
+            "float64" (present when the first error exceeded what rounding
+            explains) compares float64 copies of the teacher and of a student
+            grown from it the same way, and "float64_note" says why it could
+            not run, where it could not.
         params_before, params_after: parameter counts.
         options: the options the call was made with.
     """
@@ -39,13 +45,13 @@ class ExpansionReport:
 
     @property
     def max_relative_error(self):
-        rows = self.verification.get("inference", [])
-        return max((r["max_rel"] for r in rows), default=0.0)
+        """Over every inference output; NaN if any output's error is NaN."""
+        return nan_max(r["max_rel"] for r in self.verification.get("inference", []))
 
     @property
     def max_absolute_error(self):
-        rows = self.verification.get("inference", [])
-        return max((r["max_abs"] for r in rows), default=0.0)
+        """Over every inference output; NaN if any output's error is NaN."""
+        return nan_max(r["max_abs"] for r in self.verification.get("inference", []))
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -88,10 +94,12 @@ class ExpansionReport:
             lines.append(f"inserted after {ins['anchor']} ({ins['mode']}, {exact}): "
                          f"{', '.join(ins['layers'])}" + (f" [{ins['note']}]" if ins["note"] else ""))
         v = self.verification
-        for mode in ("inference", "training"):
+        for mode in ("inference", "training", "float64"):
             for r in v.get(mode, []):
                 lines.append(f"{mode} {r['output']}: max|d| = {r['max_abs']:.3g}, "
                              f"max|d|/max|y| = {r['max_rel']:.3g}")
+        if v.get("float64_note"):
+            lines.append(f"float64 second look not run: {v['float64_note']}")
         if v:
             lines.append(f"verified in {v.get('dtype')} with tolerance {v.get('tolerance')}")
         return "\n".join(lines)
@@ -120,3 +128,13 @@ class ExpansionReport:
         for b in self.barriers:
             lines.append(f"barrier {b['layer']} ({b['class']}): {b['reason']}")
         return "\n".join(lines)
+
+
+def nan_max(values):
+    """max() that returns NaN when any value is NaN: Python's max skips a NaN
+    that is not first (max([0.0, nan]) == 0.0), so one output's NaN error would
+    pass for a perfect match."""
+    values = list(values)
+    if any(math.isnan(v) for v in values):
+        return float("nan")
+    return max(values, default=0.0)

@@ -53,8 +53,20 @@ L = keras.layers
 MAX_SIZE = 400
 MAX_SPATIAL = 12
 WIDTHS = st.integers(2, 6)
+
+
+class _Code(str):
+    """Source text that `{x!r}` emits as is: a function, not its name."""
+
+    def __repr__(self):
+        return str(self)
+
+
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "swish", "gelu", "elu", "selu", "softplus",
-               "linear", "relu6", "hard_sigmoid", "leaky_relu", "mish", "softmax"]
+               "linear", "relu6", "hard_sigmoid", "leaky_relu", "mish", "softmax",
+               # Functions, as real code passes them: a config names them, and
+               # keras.ops.gelu (tanh approximation) is not activations.gelu.
+               _Code("keras.ops.gelu"), _Code("keras.ops.silu"), _Code("keras.ops.tanh")]
 INPUT_SHAPES = [  # (shape without batch, data format of its channel axis)
     ((6, 6, 2), "channels_last"), ((5, 5, 3), "channels_last"), ((4, 4, 2), "channels_last"),
     ((2, 6, 6), "channels_first"), ((6,), "channels_last"), ((4,), "channels_last"),
@@ -384,6 +396,20 @@ def _global_pool(b, t):
             f"name={name!r})({t.var})"], [(out, fmt if keepdims else "channels_last")], [t])
 
 
+def _augment(b, t):
+    """Augmentation as keras-io models put it: the identity at inference."""
+    if t.rank != 4:
+        return
+    draw, fmt = b.draw, b.fmt(t)
+    kind = draw(st.sampled_from(["RandomFlip", "RandomContrast", "CenterCrop"]))
+    spatial = t.shape[1:] if fmt == "channels_first" else t.shape[:2]
+    args = {"RandomFlip": "seed=0", "RandomContrast": "0.2, seed=0",
+            "CenterCrop": f"{max(spatial[0] - 1, 1)}, {max(spatial[1] - 1, 1)}"}[kind]
+    name, out = b.name(kind.lower()), b.var()
+    b.emit([f"{out} = L.{kind}({args}, data_format={fmt!r}, name={name!r})({t.var})"],
+           [(out, fmt)], [t])
+
+
 def _resample(b, t):
     dims = t.rank - 2
     if dims not in (1, 2):
@@ -595,7 +621,7 @@ STEPS = {
     2: _ANY_RANK,
     3: _ANY_RANK[:1] + _SPATIAL[:1] + _ANY_RANK[1:] + _SPATIAL[1:],
     4: _ANY_RANK[:1] + _SPATIAL[:1] + _ANY_RANK[1:] + _SPATIAL[1:] +
-       [_depthwise, _separable, _transpose, _squeeze_excite],
+       [_depthwise, _separable, _transpose, _squeeze_excite, _augment],
 }
 # Layer families kept in modules of their own: recurrent, attention, custom.
 STEPS[3] = STEPS[3] + fuzz_steps_recurrent.RANK3

@@ -56,6 +56,8 @@ REQUIRED = [
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed", "MultiHeadAttention",
     "GroupQueryAttention", "EinsumDense", "Lambda", "custom.ScaleNoKwargs",
     "custom.BiasNoKwargs", "custom.SquareNoConfig", "custom.L2NoConfig",
+    # Activations passed as functions.
+    "keras.ops.gelu",
 ]
 
 

@@ -71,6 +71,17 @@ for _cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
              L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
              L.UpSampling2D, L.UpSampling3D):
     _TABLE[_cls] = _SPATIAL
+# Augmentation and image preprocessing: the identity at inference; in training
+# one random draw per image acts on every channel alike (flips, zooms, crops,
+# contrast about each channel's own mean), so copies stay copies. Those that mix
+# channels (RandomGrayscale, RandomHue, RandomSaturation, RandomColorJitter)
+# stay unknown: barriers. RandomShear is left out: Keras 3's own config round
+# trip of it fails (its config holds (-f, f), its constructor refuses -f), so
+# it cannot be copied whatever its rule.
+for _cls in _classes(L, [
+        "RandomFlip", "RandomZoom", "RandomRotation", "RandomTranslation", "RandomCrop",
+        "RandomContrast", "RandomBrightness", "Resizing", "CenterCrop"]):
+    _TABLE[_cls] = _SPATIAL
 for _cls in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
              L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D):
     _TABLE[_cls] = channelwise.GlobalPoolRule()

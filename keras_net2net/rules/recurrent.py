@@ -212,6 +212,48 @@ class TimeDistributedRule(Rule):
         return io.extra["wrapped_rule"].weight_axes(layer.layer, io)
 
 
+class ConvLSTMRule(Rule):
+    """ConvLSTM1D/2D/3D (channels_last): an LSTM whose products are
+    convolutions. Its filters are its units, on the last axis of its input,
+    outputs and states; kernels `(*k, in, 4 filters)` and `(*k, filters, 4
+    filters)` lay the four gate blocks on their last axis, as LSTM's do, and
+    the recurrent convolution reads the units on its input axis (-2): copied
+    inside every gate block, divided on the recurrent rows, exact as LSTM."""
+
+    weights = {
+        "kernel": [(-2, IN, True), (-1, GATES, False)],
+        "recurrent_kernel": [(-2, OUT, True), (-1, GATES, False)],
+        "bias": [(-1, GATES, False)],
+    }
+    width_key = "filters"
+
+    def propagate(self, ctx, call):
+        layer, name = call.op, f"{type(call.op).__name__} {call.path!r}"
+        if layer.stateful:
+            ctx.barrier(call, "stateful RNNs carry their state between calls in variables "
+                        "that are not weights; its filters keep their width")
+            return
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            ctx.barrier(call, "its channels are not on the last axis (channels_first)")
+            return
+        sequences, states, mask = _call_tensors(call)
+        inp = ctx.layout(sequences)
+        if not require_axis(ctx, call, inp, ctx.rank(sequences) - 1):
+            inp = None
+        ctx.groups.freeze_layout(ctx.layout(mask) if mask else None,
+                                 f"{name} reads it as a time-step mask")
+        seg = _units_segment(ctx, call, layer.filters)
+        for key in states:
+            if not ctx.unify(ctx.layout(key), Layout(ctx.rank(key) - 1, (seg,)), call.path):
+                ctx.groups.freeze_layout(
+                    ctx.layout(key), f"{name} starts from an initial state whose channels "
+                    "it cannot follow")
+        for key in call.outputs:
+            ctx.layouts[key] = Layout(ctx.rank(key) - 1, (seg,))
+        units = Layout(ctx.rank(call.outputs[0]) - 1, (seg,))
+        ctx.record_io(call, **{IN: inp, OUT: units, GATES: Layout(1, (seg,) * 4)})
+
+
 _RECURRENT = RecurrentRule()
 
 # {layer class: rule instance}; merged into the registry by rules/__init__.py.
@@ -223,3 +265,6 @@ TABLE = {
     L.Bidirectional: _RECURRENT,
     L.TimeDistributed: TimeDistributedRule(),
 }
+for _cls in (getattr(L, n, None) for n in ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")):
+    if _cls is not None:
+        TABLE[_cls] = ConvLSTMRule()
