@@ -28,6 +28,7 @@ import keras_hub
 import numpy as np
 
 from keras_net2net import analysis
+from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
@@ -212,6 +213,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
     student, made = _build(task, backbone, new_config)
+    carry.check_own_variables(model, student)  # before any write
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
@@ -412,10 +414,12 @@ def _build(task, backbone, new_config):
     # Deferred (keras_net2net.lazy): the teacher's values are the first. The
     # task is made eagerly: its compile() makes an optimizer, whose variables
     # come from values, which a stateless scope refuses.
-    student_backbone, made = lazy.build(type(backbone).from_config, new_config)
+    # Detached: a config may hold the teacher's variables or structures it
+    # keeps (keras_net2net.carry.detached); the student gets copies.
+    student_backbone, made = lazy.build(type(backbone).from_config, carry.detached(new_config))
     if task is None:
         return student_backbone, made
-    config = task.get_config()
+    config = carry.detached(task.get_config())
     config["backbone"] = student_backbone
     config["preprocessor"] = task.preprocessor  # reused as it is
     return type(task).from_config(config), made
