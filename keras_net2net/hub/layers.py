@@ -85,6 +85,33 @@ class TransformerBlockRule(composite.CompositeRule):
     def is_pre_norm(self, layer):
         return bool(layer.normalize_first)
 
+    def check_widths(self, layer, io, view):
+        """keras_hub derives the head dim as model width // num_heads, so the
+        heads and head dim must agree with the model width the plan gives.
+        Where they do not (the stream is kept because the block's output is
+        the model's output, or a factor rounds differently), the heads are
+        set to a count that keeps the head dim; where none does, the heads
+        are kept and the head dim grows (exact: rules.base.QUERY_DIMS)."""
+        stream, heads, dims = (io.layouts.get(r) for r in (IN, HEADS, HEAD_DIM))
+        if heads is None or dims is None:
+            return []
+        width = view.width(stream) if stream is not None else \
+            int(layer._self_attention_layer._query_dense.kernel.shape[0])
+        h, asked, k = heads.size, view.width(heads), view.width(dims)
+        if width // asked == k:
+            return []
+        path = f"{layer.name}:num_heads"
+        why = (f"keras_hub's {type(layer).__name__} derives its head dim as width // "
+               f"num_heads, and its width is {width}"
+               + (" (kept)" if stream is None or view.width(stream) == stream.size else ""))
+        for n in range(asked, h - 1, -1):
+            if width // n == k:
+                view.set(heads, n)
+                return [(path, f"{why}: {n} heads keep the head dim {k}")] if n < asked else []
+        view.set(heads, h)
+        view.set(dims, width // h)
+        return [(path, f"{why}: {h} heads of dim {width // h}")]
+
     def refuse(self, layer):
         if getattr(layer, "_cross_attention_layer", None) is not None:
             return ("a TransformerDecoder with cross-attention reads a second sequence; "
