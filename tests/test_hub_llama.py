@@ -59,3 +59,19 @@ def test_llama_causal_lm_decodes_the_same_tokens(tmp_path):
                                                    deepen=["transformer_layer_1"])
     assert relative(y[0], z[0]) <= 1e-5
     assert_same_greedy_tokens(teacher, student)
+
+
+def test_llama3_takes_the_llama_family_by_its_base_class(tmp_path):
+    """Llama3Backbone subclasses LlamaBackbone (other presets, the same
+    blocks): it grows as Llama does, into a Llama3Backbone."""
+    keras.utils.set_random_seed(0)
+    teacher = perturb(keras_hub.models.Llama3Backbone(**TINY))
+    expected = dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
+                    intermediate_dim=48)
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, widen=2.0)
+    g = report.mappings()["token_embedding"]
+    assert relative(y[0], readout(z[0], g, tied=False)) <= 1e-5
+    deeper, report, errs, (y, z) = grow_and_check(teacher, tmp_path, dict(num_layers=3),
+                                                  deepen=["transformer_layer_1"])
+    assert type(deeper) is keras_hub.models.Llama3Backbone
+    assert relative(y[0], z[0]) <= 1e-5

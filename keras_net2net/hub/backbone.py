@@ -234,8 +234,23 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     return (student, report) if return_report else student
 
 
+def family_of(cls):
+    """The Family of a backbone class: its own, else its nearest base class's
+    (Llama3Backbone takes LlamaBackbone's, XLMRobertaBackbone RobertaBackbone's:
+    subclasses that change presets or tokenizers, not blocks); None if none.
+
+    Example:
+
+    ```python
+    family_of(keras_hub.models.Llama3Backbone).backbone  # LlamaBackbone
+    ```
+    """
+    table = families()
+    return next((table[c] for c in cls.__mro__ if c in table), None)
+
+
 def _family(backbone):
-    family = families().get(type(backbone))
+    family = family_of(type(backbone))
     if family is None:
         names = sorted([c.__name__ for c in families()] +
                        ["EfficientNetBackbone", "MobileNetBackbone"])  # hub/cnn.py

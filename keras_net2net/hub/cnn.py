@@ -238,7 +238,8 @@ def handles(backbone):
     ```
     """
     backbone = getattr(backbone, "backbone", backbone)  # a task on one: refused in grow
-    return type(backbone) in (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)
+    # By isinstance: a subclass takes its parent's driver (as hub.backbone.family_of).
+    return isinstance(backbone, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone))
 
 
 # -- configs -------------------------------------------------------------
