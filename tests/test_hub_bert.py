@@ -59,6 +59,35 @@ def test_text_classifier_grows_with_its_head(tmp_path):
     assert relative(y[0], z[0]) <= 1e-5
 
 
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_masked_lm_grows_with_its_tied_head(name, tmp_path):
+    """MaskedLMHead decodes through the tied token embedding: its dense
+    writes the embedding's group and its norm is divided by the copy counts,
+    so the logits are the teacher's."""
+    make, _ = BACKBONES[name]
+    task = {"bert": keras_hub.models.BertMaskedLM,
+            "distil_bert": keras_hub.models.DistilBertMaskedLM}[name]
+    teacher = perturb(task(backbone=perturb(make()), preprocessor=None), seed=1)
+    for kwargs, expected in [(dict(widen=2.0), dict(hidden_dim=32, num_heads=4)),
+                             (dict(deepen=["transformer_layer_1"]), dict(num_layers=3))]:
+        student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+        assert len(y) == 1 and relative(y[0], z[0]) <= 1e-5
+        assert student.get_layer("mlm_head").token_embedding is student.backbone.token_embedding
+
+
+def test_an_integer_factor_refused_by_a_layer_says_why_not_the_factor(monkeypatch):
+    from keras_net2net import rules
+
+    table = dict(rules._TABLE)
+    table.pop(keras_hub.layers.MaskedLMHead)
+    monkeypatch.setattr(rules, "_TABLE", table)
+    teacher = keras_hub.models.BertMaskedLM(backbone=perturb(keras_hub.models.BertBackbone(
+        **TINY)), preprocessor=None)
+    message = refused(teacher, errors.FrozenGroupError, widen=2.0)
+    assert "MaskedLMHead" in message and "register_rule" in message, message
+    assert "integer factor" not in message and "expand_model(model.backbone" in message
+
+
 def albert():
     return perturb(keras_hub.models.AlbertBackbone(
         vocabulary_size=50, num_layers=2, num_heads=2, embedding_dim=8, hidden_dim=16,

@@ -197,13 +197,20 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
     if skipped:
         what, why = skipped[0]
+        factor = _factor(config, keys, targets)
+        if float(factor).is_integer():  # not the factor: a layer that cannot grow
+            fix = ("register a rule for the layer that keeps it with "
+                   "keras_net2net.register_rule" + (
+                       ", or grow the backbone alone (expand_model(model.backbone, ...)) and "
+                       "build a new task on it" if task is not None else ""))
+        else:
+            fix = (f"use an integer factor (e.g. widen={float(math.ceil(factor))}), or name "
+                   f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
+                   f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
+                   f"{(3 * config[keys['intermediate']]) // 2}}}")
         raise errors.FrozenGroupError(
             f"Expected every width of {type(backbone).__name__} to grow exactly. Received: "
-            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: use an integer "
-            f"factor (e.g. widen={float(math.ceil(_factor(config, keys, targets)))}), or name "
-            f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
-            f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
-            f"{(3 * config[keys['intermediate']]) // 2}}}.")
+            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: {fix}.")
     _mark_tied_norm(ctx, family, backbone, task)
     the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
     the_plan.keep_epsilon = True
@@ -543,6 +550,8 @@ def probe(model, batch=2, length=8, seed=0):
             out[name] = np.ones(shape, "int32")
         elif "segment" in name:
             out[name] = np.zeros(shape, "int32")
+        elif "positions" in name:  # a masked LM's mask positions index the sequence
+            out[name] = rng.integers(0, length, size=shape).astype("int32")
         elif "int" in str(tensor.dtype):
             out[name] = rng.integers(0, vocab, size=shape).astype("int32")
         else:
