@@ -75,3 +75,43 @@ def test_llama3_takes_the_llama_family_by_its_base_class(tmp_path):
                                                   deepen=["transformer_layer_1"])
     assert type(deeper) is keras_hub.models.Llama3Backbone
     assert relative(y[0], z[0]) <= 1e-5
+
+
+# Llama-like families (keras_net2net.hub.mistral, .qwen): the same blocks,
+# Mistral with sliding-window attention, Qwen with q/k/v biases and a tied head.
+LIKE = {
+    "mistral": (lambda **k: keras_hub.models.MistralBackbone(sliding_window=4, **k),
+                keras_hub.models.MistralCausalLM, False),
+    "qwen_untied": (lambda **k: keras_hub.models.QwenBackbone(tie_word_embeddings=False, **k),
+                    keras_hub.models.QwenCausalLM, False),
+    "qwen_tied": (lambda **k: keras_hub.models.QwenBackbone(tie_word_embeddings=True, **k),
+                  keras_hub.models.QwenCausalLM, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIKE))
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(widen=2.0), dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
+                           intermediate_dim=48)),
+    (dict(widen=1.5, deepen=["transformer_layer_0"]),
+     dict(hidden_dim=24, num_query_heads=6, num_key_value_heads=3, intermediate_dim=36,
+          num_layers=3)),
+])
+def test_llama_like_backbones_grow_into_their_class(name, kwargs, expected, tmp_path):
+    make, _, tied = LIKE[name]
+    keras.utils.set_random_seed(0)
+    teacher = perturb(make(**TINY))
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+    g = report.mappings()["token_embedding"]
+    assert relative(y[0], readout(z[0], g, tied=tied)) <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(LIKE))
+def test_llama_like_causal_lms_decode_the_same_tokens(name, tmp_path):
+    make, task, _ = LIKE[name]
+    keras.utils.set_random_seed(0)
+    teacher = task(backbone=perturb(make(**TINY), scale=1.0), preprocessor=None)
+    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, {}, widen=2.0,
+                                                   deepen=["transformer_layer_1"])
+    assert relative(y[0], z[0]) <= 1e-5
+    assert_same_greedy_tokens(teacher, student)

@@ -123,10 +123,12 @@ def families():
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
+        from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
+        from keras_net2net.hub import qwen
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, gemma, vit, mit):
+        for module in (gpt2, bert, albert, llama, mistral, qwen, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
