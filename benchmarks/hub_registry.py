@@ -72,8 +72,8 @@ def tiny(cls):
     for name, p in params.items():
         if name in ("self", "kwargs", "args") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
-        if name in TINY:
-            kwargs[name] = TINY[name]
+        if name in TINY and (p.default is inspect.Parameter.empty or name != "head_dim"):
+            kwargs[name] = TINY[name]  # head_dim only where required: else derived
         elif p.default is inspect.Parameter.empty:
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)

@@ -115,3 +115,10 @@ def test_llama_like_causal_lms_decode_the_same_tokens(name, tmp_path):
                                                    deepen=["transformer_layer_1"])
     assert relative(y[0], z[0]) <= 1e-5
     assert_same_greedy_tokens(teacher, student)
+
+
+def test_mistral_with_a_free_head_dim_is_refused_typed():
+    keras.utils.set_random_seed(0)
+    teacher = perturb(keras_hub.models.MistralBackbone(head_dim=8, **TINY))
+    message = refused(teacher, errors.UnsupportedModelError, widen=2.0)
+    assert "head_dim=8" in message, message
