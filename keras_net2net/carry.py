@@ -40,6 +40,7 @@ import tempfile
 import types
 
 import keras
+import numpy as np
 from keras.src.saving.serialization_lib import SafeModeScope
 
 from keras_net2net import errors
@@ -87,6 +88,7 @@ def recreate(layer, edit=None):
             config = layer.get_config()
         except Exception as e:  # Any error of user code: reported, not raised as is.
             raise CannotRecreate(f"its get_config() raised {_describe(e)}") from e
+    config = detached(config)
     if edit is not None:
         config = edit(config)
     cls = type(layer)
@@ -121,6 +123,50 @@ def _from_own_functions(layer, cls, config, first):
         except Exception:  # noqa: BLE001 - the first error is the one reported
             pass
     return _from_accepted_arguments(layer, cls, config, first)
+
+
+def detached(config):
+    """A copy of a config that shares no state with the layer it came from.
+
+    Some layers put their own variables in their config (keras_hub's D-FINE
+    decoder returns its `upsampling_factor` weight): a layer made from it
+    would track the teacher's variable as its own, and writing the student's
+    weights would write into the teacher. Variables become NumPy copies of
+    their values (what the constructor was given to initialise them from);
+    dicts, lists and tuples are copied, so editing the config cannot edit a
+    structure the teacher holds; anything else is the same object.
+
+    Example:
+
+    ```python
+    config = detached(layer.get_config())
+    ```
+    """
+    if isinstance(config, keras.Variable):
+        return np.array(config.numpy())
+    if type(config) is dict:
+        return {k: detached(v) for k, v in config.items()}
+    if type(config) in (list, tuple):
+        return type(config)(detached(v) for v in config)
+    return config
+
+
+def check_own_variables(teacher, student):
+    """Raises if the student holds a variable of the teacher: writing the
+    student's weights would change the teacher.
+
+    Raises:
+        UnsupportedModelError: naming the variable.
+    """
+    mine = {id(v): v for v in teacher.variables}
+    for variable in student.variables:
+        if id(variable) in mine:
+            raise errors.UnsupportedModelError(
+                f"Expected a student that shares no variable with the teacher. Received: "
+                f"the student holds the teacher's variable {variable.path!r}, which a layer "
+                f"made from the teacher's config took as its own. Fix: keep that layer out "
+                f"of get_config(), or register a rule for it with "
+                f"keras_net2net.register_rule. The teacher is unchanged.")
 
 
 def _from_accepted_arguments(layer, cls, config, first):

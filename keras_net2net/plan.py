@@ -134,7 +134,69 @@ def producers(ctx):
     return {graph.paths[i]: (graph.layers[i], atom) for i, atom in ctx.producer_atoms.items()}
 
 
+class Widths:
+    """Resolved widths as a rule's width check sees them (`Context.width_checks`):
+    the new width of a layout, and a group's width set again.
+
+    Example:
+
+    ```python
+    def check(view):       # registered by a rule in propagate
+        if view.width(stream) // view.width(heads) != view.width(head_dim):
+            view.set(heads, heads.size)
+        return []
+    ```
+    """
+
+    def __init__(self, ctx, widths):
+        self.groups, self.widths = ctx.groups, widths
+
+    def width(self, layout):
+        """New size of a layout's axis under the widths resolved so far."""
+        return sum(self.widths.get(self.groups.find(leaf), self.groups.widths[leaf]) * s.inner
+                   for s in layout.segments for leaf in self.groups.leaves(s.atom))
+
+    def set(self, layout, new):
+        """Sets the width of a one-group layout (an inner width)."""
+        (segment,) = layout.segments
+        root = self.groups.find(segment.atom)
+        if new == self.groups.widths[root]:
+            self.widths.pop(root, None)
+        else:
+            self.widths[root] = int(new)
+
+
 def resolve_widths(ctx, widen, strict):
+    """Target width per group root, plus notes on requests left unapplied.
+
+    Every layer's width check (`Context.width_checks`) then sees the result:
+    a keras_hub block whose model width is kept keeps its heads.
+
+    Args:
+        ctx: the analysis context.
+        widen: as for `_resolve_widths`.
+        strict: raise instead of skipping a request that cannot be applied.
+
+    Returns:
+        (widths, skipped): {root: new width}, [(what, reason)].
+
+    Raises:
+        FrozenGroupError: `strict` and a width named in `widen` was set back.
+    """
+    widths, skipped = _resolve_widths(ctx, widen, strict)
+    view = Widths(ctx, widths)
+    for check in ctx.width_checks.values():
+        for what, why in check(view):
+            if strict and isinstance(widen, dict):
+                raise errors.FrozenGroupError(
+                    f"Expected a layer whose widths can grow exactly. Received: widen="
+                    f"{widen!r}, but {what!r} keeps its width because {why}. Fix: drop it "
+                    f"from widen, or pass strict=False to skip it with a note in the report.")
+            skipped.append((what, why))
+    return widths, skipped
+
+
+def _resolve_widths(ctx, widen, strict):
     """Target width per group root, plus notes on requests left unapplied.
 
     Args:

@@ -47,6 +47,7 @@ class Rebuilder:
         # Variables made deferred (keras_net2net.lazy): the teacher's values
         # are their first, with no random draw thrown away.
         student, made = lazy.build(self._construct)
+        carry.check_own_variables(self.graph.model, student)  # before any write
         self._write_weights()
         # What the teacher gives no value (inserted layers, span copies, seed
         # states) draws its own, before the insertions read or overwrite it.

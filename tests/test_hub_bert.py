@@ -12,6 +12,7 @@ from tests.hub_helpers import grow_and_check
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import readout
+from tests.hub_helpers import refused
 from tests.hub_helpers import relative
 
 BACKBONES = {"bert": (lambda: keras_hub.models.BertBackbone(**TINY), "token_embedding"),
@@ -43,9 +44,7 @@ def test_post_ln_backbones_grow_into_their_class(name, kwargs, expected, tmp_pat
 
 def test_post_ln_refuses_a_non_integer_model_width():
     teacher = perturb(keras_hub.models.BertBackbone(**TINY))
-    with pytest.raises(errors.FrozenGroupError) as info:
-        n2n.expand_model(teacher, widen=1.5)
-    message = str(info.value)
+    message = refused(teacher, errors.FrozenGroupError, widen=1.5)
     for fragment in ("BertBackbone", "widen=1.5", "post-norm", "Fix:", "widen=2.0"):
         assert fragment in message, message
 
@@ -58,6 +57,35 @@ def test_text_classifier_grows_with_its_head(tmp_path):
         teacher, tmp_path, dict(hidden_dim=32, num_layers=3), widen=2.0,
         deepen=["transformer_layer_1"])
     assert relative(y[0], z[0]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_masked_lm_grows_with_its_tied_head(name, tmp_path):
+    """MaskedLMHead decodes through the tied token embedding: its dense
+    writes the embedding's group and its norm is divided by the copy counts,
+    so the logits are the teacher's."""
+    make, _ = BACKBONES[name]
+    task = {"bert": keras_hub.models.BertMaskedLM,
+            "distil_bert": keras_hub.models.DistilBertMaskedLM}[name]
+    teacher = perturb(task(backbone=perturb(make()), preprocessor=None), seed=1)
+    for kwargs, expected in [(dict(widen=2.0), dict(hidden_dim=32, num_heads=4)),
+                             (dict(deepen=["transformer_layer_1"]), dict(num_layers=3))]:
+        student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
+        assert len(y) == 1 and relative(y[0], z[0]) <= 1e-5
+        assert student.get_layer("mlm_head").token_embedding is student.backbone.token_embedding
+
+
+def test_an_integer_factor_refused_by_a_layer_says_why_not_the_factor(monkeypatch):
+    from keras_net2net import rules
+
+    table = dict(rules._TABLE)
+    table.pop(keras_hub.layers.MaskedLMHead)
+    monkeypatch.setattr(rules, "_TABLE", table)
+    teacher = keras_hub.models.BertMaskedLM(backbone=perturb(keras_hub.models.BertBackbone(
+        **TINY)), preprocessor=None)
+    message = refused(teacher, errors.FrozenGroupError, widen=2.0)
+    assert "MaskedLMHead" in message and "register_rule" in message, message
+    assert "integer factor" not in message and "expand_model(model.backbone" in message
 
 
 def albert():
@@ -85,6 +113,5 @@ def test_albert_shared_block_grows_once_for_every_call(kwargs, expected, tmp_pat
 
 
 def test_albert_refuses_an_identity_block():
-    with pytest.raises(errors.PlanError) as info:
-        n2n.expand_model(albert(), deepen=["group_0_inner_layer_0"])
-    assert "shared" in str(info.value) and "widen" in str(info.value)
+    message = refused(albert(), errors.PlanError, deepen=["group_0_inner_layer_0"])
+    assert "shared" in message and "widen" in message

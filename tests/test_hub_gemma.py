@@ -14,6 +14,7 @@ from tests.hub_helpers import grow_and_check
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import readout
+from tests.hub_helpers import refused
 from tests.hub_helpers import relative
 
 # hidden_dim 12 != heads x head_dim (16): Gemma's head dim is its own key.
@@ -80,17 +81,12 @@ def test_gemma_causal_lm_decodes_the_same_tokens(tmp_path):
     ({"num_query_heads": 5}, ["num_query_heads", "Fix:"]),
 ])
 def test_gemma_bad_widths_are_refused(teacher, widen, words):
-    before = [w.numpy().copy() for w in teacher.weights]
-    with pytest.raises(errors.PlanError) as info:
-        n2n.expand_model(teacher, widen=widen)
+    message = refused(teacher, errors.PlanError, widen=widen)
     for word in words:
-        assert word in str(info.value), str(info.value)
-    for a, b in zip(before, teacher.weights):
-        np.testing.assert_array_equal(a, b.numpy())
+        assert word in message, message
 
 
 def test_gemma2_post_norms_are_refused_with_the_reason():
     model = gemma(num_layers=1, use_post_attention_norm=True, use_post_ffw_norm=True)
-    with pytest.raises(errors.Net2NetError) as info:
-        n2n.expand_model(model, widen=2.0)
-    assert "post-attention" in str(info.value) and "Fix:" in str(info.value)
+    message = refused(model, errors.Net2NetError, widen=2.0)
+    assert "post-attention" in message

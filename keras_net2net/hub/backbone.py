@@ -28,6 +28,7 @@ import keras_hub
 import numpy as np
 
 from keras_net2net import analysis
+from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
@@ -122,10 +123,12 @@ def families():
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
+        from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
+        from keras_net2net.hub import qwen
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, gemma, vit, mit):
+        for module in (gpt2, bert, albert, llama, mistral, qwen, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -196,13 +199,20 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
     if skipped:
         what, why = skipped[0]
+        factor = _factor(config, keys, targets)
+        if float(factor).is_integer():  # not the factor: a layer that cannot grow
+            fix = ("register a rule for the layer that keeps it with "
+                   "keras_net2net.register_rule" + (
+                       ", or grow the backbone alone (expand_model(model.backbone, ...)) and "
+                       "build a new task on it" if task is not None else ""))
+        else:
+            fix = (f"use an integer factor (e.g. widen={float(math.ceil(factor))}), or name "
+                   f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
+                   f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
+                   f"{(3 * config[keys['intermediate']]) // 2}}}")
         raise errors.FrozenGroupError(
             f"Expected every width of {type(backbone).__name__} to grow exactly. Received: "
-            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: use an integer "
-            f"factor (e.g. widen={float(math.ceil(_factor(config, keys, targets)))}), or name "
-            f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
-            f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
-            f"{(3 * config[keys['intermediate']]) // 2}}}.")
+            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: {fix}.")
     _mark_tied_norm(ctx, family, backbone, task)
     the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
     the_plan.keep_epsilon = True
@@ -212,6 +222,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
     student, made = _build(task, backbone, new_config)
+    carry.check_own_variables(model, student)  # before any write
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
     builder.student_of = pairs
@@ -232,8 +243,23 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     return (student, report) if return_report else student
 
 
+def family_of(cls):
+    """The Family of a backbone class: its own, else its nearest base class's
+    (Llama3Backbone takes LlamaBackbone's, XLMRobertaBackbone RobertaBackbone's:
+    subclasses that change presets or tokenizers, not blocks); None if none.
+
+    Example:
+
+    ```python
+    family_of(keras_hub.models.Llama3Backbone).backbone  # LlamaBackbone
+    ```
+    """
+    table = families()
+    return next((table[c] for c in cls.__mro__ if c in table), None)
+
+
 def _family(backbone):
-    family = families().get(type(backbone))
+    family = family_of(type(backbone))
     if family is None:
         names = sorted([c.__name__ for c in families()] +
                        ["EfficientNetBackbone", "MobileNetBackbone"])  # hub/cnn.py
@@ -412,10 +438,12 @@ def _build(task, backbone, new_config):
     # Deferred (keras_net2net.lazy): the teacher's values are the first. The
     # task is made eagerly: its compile() makes an optimizer, whose variables
     # come from values, which a stateless scope refuses.
-    student_backbone, made = lazy.build(type(backbone).from_config, new_config)
+    # Detached: a config may hold the teacher's variables or structures it
+    # keeps (keras_net2net.carry.detached); the student gets copies.
+    student_backbone, made = lazy.build(type(backbone).from_config, carry.detached(new_config))
     if task is None:
         return student_backbone, made
-    config = task.get_config()
+    config = carry.detached(task.get_config())
     config["backbone"] = student_backbone
     config["preprocessor"] = task.preprocessor  # reused as it is
     return type(task).from_config(config), made
@@ -524,6 +552,8 @@ def probe(model, batch=2, length=8, seed=0):
             out[name] = np.ones(shape, "int32")
         elif "segment" in name:
             out[name] = np.zeros(shape, "int32")
+        elif "positions" in name:  # a masked LM's mask positions index the sequence
+            out[name] = rng.integers(0, length, size=shape).astype("int32")
         elif "int" in str(tensor.dtype):
             out[name] = rng.integers(0, vocab, size=shape).astype("int32")
         else:

@@ -48,6 +48,7 @@ from keras_hub.src.models.mobilenet import mobilenet_backbone as _mob
 from keras_hub.src.models.mobilenet.util import adjust_channels
 
 from keras_net2net import analysis
+from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
@@ -237,7 +238,8 @@ def handles(backbone):
     ```
     """
     backbone = getattr(backbone, "backbone", backbone)  # a task on one: refused in grow
-    return type(backbone) in (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)
+    # By isinstance: a subclass takes its parent's driver (as hub.backbone.family_of).
+    return isinstance(backbone, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone))
 
 
 # -- configs -------------------------------------------------------------
@@ -432,7 +434,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
             f"deepen={deepen!r}. Fix: e.g. widen=2.0.")
     ctx = analysis.analyze(model, grow_outputs=True)
     # Deferred (keras_net2net.lazy): the teacher's values are the first.
-    student, made = lazy.build(type(model).from_config, new_config)
+    student, made = lazy.build(type(model).from_config, carry.detached(new_config))
+    carry.check_own_variables(model, student)  # before any write
     pairs, student_graph = _pairs(ctx, student)
     _check_structure(ctx, model, student, inserts)
     widths = _widths(ctx, pairs, student_graph, name)

@@ -8,7 +8,9 @@ blocks derive it as hidden width // heads, so it is no config key) and
 `intermediate_dim`.
 """
 
+import keras
 from keras_hub.src.layers.modeling import cached_multi_head_attention as _cmha
+from keras_hub.src.layers.modeling import masked_lm_head as _mlm
 from keras_hub.src.layers.modeling import position_embedding as _pe
 from keras_hub.src.layers.modeling import reversible_embedding as _re
 from keras_hub.src.layers.modeling import token_and_position_embedding as _tpe
@@ -23,13 +25,17 @@ from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import MEAN_FILL
 from keras_net2net.rules.base import NORM_SCALE
+from keras_net2net.rules.base import NORM_SCALE_DIVIDED
+from keras_net2net.rules.base import NORM_SHIFT_DIVIDED
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import QUERY_DIMS
 from keras_net2net.rules.base import ZERO_FILL
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
+from keras_net2net.rules.base import require_axis
 
 HEADS, HEAD_DIM, FFN = "heads", "head_dim", "ffn"
+DECODED = "decoded"  # the width a masked-LM head decodes from (its embedding's)
 
 
 def attention_specs(prefix):
@@ -85,6 +91,33 @@ class TransformerBlockRule(composite.CompositeRule):
     def is_pre_norm(self, layer):
         return bool(layer.normalize_first)
 
+    def check_widths(self, layer, io, view):
+        """keras_hub derives the head dim as model width // num_heads, so the
+        heads and head dim must agree with the model width the plan gives.
+        Where they do not (the stream is kept because the block's output is
+        the model's output, or a factor rounds differently), the heads are
+        set to a count that keeps the head dim; where none does, the heads
+        are kept and the head dim grows (exact: rules.base.QUERY_DIMS)."""
+        stream, heads, dims = (io.layouts.get(r) for r in (IN, HEADS, HEAD_DIM))
+        if heads is None or dims is None:
+            return []
+        width = view.width(stream) if stream is not None else \
+            int(layer._self_attention_layer._query_dense.kernel.shape[0])
+        h, asked, k = heads.size, view.width(heads), view.width(dims)
+        if width // asked == k:
+            return []
+        path = f"{layer.name}:num_heads"
+        why = (f"keras_hub's {type(layer).__name__} derives its head dim as width // "
+               f"num_heads, and its width is {width}"
+               + (" (kept)" if stream is None or view.width(stream) == stream.size else ""))
+        for n in range(asked, h - 1, -1):
+            if width // n == k:
+                view.set(heads, n)
+                return [(path, f"{why}: {n} heads keep the head dim {k}")] if n < asked else []
+        view.set(heads, h)
+        view.set(dims, width // h)
+        return [(path, f"{why}: {h} heads of dim {width // h}")]
+
     def refuse(self, layer):
         if getattr(layer, "_cross_attention_layer", None) is not None:
             return ("a TransformerDecoder with cross-attention reads a second sequence; "
@@ -120,6 +153,84 @@ class TokenAndPositionEmbeddingRule(composite.CompositeRule):
              "position_embedding/embeddings": [(1, OUT, COPY, MEAN_FILL)]}
 
 
+class MaskedLMHeadRule(composite.CompositeRule):
+    """keras_hub MaskedLMHead: gathers the masked positions of the stream,
+    then norm(dense(x)) decoded by the tied token embedding in reverse
+    (`token_embedding` set), or by its own `output_kernel` (untied).
+
+    The dense reads the stream (rows divided) and writes the decoded width:
+    the embedding's group when tied (the reverse call reads through the
+    embedding's copied columns, so the norm before it is divided by the copy
+    counts, as a tied final norm is: rules.composite), else the stream's (its
+    width is the input's, derived when built). Whole copies only: the norm
+    inside reads the decoded group, and no pad kind is worked out for it.
+
+    Example:
+
+    ```python
+    task = keras_hub.models.BertMaskedLM(backbone=bert, preprocessor=None)
+    n2n.expand_model(task, widen=2.0)   # a BertMaskedLM on a BertBackbone twice as wide
+    ```
+    """
+
+    specs = {
+        "intermediate_dense/kernel": [(0, IN, DIVIDE), (1, DECODED, COPY)],
+        "intermediate_dense/bias": [(0, DECODED, COPY)],
+        "intermediate_layer_norm/gamma": [(0, DECODED, NORM_SCALE_DIVIDED)],
+        "intermediate_layer_norm/beta": [(0, DECODED, NORM_SHIFT_DIVIDED)],
+        "embeddings": [(1, DECODED, COPY)],  # the tied embedding, also the head's weight
+        "output_kernel": [(0, DECODED, DIVIDE)],
+    }
+
+    def propagate(self, ctx, call):
+        layer = call.op
+        stream = composite._first_tensor(call)
+        for key in call.inputs:
+            if key != stream:
+                ctx.groups.freeze_layout(ctx.layout(key), (
+                    f"MaskedLMHead {call.path!r} reads it as mask positions"))
+        ctx.fresh(call.outputs[0], ctx.rank(call.outputs[0]) - 1, call.path,
+                  frozen=f"MaskedLMHead {call.path!r}: logits over the vocabulary")
+        layout = ctx.layout(stream)
+        if not require_axis(ctx, call, layout, ctx.rank(stream) - 1, role="model-width"):
+            layout = None
+        decoded = layout
+        embedding = layer.token_embedding
+        if embedding is not None:
+            calls = ctx.graph.calls_of(_owner(ctx, embedding))
+            decoded = ctx.layout(calls[0].outputs[0]) if calls else None
+            if decoded is None:
+                ctx.groups.freeze_layout(layout, (
+                    f"MaskedLMHead {call.path!r} decodes with an embedding the graph does "
+                    "not call forward"))
+                layout = None
+        elif layout is None:
+            decoded = None
+        if decoded is not None:
+            ctx.groups.require_blocks(decoded.segments[0].atom, 1, (
+                f"MaskedLMHead {call.path!r} normalises the width it decodes from, so "
+                "every channel must be copied equally (an integer widening factor)"))
+        ctx.record_io(call, **{IN: layout, OUT: None, DECODED: decoded})
+
+    def pad_constraints(self, solver, call, ins, outs, where):
+        raise ValueError(f"{where} normalises and decodes through a tied embedding; "
+                         "padded channels through it are not worked out")
+
+
+def _owner(ctx, embedding):
+    """The graph's layer that calls `embedding` forward: itself, or a layer
+    holding it (DistilBERT's TokenAndPositionEmbedding), whose output is
+    then the embedding's group."""
+    for layer in ctx.graph.layers.values():
+        if layer is embedding:
+            return layer
+    for layer in ctx.graph.layers.values():
+        if not isinstance(layer, keras.Model) and isinstance(layer, keras.layers.Layer) and \
+                any(sub is embedding for sub in layer._flatten_layers(include_self=False)):
+            return layer
+    return embedding
+
+
 class RMSNormLastAxis(channelwise.RMSNormRule):
     """An RMS norm over the last axis with a `scale` (keras_hub's
     LlamaLayerNorm and kin, which have no `axis` attribute)."""
@@ -142,4 +253,5 @@ TABLE = {
     _tpe.TokenAndPositionEmbedding: TokenAndPositionEmbeddingRule(),
     _re.ReversibleEmbedding: composite.ReversibleEmbeddingRule(),
     _cmha.CachedMultiHeadAttention: attention.MultiHeadAttentionRule(),
+    _mlm.MaskedLMHead: MaskedLMHeadRule(),
 }

@@ -62,6 +62,14 @@ class LlamaDecoderRule(composite.CompositeRule):
         "feedforward_output_dense/kernel": [(0, FFN, DIVIDE), (1, OUT, COPY, ZERO_FILL)],
     }
 
+    def __init__(self, biases=False):
+        if biases:  # Qwen: query/key/value biases (heads, head dim)
+            self.specs = {
+                **type(self).specs,
+                "self_attention/query/bias": [(0, QUERY_HEADS, COPY), (1, HEAD_DIM, QUERY_DIMS)],
+                "self_attention/key/bias": [(0, KV, COPY), (1, HEAD_DIM, COPY)],
+                "self_attention/value/bias": [(0, KV, COPY), (1, HEAD_DIM, COPY)]}
+
     def derived_roles(self, inner):
         return {QUERY_HEADS: Product(inner[KV], inner[REPEATS])}
 
@@ -76,9 +84,17 @@ ZERO = (r"self_attention/attention_output/kernel", r"feedforward_output_dense/ke
 TABLE = {llama_decoder.LlamaTransformerDecoder: LlamaDecoderRule(),
          llama_layernorm.LlamaLayerNorm: hub_layers.RMSNormLastAxis()}
 
-FAMILIES = [Family(
-    keras_hub.models.LlamaBackbone, embedding="token_embedding", identity="pre", zero=ZERO,
-    rotary=True, tied_norm="sequence_output_layernorm",
-    keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
-          "intermediate": "intermediate_dim", "layers": "num_layers",
-          "query_heads": "num_query_heads"})]
+
+
+def family(backbone):
+    """The Family of a Llama-like backbone class (Llama, Mistral, Qwen):
+    the same config keys, block names and identity block."""
+    return Family(
+        backbone, embedding="token_embedding", identity="pre", zero=ZERO,
+        rotary=True, tied_norm="sequence_output_layernorm",
+        keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
+              "intermediate": "intermediate_dim", "layers": "num_layers",
+              "query_heads": "num_query_heads"})
+
+
+FAMILIES = [family(keras_hub.models.LlamaBackbone)]

@@ -71,6 +71,10 @@ class Context:
         self.norm_calls = []  # (atom, call) of LayerNorm/RMSNorm over channels
         self.pad_kinds = {}  # root -> {tensor key: pad kind}, set by keras_net2net.padding
         self.pad_reasons = {}  # root -> why its tensors cannot take pads
+        # id(layer) -> function(plan.Widths) -> [(what, why)]: widths that must
+        # agree inside a layer (keras_hub blocks derive the head dim from the
+        # model width), checked once every group's width is resolved.
+        self.width_checks = {}
 
     def layout(self, key):
         return self.layouts.get(key)

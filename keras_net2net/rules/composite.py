@@ -114,6 +114,12 @@ class CompositeRule(Rule):
         """A reason the layer cannot grow (e.g. cross-attention), or None."""
         return None
 
+    def check_widths(self, layer, io, view):
+        """Brings the layer's inner widths in line once every group's width
+        is resolved (`keras_net2net.plan.Widths`); returns [(what, why)] of
+        the widths set back. Nothing by default."""
+        return []
+
     def propagate(self, ctx, call):
         reason = self.refuse(call.op)
         if reason:
@@ -151,6 +157,8 @@ class CompositeRule(Rule):
             ctx.norm_calls.append((atom, call))
         inner.update(self.derived_roles(inner))
         ctx.record_io(call, **{IN: layout if self.residual else None, OUT: out}, **inner)
+        io = ctx.io[id(call.op)]
+        ctx.width_checks[id(call.op)] = lambda view: self.check_widths(call.op, io, view)
 
     def pad_constraints(self, solver, call, ins, outs, where):
         """Pad kinds (keras_net2net.padding): a pre-norm block reads and

@@ -1,0 +1,156 @@
+"""Every backbone class keras_hub exports, with how it grows: a Markdown table.
+
+Status per class, without building anything: "grows" (a family of its own or
+of a base class, keras_net2net.hub) or "refused" (no growth rule: a typed
+UnsupportedModelError). With --build, each class is also built tiny from a
+config filled from common argument names (random weights, perturbed; no
+preset is downloaded), grown x2 and one block deeper, and the result is
+recorded: exact (max relative error), a typed refusal (its class and first
+words), an untyped error (a bug: the script exits non-zero), or "not built"
+where the generic tiny config does not fit the class.
+
+    python benchmarks/hub_registry.py                 # static table (seconds)
+    python benchmarks/hub_registry.py --build         # all classes (minutes)
+    python benchmarks/hub_registry.py --build --only GPT2Backbone,Llama3Backbone
+
+The suite runs a representative subset (tests/test_hub_registry.py); this
+script is the full sweep, and what the README table is made from.
+"""
+
+import argparse
+import inspect
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_net2net as n2n  # noqa: E402
+from keras_net2net import errors  # noqa: E402
+from keras_net2net import hub  # noqa: E402
+
+# Tiny values by argument name; classes whose arguments this does not cover
+# are "not built" (their rows still say whether a rule exists).
+TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2,
+            num_heads=2, num_query_heads=4, num_attention_heads=2, num_key_value_heads=2,
+            hidden_dim=16, hidden_size=16, intermediate_dim=32, intermediate_size=32,
+            max_sequence_length=16, max_position_embeddings=16, head_dim=8, embedding_dim=8,
+            num_groups=1, num_inner_repetitions=1, layer_norm_epsilon=1e-6, dropout=0.0,
+            image_shape=(32, 32, 3), patch_size=8, num_experts=2, top_k=1,
+            moe_intermediate_dim=16, mlp_dim=32)
+
+
+def backbone_classes():
+    """Every class `keras_hub.models.*Backbone` exports, by name."""
+    return {name: getattr(keras_hub.models, name) for name in sorted(dir(keras_hub.models))
+            if name.endswith("Backbone") and isinstance(getattr(keras_hub.models, name), type)
+            and getattr(keras_hub.models, name) is not keras_hub.models.Backbone}
+
+
+def status(cls):
+    """("grows", family base class name) or ("refused", why), without building."""
+    backbone = hub.activate()
+    from keras_net2net.hub import cnn
+
+    family = backbone.family_of(cls)
+    if family is not None:
+        return "grows", family.backbone.__name__
+    if issubclass(cls, (cnn._eff.EfficientNetBackbone, cnn._mob.MobileNetBackbone)):
+        return "grows", "hub/cnn.py"
+    return "refused", "no growth rule (UnsupportedModelError)"
+
+
+def tiny(cls):
+    """A tiny instance from TINY, or None where a required argument is unknown."""
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {}
+    for name, p in params.items():
+        if name in ("self", "kwargs", "args") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if name in TINY and (p.default is inspect.Parameter.empty or name != "head_dim"):
+            kwargs[name] = TINY[name]  # head_dim only where required: else derived
+        elif p.default is inspect.Parameter.empty:
+            return None, f"no tiny value for {name!r}"
+    keras.utils.set_random_seed(0)
+    try:
+        model = cls(**kwargs)
+    except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(w.numpy() + rng.normal(0.0, 0.2, w.shape).astype(w.dtype))
+    return model, None
+
+
+def grow(model, **kwargs):
+    """"exact 2e-07" / "typed: PlanError: ..." / "UNTYPED: ..."; the teacher
+    must be bit-identical after either."""
+    before = [w.numpy().copy() for w in model.weights]
+    try:
+        _, report = n2n.expand_model(model, seed=0, return_report=True, **kwargs)
+        out = f"exact {report.max_relative_error:.0e}"
+    except errors.Net2NetError as e:
+        out = f"typed: {type(e).__name__}: {str(e)[:90]}"
+    except Exception as e:  # noqa: BLE001 - the bug this sweep looks for
+        out = f"UNTYPED: {type(e).__name__}: {str(e)[:90]}"
+    if any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights)):
+        out = "TEACHER CHANGED; " + out
+    return out
+
+
+def rows(build=False, only=None):
+    out = []
+    for name, cls in backbone_classes().items():
+        if only and name not in only:
+            continue
+        state, why = status(cls)
+        row = {"class": name, "status": state, "how": why}
+        if build:
+            start = time.time()
+            model, reason = tiny(cls)
+            if model is None:
+                row.update(widen="not built", deepen=reason)
+            else:
+                row["widen"] = grow(model, widen=2.0)
+                blocks = [l.name for l in model.layers if "layer_0" in l.name or
+                          l.name.endswith("_0")]
+                row["deepen"] = grow(model, deepen=blocks[:1]) if blocks else "no block found"
+            row["seconds"] = round(time.time() - start, 1)
+        out.append(row)
+    return out
+
+
+def table(rows_):
+    keys = list(rows_[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows_:
+        lines.append("| " + " | ".join(str(row.get(k, "")).replace("|", "/") for k in keys)
+                     + " |")
+    grows = sum(r["status"] == "grows" for r in rows_)
+    lines.append(f"\n{grows} of {len(rows_)} backbone classes grow into their own class.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", action="store_true", help="build tiny and grow each")
+    parser.add_argument("--only", default="", help="comma-separated class names")
+    args = parser.parse_args(argv)
+    result = rows(args.build, set(filter(None, args.only.split(","))))
+    print(table(result))
+    bad = [r["class"] for r in result
+           if any("UNTYPED" in str(r.get(k)) or "TEACHER" in str(r.get(k))
+                  for k in ("widen", "deepen"))]
+    if bad:
+        print(f"\nuntyped errors or a changed teacher: {bad}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
