@@ -645,7 +645,8 @@ def _heads(b):
                 continue
             out = b.var()
             if kind == "pool" and t.rank in (3, 4):
-                layer = f"L.GlobalAveragePooling{t.rank - 2}D(data_format={t.fmt!r})"
+                pool = draw(st.sampled_from(["GlobalAveragePooling", "GlobalMaxPooling"]))
+                layer = f"L.{pool}{t.rank - 2}D(data_format={t.fmt!r})"
             else:
                 layer = f"L.Flatten(data_format={t.fmt!r})"
             vectors.extend(b.emit([f"{out} = {layer}({t.var})"], [(out, "channels_last")], [t],

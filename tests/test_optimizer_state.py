@@ -327,7 +327,7 @@ def test_warm_second_moments_keep_inserted_layers_from_jumping(float64):
         teacher = factories.randomize_state(factories.mlp())
         optimizer = keras.optimizers.Adam(1e-3, epsilon=EPS)
         teacher.compile(optimizer=optimizer, loss="mse")
-        teacher.fit(data, steps_per_epoch=1000, epochs=1, verbose=0)
+        teacher.fit(data, steps_per_epoch=1000, epochs=1, verbose=0, shuffle=False)
         student, new = _grow_and_carry(teacher, optimizer, dict(deepen=["fc1"]),
                                        new_variables=new_variables)
         s_steps = _step(student, new, [x[:16]], y[:16])
