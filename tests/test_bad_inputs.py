@@ -272,12 +272,12 @@ def teacher_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_expand_binary_refuses_a_corrupt_input_file(run_binary, tmp_path):
+def test_expand_binary_refuses_a_corrupt_input_file(run_main, tmp_path):
     _need(EXPAND)
     bad = tmp_path / "corrupt.keras"
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
     before = _tree(tmp_path)
-    result = run_binary(EXPAND, f"--input={bad}", f"--output={tmp_path / 'out.keras'}",
+    result = run_main(EXPAND, f"--input={bad}", f"--output={tmp_path / 'out.keras'}",
                         "--widen=1.5")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -287,12 +287,12 @@ def test_expand_binary_refuses_a_corrupt_input_file(run_binary, tmp_path):
 
 
 @pytest.mark.slow
-def test_expand_binary_keeps_an_existing_output(run_binary, tmp_path, teacher_file):
+def test_expand_binary_keeps_an_existing_output(run_main, tmp_path, teacher_file):
     _need(EXPAND)
     out = tmp_path / "student.keras"
     out.write_bytes(b"precious")
     before = _tree(tmp_path)
-    result = run_binary(EXPAND, f"--input={teacher_file}", f"--output={out}", "--widen=1.5")
+    result = run_main(EXPAND, f"--input={teacher_file}", f"--output={out}", "--widen=1.5")
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -302,13 +302,13 @@ def test_expand_binary_keeps_an_existing_output(run_binary, tmp_path, teacher_fi
 
 
 @pytest.mark.slow
-def test_train_binary_creates_a_missing_model_dir_parent(run_binary, tmp_path, teacher_file):
+def test_train_binary_creates_a_missing_model_dir_parent(run_main, tmp_path, teacher_file):
     """A missing parent of --model_dir is no error: it is created (mkdir -p),
     as TensorFlow's own binaries do; files beside it stay as they were."""
     _need(TRAIN)
     before = _tree(tmp_path)
     model_dir = tmp_path / "missing" / "parent" / "run"
-    result = run_binary(TRAIN, f"--model_dir={model_dir}", *_TINY_TRAIN)
+    result = run_main(TRAIN, f"--model_dir={model_dir}", *_TINY_TRAIN)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (model_dir / "model.keras").is_file()
     after = _tree(tmp_path)
@@ -329,12 +329,12 @@ def test_train_binary_refuses_a_model_dir_under_a_file(run_binary, tmp_path, tea
 
 
 @pytest.mark.slow
-def test_train_binary_refuses_a_corrupt_init_model(run_binary, tmp_path):
+def test_train_binary_refuses_a_corrupt_init_model(run_main, tmp_path):
     _need(TRAIN)
     bad = tmp_path / "corrupt.keras"
     bad.write_bytes(b"not a model")
     before = _tree(tmp_path)
-    result = run_binary(TRAIN, f"--model_dir={tmp_path / 'run'}", f"--init_model={bad}",
+    result = run_main(TRAIN, f"--model_dir={tmp_path / 'run'}", f"--init_model={bad}",
                         *_TINY_TRAIN)
     assert _digest(bad) == before[str(bad)]
     assert result.returncode != 0

@@ -75,12 +75,12 @@ def test_identical_and_disjoint_models(eval_arrays):
     assert "agreement: 0.0000 of 360" in evaluation.format_table(disjoint)
 
 
-def test_evaluate_binary_writes_table_and_json(run_binary, tmp_path,
+def test_evaluate_binary_writes_table_and_json(run_main, tmp_path,
                                                digits_dir):
     _constant(2).save(tmp_path / "a.keras")
     _constant(2, softmax=True).save(tmp_path / "b.keras")
     output = tmp_path / "eval.json"
-    result = run_binary(EVALUATE, f"--a={tmp_path / 'a.keras'}",
+    result = run_main(EVALUATE, f"--a={tmp_path / 'a.keras'}",
                         f"--b={tmp_path / 'b.keras'}", f"--output={output}",
                         f"--data_dir={digits_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -89,9 +89,9 @@ def test_evaluate_binary_writes_table_and_json(run_binary, tmp_path,
     assert figures["agreement"] == 1.0 and figures["dataset"] == "digits"
 
 
-def test_evaluate_binary_names_a_bad_model_file(run_binary, tmp_path):
+def test_evaluate_binary_names_a_bad_model_file(run_main, tmp_path):
     (tmp_path / "a.keras").write_bytes(b"junk")
-    result = run_binary(EVALUATE, f"--a={tmp_path / 'a.keras'}",
+    result = run_main(EVALUATE, f"--a={tmp_path / 'a.keras'}",
                         f"--b={tmp_path / 'a.keras'}")
     assert result.returncode == 1
     assert "Received: --a=" in result.stderr

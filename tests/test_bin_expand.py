@@ -113,10 +113,10 @@ def test_report_path_sits_beside_the_student():
     assert expand.report_path("out/student.keras") == "out/student.report.json"
 
 
-def test_expand_end_to_end(run_binary, teacher_path, tmp_path, digits_dir):
+def test_expand_end_to_end(run_main, teacher_path, tmp_path, digits_dir):
     before = _digest(teacher_path)
     output = tmp_path / "out" / "student.keras"
-    result = run_binary(EXPAND, f"--input={teacher_path}", f"--output={output}",
+    result = run_main(EXPAND, f"--input={teacher_path}", f"--output={output}",
                         "--widen=conv1=8,fc1=64", "--deepen=conv2,fc1:2",
                         "--seed=3", "--dataset=digits",
                         f"--data_dir={digits_dir}", "--num_examples=64")
@@ -137,10 +137,10 @@ def test_expand_end_to_end(run_binary, teacher_path, tmp_path, digits_dir):
         "max_relative_error"] < 1e-5
 
 
-def test_expand_binary_refuses_corrupt_input(run_binary, tmp_path):
+def test_expand_binary_refuses_corrupt_input(run_main, tmp_path):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"\x00" * 100)
-    result = run_binary(EXPAND, f"--input={bad}",
+    result = run_main(EXPAND, f"--input={bad}",
                         f"--output={tmp_path / 's.keras'}", "--widen=2")
     assert result.returncode == 1
     assert "net2net-expand: error: Expected a .keras file" in result.stderr

@@ -164,7 +164,7 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped_for_the_one_before(
 
 
 def test_corrupt_checkpoint_stops_the_binary_with_a_clear_error(
-        run_binary, digits_dir, tmp_path):
+        run_main, digits_dir, tmp_path):
     args = _train_args(tmp_path, digits_dir, "--train_steps=20",
                        "--checkpoint_every=10")
     experiment.train(shared_flags.run_config(_parse(*args)),
@@ -172,7 +172,7 @@ def test_corrupt_checkpoint_stops_the_binary_with_a_clear_error(
                      train.model_fn_from_flags(_parse(*args)))
     with open(tmp_path / "checkpoints" / "ckpt-20.index", "wb") as f:
         f.write(b"garbage")
-    result = run_binary(TRAIN, *_train_args(tmp_path, digits_dir,
+    result = run_main(TRAIN, *_train_args(tmp_path, digits_dir,
                                             "--train_steps=40"))
     assert result.returncode == 1
     assert "net2net-train: error: Cannot restore checkpoint" in result.stderr

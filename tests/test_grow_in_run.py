@@ -79,8 +79,8 @@ def test_bad_growth_flags_are_rejected_naming_the_flags(argv, names):
         assert name in message, (name, message)
 
 
-def test_growth_beyond_the_epochs_stops_the_binary(run_binary, digits_dir, tmp_path):
-    result = run_binary(TRAIN, *_args(tmp_path, digits_dir, "--epochs=1",
+def test_growth_beyond_the_epochs_stops_the_binary(run_main, digits_dir, tmp_path):
+    result = run_main(TRAIN, *_args(tmp_path, digits_dir, "--epochs=1",
                                       "--grow_at_step=5000", "--widen=2.0"))
     assert result.returncode == 1, _output(result)
     assert "net2net-train: error: Expected grow_at_step below the run's" in result.stderr

@@ -273,9 +273,9 @@ def _percent(value):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = shared_flags.run_config()
+    config = shared_flags.run_config(FLAGS)
     strategy = experiment.prepare_process(config)
-    run_from_flags(config, strategy, config.model_dir)
+    run_from_flags(config, strategy, config.model_dir, flag_values=FLAGS)
 
 
 def run():

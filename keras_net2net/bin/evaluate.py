@@ -52,7 +52,7 @@ def main(argv):
     except ValueError as error:
         sys.exit(f"net2net-evaluate: error: {error}")
     images, labels = inputs.load_arrays(FLAGS.dataset, "eval",
-                                        **shared_flags.data_kwargs())
+                                        **shared_flags.data_kwargs(FLAGS))
     result = evaluation.compare_models(model_a, model_b, images, labels,
                                        batch_size=FLAGS.batch_size)
     result.update(a_path=FLAGS.a, b_path=FLAGS.b, dataset=FLAGS.dataset)

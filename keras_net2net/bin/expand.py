@@ -153,7 +153,7 @@ def main(argv):
     if FLAGS.dataset:
         data, _ = inputs.load_arrays(FLAGS.dataset, "train",
                                      limit=FLAGS.num_examples,
-                                     **shared_flags.data_kwargs())
+                                     **shared_flags.data_kwargs(FLAGS))
     try:
         report = expand_file(
             FLAGS.input, FLAGS.output,

@@ -97,11 +97,11 @@ def model_fn_from_flags(flag_values=FLAGS):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = shared_flags.run_config()
+    config = shared_flags.run_config(FLAGS)
     strategy = experiment.prepare_process(config)
     try:
-        _, history = experiment.train(config, strategy, model_fn_from_flags(),
-                                      growth=shared_flags.growth_plan())
+        _, history = experiment.train(config, strategy, model_fn_from_flags(FLAGS),
+                                      growth=shared_flags.growth_plan(FLAGS))
     except (checkpoints.CheckpointError, runner.NonFiniteLossError,
             model_files.ModelFileError, ValueError) as error:
         logging.error("%s", error)
