@@ -145,6 +145,52 @@ def quiet_unless_verbose(flag_values=flags.FLAGS, project_info=True):
     return True
 
 
+def list_flags_in_short_help(flag_values=flags.FLAGS):
+    """Makes --helpshort list every keras_net2net flag of the program.
+
+    absl's --helpshort shows the main module's flags; a console script's
+    main module defines none, so the package's flags are declared there.
+    Call it just before `app.run`.
+
+    Args:
+        flag_values: the `FlagValues` the flags are defined on.
+    """
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.startswith("keras_net2net"):
+            for flag in module_flags:
+                flag_values.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def require_tensorflow_backend(program=None):
+    """Stops a binary started under a Keras backend other than TensorFlow.
+
+    The binaries train, evaluate and expand through `tf.distribute`, `tf.data`
+    and TFDS, which hold TensorFlow tensors only. Growth itself runs on every
+    backend: call `keras_net2net.expand_model` from Python instead.
+
+    Args:
+        program: the name to put in the message; default `sys.argv[0]`'s.
+
+    Raises:
+        SystemExit: with the message (exit status 1) when
+            `keras.config.backend()` is not "tensorflow".
+    """
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        return
+    program = program or os.path.basename(sys.argv[0] or "net2net")
+    sys.exit(
+        f"{program}: error: Expected the TensorFlow Keras backend: the "
+        f"keras-net2net binaries train and read data with tf.distribute and "
+        f"tf.data. Received: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '(unset)')}"
+        f", so Keras runs on {backend!r}. Fix: run with KERAS_BACKEND=tensorflow "
+        f"(or unset it and set \"backend\": \"tensorflow\" in ~/.keras/keras.json)"
+        f"; to grow a model under {backend}, call keras_net2net.expand_model "
+        f"from Python.")
+
+
 def run_main(define_flags, main, project_info=True):
     """Console entry point of a binary: its flags, short help, absl's
     `app.run`, a quiet console; the TensorFlow backend is checked once the
@@ -156,8 +202,6 @@ def run_main(define_flags, main, project_info=True):
         main: `main(argv)` of the binary.
         project_info: as for `quiet_unless_verbose`.
     """
-    from keras_net2net.bin import flags as shared_flags
-
     quiet_cpp = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TFDS draws its bars with tqdm, which reads its defaults from TQDM_*
@@ -165,12 +209,12 @@ def run_main(define_flags, main, project_info=True):
     bars_off = "TQDM_DISABLE" not in os.environ
     os.environ.setdefault("TQDM_DISABLE", "1")
     define_flags()
-    shared_flags.list_flags_in_short_help()
+    list_flags_in_short_help()
 
     def checked_main(argv):
         if not quiet_unless_verbose(project_info=project_info) and bars_off:
             del os.environ["TQDM_DISABLE"]
-        shared_flags.require_tensorflow_backend()
+        require_tensorflow_backend()
         return main(argv)
 
     with contextlib.ExitStack() as stack:

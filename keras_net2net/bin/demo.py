@@ -186,7 +186,7 @@ def run():
     """Entry point of `python -m keras_net2net.bin.demo`."""
     # The demo's progress is its own printed lines; the runs' step logs come
     # back with -v 0.
-    shared_flags.run_main(define_flags, main, project_info=False)
+    console.run_main(define_flags, main, project_info=False)
 
 
 if __name__ == "__main__":

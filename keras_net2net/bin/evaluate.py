@@ -64,7 +64,7 @@ def main(argv):
 
 def run():
     """Console entry point: net2net-evaluate."""
-    shared_flags.run_main(define_flags, main)
+    console.run_main(define_flags, main)
 
 
 if __name__ == "__main__":

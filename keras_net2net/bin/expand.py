@@ -172,7 +172,7 @@ def main(argv):
 
 def run():
     """Console entry point: net2net-expand."""
-    shared_flags.run_main(define_flags, main)
+    console.run_main(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -386,22 +386,6 @@ def parses(parse):
     return check
 
 
-def list_flags_in_short_help(flag_values=flags.FLAGS):
-    """Makes --helpshort list every keras_net2net flag of the program.
-
-    absl's --helpshort shows the main module's flags; a console script's
-    main module defines none, so the package's flags are declared there.
-    Call it just before `app.run`.
-
-    Args:
-        flag_values: the `FlagValues` the flags are defined on.
-    """
-    for module, module_flags in flag_values.flags_by_module_dict().items():
-        if module.startswith("keras_net2net"):
-            for flag in module_flags:
-                flag_values.register_key_flag_for_module(sys.argv[0], flag)
-
-
 def _shape(values):
     return tuple(int(v) for v in values)
 
@@ -422,40 +406,3 @@ def _creatable_dir(path):
             return True
         path = parent
     return os.path.isdir(path)
-
-
-def require_tensorflow_backend(program=None):
-    """Stops a binary started under a Keras backend other than TensorFlow.
-
-    The binaries train, evaluate and expand through `tf.distribute`, `tf.data`
-    and TFDS, which hold TensorFlow tensors only. Growth itself runs on every
-    backend: call `keras_net2net.expand_model` from Python instead.
-
-    Args:
-        program: the name to put in the message; default `sys.argv[0]`'s.
-
-    Raises:
-        SystemExit: with the message (exit status 1) when
-            `keras.config.backend()` is not "tensorflow".
-    """
-    import keras
-
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        return
-    program = program or os.path.basename(sys.argv[0] or "net2net")
-    sys.exit(
-        f"{program}: error: Expected the TensorFlow Keras backend: the "
-        f"keras-net2net binaries train and read data with tf.distribute and "
-        f"tf.data. Received: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '(unset)')}"
-        f", so Keras runs on {backend!r}. Fix: run with KERAS_BACKEND=tensorflow "
-        f"(or unset it and set \"backend\": \"tensorflow\" in ~/.keras/keras.json)"
-        f"; to grow a model under {backend}, call keras_net2net.expand_model "
-        f"from Python.")
-
-
-def run_main(define_flags, main, project_info=True):
-    """Console entry point of a binary (see `bin.console.run_main`)."""
-    from keras_net2net.bin import console
-
-    console.run_main(define_flags, main, project_info=project_info)

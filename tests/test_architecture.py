@@ -1,0 +1,43 @@
+"""The import contracts in setup.cfg ([importlinter]) hold, and they can fail.
+
+import-linter reads the source statically (no TensorFlow import), so both
+checks take a second or two.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("importlinter")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _lint(root):
+    """lint-imports on the package under `root` with the project's contracts."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command;"
+         " sys.exit(lint_imports_command())", "--no-cache", str(ROOT / "setup.cfg")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_import_contracts_are_kept():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "broken" in result.stdout and "0 broken" in result.stdout
+
+
+def test_a_wrong_way_import_breaks_a_contract(tmp_path):
+    shutil.copytree(ROOT / "keras_net2net", tmp_path / "keras_net2net",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    base = tmp_path / "keras_net2net" / "rules" / "base.py"
+    base.write_text(base.read_text() + "\nfrom keras_net2net.training import config\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "Growth rules never import training" in result.stdout
+    assert "BROKEN" in result.stdout
