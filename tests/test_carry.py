@@ -276,7 +276,7 @@ def test_student_that_cannot_build_or_run_is_a_typed_error_even_without_verify(
     x = L.Dense(4, name="fc")(inp)
     x = cls(4, name="add_constant")(x)
     teacher = keras.Model(inp, L.Dense(2, name="logits")(x))
-    monkeypatch.setitem(rules._USER_TABLE, cls, rules.channelwise.PassThroughRule())
+    monkeypatch.setitem(rules.registry._USER_TABLE, cls, rules.channelwise.PassThroughRule())
     with pytest.raises(errors.UnsupportedModelError) as info:
         n2n.expand_model(teacher, widen=2.0, verify=False)
     message = str(info.value)

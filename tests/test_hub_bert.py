@@ -78,9 +78,9 @@ def test_masked_lm_grows_with_its_tied_head(name, tmp_path):
 def test_an_integer_factor_refused_by_a_layer_says_why_not_the_factor(monkeypatch):
     from keras_net2net import rules
 
-    table = dict(rules._TABLE)
+    table = dict(rules.registry._TABLE)
     table.pop(keras_hub.layers.MaskedLMHead)
-    monkeypatch.setattr(rules, "_TABLE", table)
+    monkeypatch.setattr(rules.registry, "_TABLE", table)
     teacher = keras_hub.models.BertMaskedLM(backbone=perturb(keras_hub.models.BertBackbone(
         **TINY)), preprocessor=None)
     message = refused(teacher, errors.FrozenGroupError, widen=2.0)

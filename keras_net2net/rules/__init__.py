@@ -1,8 +1,7 @@
-"""The registry: one table from layer (or op) class to the rule that grows it.
+"""The rules table: which rule grows each Keras layer (or op) class.
 
-Lookup is by exact class: a user subclass of a Keras layer may override
-`call`, so it is treated as unknown (a barrier) unless registered with
-`register_rule`.
+This module fills the registry (`rules.registry`, which rule modules may
+read without importing this one) and re-exports its lookups.
 """
 
 import keras
@@ -22,6 +21,10 @@ from keras_net2net.rules import tensor_ops
 from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Context  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Rule  # noqa: F401 (re-export)
+from keras_net2net.rules.registry import register_rule  # noqa: F401 (re-export)
+from keras_net2net.rules.registry import register_table
+from keras_net2net.rules.registry import rule_for  # noqa: F401 (re-export)
+from keras_net2net.rules.registry import unknown_reason  # noqa: F401 (re-export)
 
 L = keras.layers
 
@@ -124,39 +127,4 @@ _TABLE.update(attention.TABLE)
 _TABLE.update(recurrent.TABLE)
 _TABLE.update(tensor_ops.TABLE)
 
-_USER_TABLE = {}
-
-
-def register_rule(layer_class, rule):
-    """Registers `rule` for layers of exactly `layer_class` (custom layers).
-
-    Args:
-        layer_class: the class of the custom layer.
-        rule: a `keras_net2net.rules.Rule` instance.
-
-    Example:
-
-    ```python
-    from keras_net2net import rules
-    rules.register_rule(MyScale, rules.channelwise.PassThroughRule())
-    ```
-    """
-    _USER_TABLE[layer_class] = rule
-
-
-def register_table(table):
-    """Adds {layer class: rule} of an optional library (keras_net2net.hub)."""
-    _TABLE.update(table)
-
-
-def rule_for(op):
-    """The rule for `op`, or None when the toolkit does not know it."""
-    cls = type(op)
-    return _USER_TABLE.get(cls) or _TABLE.get(cls)
-
-
-def unknown_reason(op):
-    if isinstance(op, L.Lambda):
-        return "Lambda layers hide their computation; they keep the width of what they read"
-    return (f"{type(op).__name__} is not a layer kind the toolkit knows; "
-            "register a rule with keras_net2net.rules.register_rule to grow through it")
+register_table(_TABLE)

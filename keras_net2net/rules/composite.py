@@ -23,12 +23,14 @@ import inspect
 import re
 
 from keras_net2net.graph import TensorKey
+from keras_net2net.rules import channelwise
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import require_axis
+from keras_net2net.rules.registry import rule_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,9 +264,6 @@ class ReversibleEmbeddingRule(Rule):
 
 def _tied_norm(ctx, key, call):
     """Why a tied reverse call's input cannot take the division, or None."""
-    from keras_net2net.rules import channelwise
-    from keras_net2net.rules import rule_for
-
     producer = ctx.graph.producers.get(key)
     io = ctx.io.get(id(producer.op)) if producer is not None else None
     if producer is None or not isinstance(rule_for(producer.op), channelwise.LayerNormRule) \

@@ -26,6 +26,7 @@ from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
 from keras_net2net.graph import Call
 from keras_net2net.graph import TensorKey
+from keras_net2net.rules import registry
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import Rule
@@ -155,13 +156,11 @@ class TimeDistributedRule(Rule):
     of one time step. Axis a >= 2 of the wrapper is axis a - 1 of the layer."""
 
     def propagate(self, ctx, call):
-        from keras_net2net import rules  # the registry imports this module
-
         wrapper, inner = call.op, call.op.layer
-        rule = rules.rule_for(inner)
+        rule = registry.rule_for(inner)
         name = f"TimeDistributed {call.path!r}"
         if rule is None:
-            ctx.barrier(call, f"it wraps {rules.unknown_reason(inner)}")
+            ctx.barrier(call, f"it wraps {registry.unknown_reason(inner)}")
             return
         # The student rebuilds each wrapper's layer from its config: a layer
         # shared with another call would come out untied.
