@@ -440,7 +440,7 @@ class _BranchRunner:
 
 
 def _values(variables):
-    return [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    return [np.copy(v.value.numpy()) for v in variables]
 
 
 def _assign(variables, values):
