@@ -9,7 +9,6 @@ from keras_net2net.bin import compare
 from keras_net2net.bin import demo
 from keras_net2net.training import comparison
 
-COMPARE = "keras_net2net.bin.compare"
 
 
 @pytest.mark.parametrize("values,target,higher,expected", [
@@ -53,17 +52,22 @@ def test_speedup_targets_scratch_converged_value_and_counts_the_teacher():
     assert loss["steps_student"] == 20 and loss["target"] == pytest.approx(0.1)
 
 
-def test_protocol_refuses_a_short_scratch_budget():
+def test_protocol_refuses_bad_budgets_and_metrics():
     from keras_net2net.training import experiment
     config = experiment.RunConfig(dataset="synthetic", eval_every=10)
-    with pytest.raises(ValueError, match="scratch_steps=50"):
-        comparison.run_comparison(config, None, None, [comparison.Arm("w", 2.0)],
-                                  seeds=[0], teacher_steps=40, student_steps=20,
-                                  scratch_steps=50)
+    arms = [comparison.Arm("w", 2.0)]
+    for budgets, match in (([40, 20, 80], "increasing.*budgets=40,20,80.*Fix"),
+                           ([40, 40, 80], "budgets=40,40,80"),
+                           ([40, 0.5], "budgets=40,0.5")):
+        with pytest.raises(ValueError, match=match):
+            comparison.run_comparison(config, None, None, arms, seeds=[0],
+                                      teacher_steps=40, budgets=budgets)
+    with pytest.raises(ValueError, match="at least 3 budgets"):
+        comparison.run_comparison(config, None, None, arms, seeds=[0],
+                                  teacher_steps=40, budgets=[40, 80], min_budgets=3)
     with pytest.raises(ValueError, match="metric='f1'"):
-        comparison.run_comparison(config, None, None, [comparison.Arm("w", 2.0)],
-                                  seeds=[0], teacher_steps=40, student_steps=20,
-                                  metric="f1")
+        comparison.run_comparison(config, None, None, arms, seeds=[0],
+                                  teacher_steps=40, budgets=[40, 80], metric="f1")
 
 
 def _parse(*argv):
@@ -74,16 +78,19 @@ def _parse(*argv):
 
 
 @pytest.mark.parametrize("argv,flag", [
-    (["--eval_every=0"], "--eval_every"),
+    (["--eval_every=-1"], "--eval_every"),
     (["--arms=wider,taller"], "--arms"),
     (["--seeds=0"], "--seeds"),
     (["--teacher_model=MobileNetV2"], "--teacher_model"),
     (["--deepen=fc1:zero"], "--deepen"),
     (["--eval_examples=0"], "--eval_examples"),
-    (["--student_lr_scale=0"], "--student_lr_scale"),
-    (["--scratch_lr_sweep=1,-2"], "--scratch_lr_sweep"),
-    (["--teacher_steps=100", "--student_steps=50", "--scratch_steps=120"],
-     "--scratch_steps"),
+    (["--lr_sweep=1,-2"], "--lr_sweep"),
+    (["--budgets=90,360,180"], r"--budgets.*increasing.*budgets=90,360,180.*Fix: "
+     r"list them smallest first.*--budgets=90,180,360"),
+    (["--budgets=90,90,180"], "--budgets"),
+    (["--budgets=90,180"], r"--budgets.*at least 3.*budgets=90,180"),
+    (["--budgets=90,1e2,x"], "--budgets"),
+    (["--rewarm_from=0"], "--rewarm_from"),
     (["--teacher_model=gpt"], "--teacher_model"),  # gpt needs --dataset=stdlib_bytes
     (["--dataset=stdlib_bytes"], "--dataset"),  # and the cnn can't read bytes
 ])
@@ -109,61 +116,91 @@ def test_demo_defaults_are_compare_flags():
     assert (lm.teacher_model, lm.dataset) == ("gpt", "stdlib_bytes")
     assert lm.seed == flag_values.seed and lm.carry_optimizer
     assert compare.metric_from_flags(lm) == "loss"
+    assert flag_values.arms == ["wider", "both"] and len(flag_values.budgets) >= 3
+    assert lm.budgets == demo.LM_SETTINGS["budgets"] and lm.lr_sweep == ["1", "2"]
     with pytest.raises(flags.Error, match="--parts"):
         flag_values(["demo", "--parts=image,video"])
 
 
-def test_tiny_comparison_writes_report_and_curves(run_binary, digits_dir,
-                                                  tmp_path):
-    result = run_binary(
-        COMPARE, f"--model_dir={tmp_path}", f"--data_dir={digits_dir}",
-        "--teacher_widths=2,4,4", "--teacher_steps=20", "--student_steps=15",
-        "--eval_every=5", "--log_every=1000", "--seeds=1", "--arms=both,wider",
-        "--scratch_lr_sweep=1,2", "--nosweep_every_arm",
-        "--global_batch_size=32", "--learning_rate=0.01", "--carry_optimizer")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "speed-up" in result.stdout and "curves.png" in result.stdout
+def test_tiny_comparison_writes_the_frontier(digits_dir, tmp_path, capsys):
+    """In process, through the binary's own path: flags, run, report, plots."""
+    from keras_net2net.bin import flags as shared_flags
+    from keras_net2net.training import frontier
+    from keras_net2net.training import strategy as strategy_lib
+    flag_values = _parse(
+        f"--data_dir={digits_dir}", "--dataset=digits",
+        "--teacher_widths=2,4,4", "--teacher_steps=20", "--budgets=20,30,40",
+        "--eval_every=5", "--log_every=1000", "--seeds=2", "--arms=both,wider",
+        "--lr_sweep=1,2", "--global_batch_size=32", "--learning_rate=0.01",
+        "--carry_optimizer", "--rewarm_steps=2", "--warmup_steps=2")
+    compare.run_from_flags(shared_flags.run_config(flag_values),
+                           strategy_lib.get_strategy("default"), str(tmp_path),
+                           flag_values=flag_values)
+    out = capsys.readouterr().out
+    assert "saved at scratch's best accuracy" in out
+    assert "frontier.png" in out and "curves.png" in out
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["seeds"] == [0] and report["metric"] == "accuracy"
-    assert report["eval_examples"] == 360
-    assert report["settings"]["student_learning_rate"] == pytest.approx(0.001)
-    assert report["settings"]["scratch_steps"] == 35  # teacher + student
-    assert report["teacher"]["accuracy_per_seed"] == [report["teacher"]["accuracy"]]
+    assert report["seeds"] == [0, 1] and report["metric"] == "accuracy"
+    # The 360 held-out digits: the first half selects, the second is reported.
+    assert report["selection_examples"] == 180 and report["eval_examples"] == 180
+    assert report["teacher"]["accuracy"] == pytest.approx(
+        sum(report["teacher"]["accuracy_per_seed"]) / 2)
     assert list(report["arms"]) == ["both", "wider"]
-    arm = report["arms"]["both"]
-    sweep = arm["scratch_sweep"]
-    # --nosweep_every_arm: the first arm's sweep is the only one; the wider
-    # twin trains at its pick (one run, not one per sweep point).
-    assert sweep["arm"] == "both" and report["arms"]["wider"]["scratch_sweep"] == sweep
-    assert "wider scratch twin, 35 steps at" in result.stderr + result.stdout
-    assert "wider scratch twin, 35 steps at 1 x lr (sweep)" not in result.stderr + result.stdout
-    assert sweep["learning_rates"] == pytest.approx([0.01, 0.02])
-    assert sweep["chosen_learning_rate"] == sweep["learning_rates"][
-        sweep["converged"].index(max(sweep["converged"]))]
-    steps, scratch_steps = arm["steps"], arm["scratch_steps"]
-    scratch = arm["scratch_accuracy"]
-    assert steps == [0, 5, 10, 15] and scratch_steps == list(range(0, 40, 5))
-    # The chosen sweep run is the scratch twin of the sweep's seed.
-    assert comparison.converged(scratch) == pytest.approx(max(sweep["converged"]))
-    # A Net2Net student starts where its teacher ended; its scratch twin
-    # (fresh weights) starts near chance on 10 classes.
-    versus = arm["teacher_vs_final_student"][0]
-    assert arm["student_accuracy"][0] == pytest.approx(versus["teacher"]["accuracy"], abs=1e-6)
-    assert scratch[0] <= 0.2, scratch
-    assert max(arm["max_relative_error_per_seed"]) < 1e-4
-    assert arm["params"]["student"] > arm["params"]["teacher"]
-    flops = arm["train_flops_per_step"]
-    assert 0 < flops["teacher"] < flops["student"]
-    assert arm["teacher_flops_ratio"] == pytest.approx(flops["teacher"] / flops["student"])
-    # The headline figures follow from the report's own curves.
-    expected = comparison.speedup(steps, arm["student_accuracy"], scratch_steps, scratch,
-                                  5, teacher_cost=20 * arm["teacher_flops_ratio"])
-    for key, value in expected.items():
-        assert arm[key] == (None if value is None else pytest.approx(value)), key
-    assert arm["target"] == pytest.approx(sum(scratch[-5:]) / 5)
-    assert arm["ceiling"] == pytest.approx(7.0)
-    assert versus["student"]["accuracy"] == pytest.approx(
-        arm["student_accuracy"][-1], abs=1e-6)
-    picture = (tmp_path / "curves.png").read_bytes()
-    assert picture.startswith(b"\x89PNG") and len(picture) > 10_000
+    for arm in report["arms"].values():
+        front = arm["frontier"]
+        ratio, cost = arm["teacher_flops_ratio"], arm["teacher_cost_in_student_steps"]
+        flops = arm["train_flops_per_step"]
+        assert 0 < flops["teacher"] < flops["student"]
+        assert ratio == pytest.approx(flops["teacher"] / flops["student"])
+        assert cost == pytest.approx(20 * ratio)
+        assert front["budgets"] == [20, 30, 40] == front["scratch"]["steps"]
+        steps = front["grown"]["student_steps"]
+        # Compute-matched: whole steps, down at the smallest budget and up at
+        # the largest, so the grown points span scratch's budgets.
+        assert steps[0] <= 20 - cost < steps[0] + 1 and steps[2] - 1 < 40 - cost <= steps[2]
+        assert front["grown"]["compute"] == pytest.approx([cost + s for s in steps])
+        assert front["grown"]["compute_sunk"] == steps
+        assert len(front["scratch"]["per_seed"]) == 2 == len(front["grown"]["per_seed"])
+        assert len(front["scratch"]["se"]) == 3
+        # The figures are frontier.py's on the report's own per-seed qualities.
+        views = frontier.both_views(
+            front["budgets"], front["scratch"]["per_seed"], steps,
+            front["grown"]["per_seed"], teacher_steps=20, teacher_flops_ratio=ratio,
+            higher_is_better=True)
+        for key, view in (("compute_saved", "teacher_counted"),
+                          ("compute_saved_sunk", "teacher_sunk")):
+            expected = views[view]["at_best"]["summary"]
+            for field in ("per_seed", "mean", "se", "ci", "missing"):
+                assert arm[key][field] == (pytest.approx(expected[field])
+                                           if expected[field] is not None else None), field
+            assert arm[key]["status_per_seed"] == [
+                s["status"] for s in views[view]["at_best"]["per_seed"]]
+            # The target is each seed's best scratch quality.
+            assert arm[key]["quality_per_seed"] == pytest.approx(
+                [max(q) for q in front["scratch"]["per_seed"]])
+        gains = views["teacher_counted"]["quality_gain_equal_compute"]
+        assert [g["compute"] for g in arm["quality_gain_equal_compute"]] == [20, 30, 40]
+        for got, want in zip(arm["quality_gain_equal_compute"], gains):
+            assert got["per_seed"] == pytest.approx(want["summary"]["per_seed"])
+            assert None not in got["per_seed"]  # measured points span every budget
+        # The sweep is symmetric and chosen on the selection half.
+        for role in ("scratch", "grown"):
+            sweep = arm["lr_sweep"][role]
+            assert sweep["learning_rates"] == pytest.approx([0.01, 0.02])
+            for j, scale in enumerate(sweep["chosen_scale"]):
+                picks = {s: sweep["selection"][str(s)][j] for s in (1.0, 2.0)}
+                assert picks[scale] == max(picks.values())
+            assert sweep["reported"][str(sweep["chosen_scale"][0])][0] == pytest.approx(
+                front[role]["per_seed"][0][0])
+        # A Net2Net student starts where its teacher ended; scratch near chance.
+        for seed, curve in enumerate(arm["curves"]["grown"]):
+            assert curve[0]["step"] == 0 and curve[0]["accuracy"] == pytest.approx(
+                report["teacher"]["accuracy_per_seed"][seed], abs=1e-6)
+        assert arm["curves"]["scratch"][0][0]["accuracy"] <= 0.25
+        assert max(arm["max_relative_error_per_seed"]) < 1e-4
+        assert arm["params"]["student"] > arm["params"]["teacher"]
+    for picture in ("curves.png", "frontier.png"):
+        data = (tmp_path / picture).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert (tmp_path / "models" / "seed_0" / "both_student.keras").exists()
+    assert (tmp_path / "models" / "seed_1" / "wider_scratch.keras").exists()

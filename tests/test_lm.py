@@ -76,17 +76,19 @@ def test_tiny_lm_comparison_with_whole_blocks_reports_json(bytes_dir):
         lambda info: models.build_model("gpt", info.input_shape, info.num_classes,
                                         width=8, depth=1),
         [comparison.Arm("both", widen=2.0, deepen=blocks)], seeds=[0],
-        teacher_steps=2, student_steps=2, scratch_lr_scales=(1.0,),
-        carry_optimizer=True, metric="loss")
+        teacher_steps=2, budgets=[3, 4, 6], carry_optimizer=True, metric="loss")
     arm = report["arms"]["both"]
     # Span keys are written as the flags write them, so the report is JSON.
     assert json.loads(json.dumps(report))["arms"]["both"]["deepen"] == {
         "block1_ln1..block1_res2": 1}
-    assert arm["steps"] == [0, 2] and arm["scratch_steps"] == [0, 2, 4]
+    front = arm["frontier"]
+    assert front["scratch"]["steps"] == [3, 4, 6]
+    assert front["grown"]["compute"][0] <= 3 and front["grown"]["compute"][-1] >= 6
     # The student starts as the trained teacher, ahead of the fresh twin.
     assert arm["max_relative_error_per_seed"][0] < 1e-5
-    assert arm["student_loss"][0] < arm["scratch_loss"][0]
+    assert arm["curves"]["grown"][0][0]["loss"] < arm["curves"]["scratch"][0][0]["loss"]
     assert arm["params"]["student"] > 2 * arm["params"]["teacher"]
+    assert arm["compute_saved"]["quality_per_seed"] == [min(front["scratch"]["per_seed"][0])]
 
 
 def test_binaries_accept_gpt_and_the_new_data_sets():

@@ -278,17 +278,47 @@ def test_growth_continues_or_rewarms_the_schedule(digits_dir, tmp_path, rewarm):
 
 
 # -- comparisons ---------------------------------------------------------------------
+def test_branching_wsd_takes_the_values_of_wsd_and_rewarm():
+    """One traced schedule for every budget: set as a WSD run of T steps (or
+    a re-warmed one after growth) it gives that schedule's rates."""
+    branching = schedules.BranchingWSD(1.0)
+    steps = np.arange(0, 130)
+    for total, warmup in ((100, 10), (37, 0), (5, 1)):
+        wsd = schedules.WarmupStableDecay(PEAK, total, warmup_steps=warmup,
+                                          cooldown_fraction=0.2, min_lr_ratio=0.1)
+        branching.set(peak=PEAK, warmup_steps=warmup, decay_start=total - wsd.cooldown_steps,
+                      decay_steps=wsd.cooldown_steps, min_lr_ratio=0.1)
+        np.testing.assert_allclose([float(branching(s)) for s in steps],
+                                   [float(wsd(s)) for s in steps], rtol=1e-5)
+    # After growth at optimizer step 40: a WSD over the student's 60 steps,
+    # re-warmed over 5 steps from 0.1 x the rate.
+    student = schedules.WarmupStableDecay(PEAK, 60, cooldown_fraction=0.2,
+                                          min_lr_ratio=0.0, start_step=40)
+    rewarmed = schedules.Rewarm(student, start_step=40, rewarm_steps=5, rewarm_from=0.1)
+    branching.set(peak=PEAK, warm_start=40, warmup_steps=5, warm_from=0.1, warm_offset=0,
+                  decay_start=40 + 60 - student.cooldown_steps,
+                  decay_steps=student.cooldown_steps, min_lr_ratio=0.0)
+    np.testing.assert_allclose([float(branching(s)) for s in range(40, 110)],
+                               [float(rewarmed(s)) for s in range(40, 110)], rtol=1e-5)
+    branching.set(peak=PEAK)  # no cooldown: the peak is held
+    assert float(branching(10**6)) == pytest.approx(PEAK)
+    restored = schedules.BranchingWSD.from_config(branching.get_config())
+    assert restored.settings() == pytest.approx(branching.settings())
+
+
 def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatch):
-    """The student's first batch is the teacher's next one (batch
-    teacher_steps of the stream), while the scratch twin starts at batch 0;
-    every run ends its own WSD decay at its own budget."""
+    """The grown arm's first batch is the teacher's next one (batch
+    teacher_steps of the stream), while scratch starts at batch 0; each
+    budget's cooldown branches off the stable run at its own step and reads
+    the stream on from there."""
+    from keras_net2net.data import inputs
     from keras_net2net.training import comparison
 
-    make_inputs = experiment.make_inputs
+    make_input_fns = inputs.make_input_fns
     starts, first_labels = [], []
 
-    def recording_inputs(config):
-        train_fn, eval_fn, info = make_inputs(config)
+    def recording_inputs(*args, **kwargs):
+        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
 
         def train_fn_recorded(input_context, start_step=0):
             starts.append(start_step)
@@ -297,7 +327,7 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
             return data
         return train_fn_recorded, eval_fn, info
 
-    monkeypatch.setattr(experiment, "make_inputs", recording_inputs)
+    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
     spans = []
     learning_rate_schedule = experiment.learning_rate_schedule
 
@@ -310,18 +340,21 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     config = _config(digits_dir, eval_every=5, warmup_steps=2)
     report = comparison.run_comparison(
         config, strategy_lib.get_strategy("default"), _mlp,
-        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10, student_steps=10,
-        scratch_lr_scales=(1.0,), carry_optimizer=True, metric="loss")
-    assert starts == [0, 10, 0]  # teacher, student, scratch twin
-    stream = make_inputs(config)[0](tf.distribute.InputContext(), start_step=0)
-    eleventh = [labels for _, labels in stream.take(11)][-1].numpy()
-    np.testing.assert_array_equal(first_labels[1], eleventh)
-    np.testing.assert_array_equal(first_labels[0], first_labels[2])
-    # (budget, first optimizer step): the carried student's schedule starts at
-    # the teacher's step count.
-    assert spans == [(10, 0), (10, 10), (20, 0)]
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10,
+        budgets=[15, 20, 30], carry_optimizer=True, rewarm_steps=2, metric="loss")
     arm = report["arms"]["wider"]
-    assert arm["steps"][-1] == 10 and arm["scratch_steps"][-1] == 20
+    grown = arm["frontier"]["grown"]["student_steps"]
+    branch = lambda budgets: [b - max(1, round(0.2 * b)) for b in budgets]
+    # teacher; scratch: stable, then each branch; grown: the same, after the teacher.
+    assert starts == [0, 0, *branch([15, 20, 30]), 10, *[10 + p for p in branch(grown)]]
+    stream = make_input_fns(config.dataset, 32, data_dir=digits_dir)[0](
+        tf.distribute.InputContext(), start_step=0)
+    eleventh = [labels for _, labels in stream.take(11)][-1].numpy()
+    np.testing.assert_array_equal(first_labels[1 + 4], eleventh)
+    np.testing.assert_array_equal(first_labels[0], first_labels[1])
+    # The teacher's schedule spans its own 10 steps; the others are branched.
+    assert spans == [(10, 0)]
+    assert arm["frontier"]["scratch"]["steps"] == [15, 20, 30]
 
 
 def test_compare_takes_the_schedule_flags():

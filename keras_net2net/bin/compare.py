@@ -1,22 +1,28 @@
-r"""net2net-compare: do Net2Net students learn faster than random init?
+r"""net2net-compare: does growing pay? Quality against compute.
 
-Trains a teacher, grows it wider, deeper and both, trains each student, and
-trains the same architecture from random weights (the "scratch twin") for at
-least as many steps as teacher and student together, at its best learning
-rate from a small sweep. Writes `report.json` and `curves.png` into
---model_dir and prints a table.
+Trains a teacher, grows it wider, deeper and both, and trains each grown
+model and the same architecture from random weights ("scratch") at several
+compute budgets (--budgets, in student-step equivalents: a teacher step counts
+at its training FLOPs per step relative to the student's). Every run ends in
+its own warmup-stable-decay cooldown, branched off one stable run per
+learning rate; the grown arm runs at scratch's peak rate, with the teacher's
+optimizer carried and re-warmed (--carry_optimizer --rewarm_steps) or a fresh
+one warmed up (--warmup_steps). Peak rates (--lr_sweep) are tried for both
+alike on the first seed and chosen per budget on the first half of the
+held-out examples; the second half is reported.
 
-    net2net-compare --model_dir=runs/compare --dataset=distorted_digits
+Writes `report.json`, `curves.png` (stable phases) and `frontier.png`
+(quality vs compute) into --model_dir and prints a table: per budget the
+final quality of both (mean ± s.e. over seeds), the quality gain at equal
+compute, and the compute saved at scratch's best quality and at its
+half-compute quality, teacher counted and teacher already paid for, with 95%
+intervals over seeds (see `keras_net2net.training.comparison` and
+`keras_net2net.training.frontier`).
+
+    net2net-compare --model_dir=runs/compare --dataset=distorted_digits \
+        --budgets=180,360,720 --teacher_steps=150 --carry_optimizer
     net2net-compare --model_dir=runs/lm --dataset=stdlib_bytes \
         --teacher_model=gpt --arms=both --deepen=block1_ln1..block1_res2:1
-
-The target is the scratch twin's converged value (mean of its last 5
-evaluations: test accuracy, or validation loss with --metric=loss); a curve
-reaches it at the first evaluation from which 3 consecutive evaluations
-average at or past it. The speed-up is scratch steps / student steps; the
-total speed-up adds the teacher's steps weighted by its training FLOPs per
-step relative to the student's; both come with the ceiling the evaluation
-grid can show (see `keras_net2net.training.comparison`).
 """
 
 import json
@@ -28,6 +34,8 @@ from absl import logging
 
 from keras_net2net import choices
 from keras_net2net.bin import console
+from keras_net2net.training import comparison_options
+from keras_net2net.training import schedule_options
 from keras_net2net.bin import flags as shared_flags
 
 # Loaded when main first uses them, so that flags answer before TensorFlow.
@@ -40,6 +48,7 @@ strategy_lib = console.lazy_module("keras_net2net.training.strategy")
 FLAGS = flags.FLAGS
 REPORT_FILENAME = "report.json"
 CURVES_FILENAME = "curves.png"
+FRONTIER_FILENAME = "frontier.png"
 # Models that read token sequences, and the data sets that provide them.
 SEQUENCE_MODELS = ("gpt",)
 SEQUENCE_DATASETS = (choices.STDLIB_BYTES,)
@@ -64,25 +73,30 @@ def define_flags(flag_values=FLAGS):
                          "resnet_small).", lower_bound=1, **fv)
     flags.DEFINE_integer("teacher_steps", 1000, "Training steps of the "
                          "teacher.", lower_bound=1, **fv)
-    flags.DEFINE_integer("student_steps", 600, "Training steps of each "
-                         "student.", lower_bound=1, **fv)
-    flags.DEFINE_integer("scratch_steps", None, "Training steps of each "
-                         "scratch twin; default and minimum: teacher_steps + "
-                         "student_steps.", lower_bound=1, **fv)
-    flags.DEFINE_float("student_lr_scale", 0.1, "Student learning rate as a "
-                       "fraction of --learning_rate (the paper uses 1/10).",
-                       **fv)
-    flags.DEFINE_list("scratch_lr_sweep", ["0.5", "1", "2"], "Scratch learning "
-                      "rates to try (multiples of --learning_rate) on the first "
-                      "seed; the best converged value is used for all seeds.",
-                      **fv)
-    flags.DEFINE_bool("sweep_every_arm", True, "Sweep the scratch learning rate "
-                      "for every arm; --nosweep_every_arm sweeps the first arm's "
-                      "twin only and gives its pick to the other arms (each sweep "
-                      "point is one more scratch run).", **fv)
+    flags.DEFINE_list(
+        "budgets", [str(b) for b in comparison_options.DEFAULT_BUDGETS],
+        "Compute budgets in student-step equivalents, increasing, at least "
+        f"{comparison_options.MIN_BUDGETS}: scratch trains each many steps; a "
+        "grown arm trains each minus the teacher's cost (--teacher_steps x the "
+        "teacher's training FLOPs per step / the student's). Every run ends in "
+        "its own warmup-stable-decay cooldown (--cooldown_fraction, "
+        "--min_lr_ratio), branched off one stable run.", **fv)
+    flags.DEFINE_list(
+        "lr_sweep", ["1"], "Peak learning rates to try, as multiples of "
+        "--learning_rate, for scratch and the grown arms alike, on the first "
+        "seed; chosen per budget on the first half of the held-out examples "
+        "(every reported figure uses the second half).", **fv)
     flags.DEFINE_bool("carry_optimizer", False, "Start each student with the "
                       "teacher's optimizer state (keras_net2net."
-                      "expand_optimizer) instead of a fresh optimizer.", **fv)
+                      "expand_optimizer), re-warmed over --rewarm_steps, instead "
+                      "of a fresh optimizer with --warmup_steps of warmup.", **fv)
+    flags.DEFINE_integer(
+        "rewarm_steps", 0, "With --carry_optimizer: steps of linear re-warmup "
+        "of the grown arm from --rewarm_from x the peak rate; 0: none.", **fv)
+    flags.DEFINE_float(
+        "rewarm_from", schedule_options.DEFAULT_REWARM_FROM, "With "
+        "--rewarm_steps: the re-warmup's start as a fraction of the rate, in "
+        "(0, 1].", **fv)
     flags.DEFINE_enum("metric", "auto", ["auto", "accuracy", "loss"],
                       "What the arms are compared on; auto: loss for gpt, "
                       "accuracy otherwise.", **fv)
@@ -97,6 +111,7 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer("seeds", 3, "Repeat with seeds --seed, --seed+1, "
                          "...; curves are averaged.", lower_bound=1, **fv)
     flag_values.set_default("eval_every", 20)
+    flag_values.set_default("lr_schedule", "wsd")
     flag_values.set_default("log_every", 200)
     flags.mark_flag_as_required("model_dir", **fv)
     flags.register_validator("teacher_model",
@@ -107,27 +122,27 @@ def define_flags(flag_values=FLAGS):
         "arms", lambda arms: bool(arms) and set(arms) <= {
             "wider", "deeper", "both"},
         message="expected a list of wider, deeper, both", **fv)
-    flags.register_validator("eval_every", lambda steps: steps > 0,
-                             message="expected > 0: curves need evaluations",
-                             **fv)
-    flags.register_validator("student_lr_scale", lambda scale: scale > 0,
-                             message="expected > 0", **fv)
     flags.register_validator(
-        "scratch_lr_sweep", _positive_floats,
-        message="Expected positive multiples of --learning_rate such as "
-        "0.5,1,2. Fix: e.g. --scratch_lr_sweep=1 for no sweep", **fv)
+        "eval_every", lambda steps: steps >= 0,
+        message="Expected --eval_every >= 0 (steps between evaluations of the "
+        "stable phases; 0: only the end of each run). Fix: e.g. --eval_every=20",
+        **fv)
+    flags.register_validator(
+        "budgets", lambda budgets: shared_flags.raise_problem(
+            comparison_options.budgets_problem(
+                budgets, min_budgets=comparison_options.MIN_BUDGETS)), **fv)
+    flags.register_validator(
+        "lr_sweep", lambda scales: shared_flags.raise_problem(
+            comparison_options.lr_scales_problem(scales)), **fv)
+    for name in ("rewarm_steps", "rewarm_from"):
+        flags.register_validator(
+            name, lambda value, name=name: shared_flags.raise_problem(
+                schedule_options.rewarm_problem(**{name: value})), **fv)
     flags.register_validator("widen", shared_flags.parses(shared_flags.parse_widen),
                              message="expected e.g. 2.0 or conv1=8,fc1=64",
                              **fv)
     flags.register_validator("deepen", shared_flags.parses(shared_flags.parse_deepen),
                              message="expected e.g. conv2,fc1", **fv)
-    flags.register_multi_flags_validator(
-        ["scratch_steps", "teacher_steps", "student_steps"],
-        lambda v: v["scratch_steps"] is None or
-        v["scratch_steps"] >= v["teacher_steps"] + v["student_steps"],
-        message="Expected --scratch_steps >= --teacher_steps + --student_steps: "
-        "the scratch twin trains at least as long as teacher and student "
-        "together. Fix: raise --scratch_steps or leave it unset", **fv)
     flags.register_multi_flags_validator(
         ["teacher_model", "dataset"],
         lambda v: (v["teacher_model"] in SEQUENCE_MODELS)
@@ -136,13 +151,6 @@ def define_flags(flag_values=FLAGS):
         f"exactly with a sequence data set ({', '.join(SEQUENCE_DATASETS)}). "
         "Fix: --teacher_model=gpt --dataset=stdlib_bytes, or an image model "
         "with an image data set", **fv)
-
-
-def _positive_floats(values):
-    try:
-        return bool(values) and all(float(v) > 0 for v in values)
-    except ValueError:
-        return False
 
 
 def arms_from_flags(flag_values=FLAGS):
@@ -174,17 +182,19 @@ def teacher_fn_from_flags(flag_values=FLAGS):
 
 
 def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME,
-                   flag_values=FLAGS, progress=None):
+                   flag_values=FLAGS, progress=None,
+                   frontier_filename=FRONTIER_FILENAME):
     """Runs the comparison the flags describe; the chief writes the report,
-    the curves and the table.
+    the curves, the frontier and the table.
 
     Args:
         config: an `experiment.RunConfig`.
         strategy: from `experiment.prepare_process`.
         output_dir: where report.json, the curves and models go.
-        curves_filename: the picture's file name.
+        curves_filename: the learning curves' file name.
         flag_values: parsed flags of `define_flags`.
         progress: `progress(message)` at each phase (see `run_comparison`).
+        frontier_filename: the quality-vs-compute plot's file name.
 
     Returns:
         The report, or None on a worker that is not the chief.
@@ -195,13 +205,12 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         config, strategy, teacher_fn_from_flags(flag_values),
         arms_from_flags(flag_values), seeds=seeds,
         teacher_steps=flag_values.teacher_steps,
-        student_steps=flag_values.student_steps,
-        scratch_steps=flag_values.scratch_steps,
-        student_lr_scale=flag_values.student_lr_scale,
-        scratch_lr_scales=[float(s) for s in flag_values.scratch_lr_sweep],
+        budgets=[int(b) for b in flag_values.budgets],
+        lr_scales=[float(s) for s in flag_values.lr_sweep],
         carry_optimizer=flag_values.carry_optimizer,
+        rewarm_steps=flag_values.rewarm_steps, rewarm_from=flag_values.rewarm_from,
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
-        sweep_every_arm=flag_values.sweep_every_arm,
+        min_budgets=comparison_options.MIN_BUDGETS,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)
     if not is_chief:
@@ -209,61 +218,85 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
     os.makedirs(output_dir, exist_ok=True)
     report_path = os.path.join(output_dir, REPORT_FILENAME)
     curves_path = os.path.join(output_dir, curves_filename)
+    frontier_path = os.path.join(output_dir, frontier_filename)
     with open(report_path, "w") as f:
         json.dump(report, f, indent=1)
     curves.plot_comparison(report, curves_path)
+    curves.plot_frontier(report, frontier_path)
     print(format_table(report), flush=True)
-    print(f"report: {report_path}\ncurves: {curves_path}", flush=True)
-    logging.info("Wrote %s and %s.", report_path, curves_path)
+    print(f"report: {report_path}\ncurves: {curves_path}\nfrontier: "
+          f"{frontier_path}", flush=True)
+    logging.info("Wrote %s, %s and %s.", report_path, curves_path, frontier_path)
     return report
 
 
 def format_table(report):
-    """A short text table of a comparison report."""
+    """A short text table of a comparison report: per arm, the frontier and
+    the savings."""
     metric = report["metric"]
     teacher = report["teacher"]
-    lines = [f"teacher {metric} {teacher[metric]:.4f} (converged, mean of "
-             f"{len(report['seeds'])} seeds, "
+    seeds = len(report["seeds"])
+    lines = [f"teacher {metric} {teacher[metric]:.4f} (mean of {seeds} seeds, "
              f"{sum(teacher['train_seconds_per_seed']):.1f} s of teacher "
-             f"training); {report['eval_examples']} evaluation examples",
-             f"{'arm':<8}{'params':>9}{'t/s flops':>10}{'student':>9}"
-             f"{'target':>8}{'steps st':>9}{'steps sc':>9}{'speed-up':>9}"
-             f"{'total':>7}{'saved':>7}{'ceiling':>9}{'scratch lr':>11}"
-             f"{'max rel err':>12}"]
+             f"training); {report['eval_examples']} reported and "
+             f"{report['selection_examples']} selection examples"]
     for name, arm in report["arms"].items():
-        sweep = arm["scratch_sweep"]
+        front = arm["frontier"]
         lines.append(
-            f"{name:<8}{arm['params']['student']:>9,}"
-            f"{arm['teacher_flops_ratio']:>10.3f}"
-            f"{arm['final_student']:>9.4f}{arm['target']:>8.4f}"
-            f"{_step(arm['steps_student']):>9}{arm['steps_scratch']:>9}"
-            f"{_times(arm['speedup']):>9}{_times(arm['speedup_total']):>7}"
-            f"{_percent(arm['compute_saved']):>7}"
-            f"{arm['ceiling']:>5.0f}/{arm['ceiling_total']:<3.0f}"
-            f"{sweep['chosen_learning_rate']:>11.2g}"
-            f"{max(arm['max_relative_error_per_seed']):>12.2e}")
-        per_seed = ", ".join(_times(s) for s in arm["per_seed"]["speedup"])
-        total = ", ".join(_times(s) for s in arm["per_seed"]["speedup_total"])
-        sweep_text = ", ".join(f"{lr:.2g}: {v:.4f}" for lr, v in zip(
-            sweep["learning_rates"], sweep["converged"]))
-        lines.append(f"{'':<8}per seed: speed-up {per_seed}; total {total}; "
-                     f"scratch sweep (seed {sweep['seed']}) {sweep_text}")
+            f"{name}: params {arm['params']['teacher']:,} -> "
+            f"{arm['params']['student']:,}; teacher/student FLOPs per step "
+            f"{arm['teacher_flops_ratio']:.3f}, teacher cost "
+            f"{arm['teacher_cost_in_student_steps']:.1f} student steps; max rel err "
+            f"{max(arm['max_relative_error_per_seed']):.1e}")
+        lines.append(f"  {'budget':>7}{'scratch':>17}{'grown steps':>12}"
+                     f"{'grown':>17}{'gain (equal compute)':>24}{'lr x sc/gr':>12}")
+        sweep = arm["lr_sweep"]
+        for j, budget in enumerate(front["budgets"]):
+            gain = arm["quality_gain_equal_compute"][j]
+            lines.append(
+                f"  {budget:>7}{_mean_se(front['scratch'], j):>17}"
+                f"{front['grown']['student_steps'][j]:>12}"
+                f"{_mean_se(front['grown'], j):>17}"
+                f"  {_value_ci(gain, '+.4f'):>22}"
+                f"{sweep['scratch']['chosen_scale'][j]:>6g}/"
+                f"{sweep['grown']['chosen_scale'][j]:<5g}")
+        for key, label in (("compute_saved", "teacher counted"),
+                           ("compute_saved_sunk", "teacher paid for")):
+            saved = arm[key]
+            per_seed = ", ".join(_percent(v) if v is not None else status
+                                 for v, status in zip(saved["per_seed"],
+                                                      saved["status_per_seed"]))
+            lines.append(f"  saved at scratch's best {metric} ({label}): "
+                         f"{_value_ci(saved, '.0%')}; per seed {per_seed}")
+        half = arm["compute_saved_at_half"]
+        lines.append(f"  saved at scratch's half-compute {metric} (teacher "
+                     f"counted): {_value_ci(half, '.0%')}")
     lines.append(
-        f"student: converged {metric} (mean of the last {report['protocol']['last']} "
-        f"evaluations); target: the scratch twin's; steps st/sc: steps to reach "
-        f"it ({report['protocol']['window']} evaluations averaged); total: "
-        "counting the teacher's steps at its FLOPs per step (t/s flops); saved: "
-        "compute saved counting the teacher; ceiling: the largest speed-up / "
-        "total the evaluation grid can show.")
+        "budget: compute in student-step equivalents; scratch / grown: final "
+        f"{metric} (mean ± s.e. over seeds) of runs each ending in its own "
+        "cooldown, the grown arm with the teacher counted; gain: grown minus "
+        "scratch at equal compute (positive = grown better), 95% interval; saved: "
+        "1 - grown compute / scratch compute to reach the quality, interpolated, "
+        "never extrapolated.")
     return "\n".join(lines)
 
 
-def _step(step):
-    return "never" if step is None else str(step)
+def _mean_se(points, j):
+    mean = points["mean"][j]
+    se = points["se"][j] if points["se"] else None
+    return f"{mean:.4f}" + ("" if se is None else f" ± {se:.4f}")
 
 
-def _times(value):
-    return "never" if value is None else f"{value:.1f}x"
+def _value_ci(summary, spec):
+    if summary["mean"] is None:
+        missing = summary.get("missing", 0)
+        return (f"- ({missing} of {summary['n']} seeds without a value)"
+                if missing else "-")
+    text = format(summary["mean"], spec)
+    if summary.get("ci"):
+        low, high = summary["ci"]
+        text += f" [{format(low, spec)}, {format(high, spec)}]"
+    return text
 
 
 def _percent(value):

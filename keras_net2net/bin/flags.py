@@ -172,19 +172,19 @@ def define_schedule_flags(flag_values=flags.FLAGS):
         **fv)
     for name in ("lr_schedule", "warmup_steps", "cooldown_fraction", "min_lr_ratio"):
         flags.register_validator(
-            name, lambda value, name=name: _raise_problem(
+            name, lambda value, name=name: raise_problem(
                 options.schedule_problem(**{"name" if name == "lr_schedule" else name:
                                             value})), **fv)
     flags.register_multi_flags_validator(
         ["lr_schedule", "warmup_steps", "cooldown_fraction", "train_steps"],
-        lambda v: v["train_steps"] is None or _raise_problem(
+        lambda v: v["train_steps"] is None or raise_problem(
             options.schedule_problem(
                 name=v["lr_schedule"], warmup_steps=v["warmup_steps"],
                 cooldown_fraction=v["cooldown_fraction"], total_steps=v["train_steps"])),
         **fv)
 
 
-def _raise_problem(problem):
+def raise_problem(problem):
     """A validator's verdict: True, or the problem raised with its own words
     (absl puts "flag --name=value: " before them)."""
     if problem:
@@ -229,7 +229,7 @@ def define_growth_flags(flag_values=flags.FLAGS):
         "(0, 1].", **fv)
     for name in ("rewarm_steps", "rewarm_from"):
         flags.register_validator(
-            name, lambda value, name=name: _raise_problem(
+            name, lambda value, name=name: raise_problem(
                 schedule_options.rewarm_problem(**{name: value})), **fv)
     flags.register_validator(
         "grow_at_step", lambda steps: steps is None or (

@@ -80,7 +80,7 @@ class _Splits:
 def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
                    synthetic_shape=(8, 8, 1),
                    synthetic_classes=10, synthetic_examples=2048,
-                   eval_examples=None):
+                   eval_examples=None, eval_skip=0):
     """Builds distributed input functions for a data set.
 
     Args:
@@ -104,6 +104,10 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
         eval_examples: evaluate on the first this many examples of the
             held-out split (in stored order, so always the same ones); None
             evaluates on all of it.
+        eval_skip: leave out this many examples at the start of the held-out
+            split first (`eval_examples` then counts from there): a
+            comparison selects learning rates on one part of the split and
+            reports on another.
 
     Returns:
         (train_fn, eval_fn, info): `train_fn(input_context, start_step=0)`
@@ -122,7 +126,7 @@ def make_input_fns(dataset, global_batch_size, *, data_dir=None, seed=0,
                          f"Received: global_batch_size={global_batch_size}")
     splits = _first_eval_examples(
         _load_splits(dataset, data_dir, tuple(synthetic_shape), synthetic_classes,
-                     synthetic_examples), eval_examples)
+                     synthetic_examples), eval_examples, eval_skip)
     eval_batch = global_batch_size * max(1, _EVAL_BATCH // global_batch_size)
     eval_steps = max(1, math.ceil(splits.num_eval / eval_batch))
     info = InputInfo(name=dataset, input_shape=splits.input_shape,
@@ -217,7 +221,15 @@ def _options():
     return options
 
 
-def _first_eval_examples(splits, eval_examples):
+def _first_eval_examples(splits, eval_examples, eval_skip=0):
+    if isinstance(eval_skip, bool) or not isinstance(eval_skip, int) or not (
+            0 <= eval_skip < splits.num_eval):
+        raise ValueError(f"Expected eval_skip to be a number of examples in "
+                         f"[0, {splits.num_eval}) (the held-out split's size). "
+                         f"Received: eval_skip={eval_skip!r}")
+    if eval_skip:
+        splits = dataclasses.replace(splits, eval=splits.eval.skip(eval_skip),
+                                     num_eval=splits.num_eval - eval_skip)
     if eval_examples is None:
         return splits
     if isinstance(eval_examples, bool) or not isinstance(eval_examples, int) \

@@ -1,41 +1,49 @@
-"""Net2Net students vs the same architectures trained from scratch.
+"""Does growing pay? Net2Net students against scratch as compute-to-quality
+frontiers.
 
-For each seed: train a teacher; for each arm (e.g. wider, deeper, both),
-grow the teacher into a student with `keras_net2net.expand_model` and train
-it; build the same architecture with fresh weights (`keras.models.clone_model`
-re-runs the initialisers) and train that "scratch twin" on the same batches
-and evaluation set. The protocol is meant not to flatter Net2Net:
+For each seed: train a teacher; for each arm (e.g. wider, both), grow it into
+a student with `keras_net2net.expand_model`, and train the student and the
+same architecture from fresh weights ("scratch") at several compute budgets.
+The protocol is the published work's (staged training, LEMON, MSG, G_stack;
+see DESIGN.md "Measuring whether growth pays"), meant not to flatter growth:
 
-- The student continues the teacher's data stream: its first batch is the
-  one the teacher would have read next, never the teacher's first again.
-- Each run follows `config`'s learning-rate schedule over its own budget
-  (teacher, student and scratch twin each end in their own decay); a
-  student that carries the teacher's optimizer starts the schedule at the
-  teacher's step count.
-- The scratch twin trains at least as many steps as teacher and student
-  together, at its own best learning rate from a small sweep (run on the
-  first seed; the sweep is reported).
-- The target is the scratch twin's converged value: the mean of its last
-  `LAST` evaluations (accuracy, or validation loss).
-- A curve reaches the target at the first evaluation from which the mean of
-  `WINDOW` consecutive evaluations is at or past it; a curve there at step 0
-  is credited one evaluation interval (the finest step count it resolves).
-- Two speed-ups: student steps only (the teacher as a sunk cost, as papers
-  report it) and total, where the teacher's steps count at its training FLOPs
-  per step relative to the student's; `compute_saved = 1 - (teacher FLOPs +
-  student FLOPs to the target) / scratch FLOPs to the target`. Each comes
-  with the ceiling the evaluation grid can show.
+- Compute is counted in student-step equivalents: a step of the student's
+  architecture is 1, a teacher step its training FLOPs per step relative to
+  the student's (`flops.training_flops`). Scratch trains `budget` steps; the
+  grown arm `budget - teacher_steps x ratio` steps after growth, so both
+  spend the same compute with the teacher counted.
+- Every run ends in its own decay: warmup-stable-decay over its own budget.
+  The stable phase runs once per learning rate and each budget's cooldown
+  branches off a copy of the model and optimizer (Hägele et al. 2024: a WSD
+  cooldown branched off one stable run matches a full run of that length).
+- The grown arm runs at scratch's peak rate: with the teacher's optimizer
+  state carried and a short re-warmup (`carry_optimizer`, `rewarm_steps`),
+  or a fresh optimizer with `config.warmup_steps` of warmup, as scratch has.
+  It continues the teacher's data stream.
+- The peak rate is swept for both arms alike (`lr_scales`) on the first
+  seed and chosen per budget on a selection split: the first half of the
+  held-out examples. Every quality reported comes from the second half.
+- The figures come from `training.frontier` on the final qualities: the
+  compute saved at scratch's best quality and at the quality scratch reaches
+  with half its largest compute (interpolated, never extrapolated; "not
+  reached" said as such), and the quality gain at equal compute per scratch
+  budget; teacher counted and teacher already paid for; mean, standard
+  error and 95% interval over seeds, with per-seed values. No window rule.
 
 ```python
-arms = [Arm("wider", widen=2.0), Arm("deeper", deepen=["conv2", "fc1"])]
+arms = [Arm("wider", widen=2.0), Arm("both", widen=2.0, deepen=["conv2"])]
 report = run_comparison(config, strategy, teacher_fn, arms, seeds=[0, 1, 2],
-                        teacher_steps=1000, student_steps=600)
-report["arms"]["wider"]["speedup"], report["arms"]["wider"]["speedup_total"]
+                        teacher_steps=150, budgets=[90, 180, 360])
+report["arms"]["wider"]["compute_saved"]["mean"]
 ```
+
+`speedup` and `steps_to_reach` are the previous protocol's race to one point
+on a learning curve (tutorial 03 uses them on its own curves).
 """
 
 import dataclasses
 import functools
+import math
 import os
 import time
 
@@ -46,14 +54,18 @@ import numpy as np
 import keras_net2net as n2n
 from keras_net2net import spans
 from keras_net2net.data import inputs
-from keras_net2net.training import evaluation
+from keras_net2net.training import comparison_options
 from keras_net2net.training import experiment
 from keras_net2net.training import flops as flops_lib
+from keras_net2net.training import frontier as frontier_lib
+from keras_net2net.training import loop
+from keras_net2net.training import optimizers
+from keras_net2net.training import schedule_options
 from keras_net2net.training import schedules
 
 LAST = 5  # evaluations averaged into the scratch twin's converged value
 WINDOW = 3  # consecutive evaluations whose mean must reach the target
-METRICS = ("accuracy", "loss")
+METRICS = comparison_options.METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,110 +177,285 @@ def speedup(student_steps, student, scratch_steps, scratch, interval, *,
     }
 
 
-def run_comparison(config, strategy, teacher_fn, arms, *, seeds,
-                   teacher_steps, student_steps, scratch_steps=None,
-                   student_lr_scale=0.1, scratch_lr_scales=(0.5, 1.0, 2.0),
-                   carry_optimizer=False, metric="accuracy", noise=0.0,
-                   sweep_every_arm=True, output_dir=None, progress=None):
-    """Trains teachers, students and scratch twins and compares them.
+def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
+                   budgets, lr_scales=(1.0,), carry_optimizer=False,
+                   rewarm_steps=0, rewarm_from=schedule_options.DEFAULT_REWARM_FROM,
+                   metric="accuracy", noise=0.0, output_dir=None, progress=None,
+                   min_budgets=1):
+    """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
-        config: an `experiment.RunConfig` (optimizer, learning rate, batch
-            size, eval_every, data, precision...). `eval_every` must be > 0.
+        config: an `experiment.RunConfig`: optimizer, base learning rate,
+            batch size, data, `warmup_steps`, `cooldown_fraction`,
+            `min_lr_ratio`; `eval_every` sets the learning curves' rhythm (0:
+            only the ends of the runs). The teacher follows its
+            `lr_schedule` over `teacher_steps`.
         strategy: from `experiment.prepare_process`.
         teacher_fn: `teacher_fn(info)` builds a fresh teacher model.
         arms: a list of `Arm`.
-        seeds: seeds to repeat everything with (weights and data order).
+        seeds: seeds to repeat everything with (weights); paired by index.
         teacher_steps: training steps of each teacher.
-        student_steps: training steps of each student.
-        scratch_steps: training steps of each scratch twin; default and
-            minimum `teacher_steps + student_steps`.
-        student_lr_scale: student learning rate / `config.learning_rate`.
-        scratch_lr_scales: the sweep: scratch learning rates as multiples of
-            `config.learning_rate`, tried on the first seed; the best
-            converged value wins for the other seeds.
+        budgets: increasing compute budgets in student-step equivalents.
+            Scratch trains that many steps; a grown arm trains `budget -
+            teacher_steps x teacher_flops_ratio` steps after growth.
+        lr_scales: peak rates as multiples of `config.learning_rate`, swept
+            for scratch and the grown arm alike on the first seed, chosen per
+            budget on the selection split.
         carry_optimizer: start each student with the teacher's optimizer
-            state (`keras_net2net.expand_optimizer`) instead of a fresh one.
-        metric: "accuracy" (higher is better) or "loss" (the evaluation
-            loss; lower is better) to compare on.
+            state (`keras_net2net.expand_optimizer`) and re-warm it over
+            `rewarm_steps` from `rewarm_from` x the rate; False: a fresh
+            optimizer with `config.warmup_steps` of warmup.
+        rewarm_steps: the carried optimizer's re-warmup (0: none).
+        rewarm_from: its start as a fraction of the peak rate.
+        metric: "accuracy" (higher is better) or "loss".
         noise: symmetry-breaking noise for `expand_model`.
-        sweep_every_arm: sweep each arm's twin; False sweeps the first arm's
-            only and gives its pick to the others (for time: each sweep point
-            is one more scratch run).
-        output_dir: where to keep each seed's teacher and final models
-            (`seed_<s>/<name>.keras`); None keeps none.
-        progress: `progress(message)` is called at the start of every phase;
-            default: absl logging.
+        output_dir: where to keep each seed's teacher and its largest-budget
+            students and scratch models (`seed_<s>/<name>.keras`); None keeps
+            none.
+        progress: `progress(message)` at each phase; default absl logging.
+        min_budgets: fewest budgets accepted (net2net-compare asks for 3).
 
     Returns:
-        A JSON-ready dict; see `bin/compare.py` for the layout.
+        A JSON-ready dict; see the module docstring.
 
     Raises:
-        ValueError: if `config.eval_every` is not positive, `arms`, `seeds`
-            or `scratch_lr_scales` is empty, `metric` is unknown, or
-            `scratch_steps` is below `teacher_steps + student_steps`.
+        ValueError: for an empty `arms`, `seeds` or `lr_scales`, an unknown
+            `metric`, budgets that are not increasing, or budgets too small to
+            hold the teacher's cost, the warmup and the cooldown.
     """
-    if config.eval_every <= 0:
-        raise ValueError("Expected eval_every > 0 to draw learning curves. "
-                         f"Received: eval_every={config.eval_every}")
-    if not arms or not seeds or not scratch_lr_scales:
-        raise ValueError(f"Expected at least one arm, seed and scratch learning "
-                         f"rate. Received: arms={arms}, seeds={seeds}, "
-                         f"scratch_lr_scales={scratch_lr_scales}")
+    problem = (comparison_options.budgets_problem(budgets, min_budgets=min_budgets)
+               or comparison_options.lr_scales_problem(list(lr_scales)))
+    if problem:
+        raise ValueError(problem)
+    if not arms or not seeds:
+        raise ValueError(f"Expected at least one arm and seed. Received: "
+                         f"arms={arms}, seeds={seeds}")
     if metric not in METRICS:
         raise ValueError(f"Expected metric in {METRICS}. Received: "
                          f"metric={metric!r}")
-    scratch_steps = scratch_steps or teacher_steps + student_steps
-    if scratch_steps < teacher_steps + student_steps:
-        raise ValueError(
-            f"Expected scratch_steps >= teacher_steps + student_steps = "
-            f"{teacher_steps + student_steps}: the scratch twin gets at least "
-            f"the steps of teacher and student together. Received: "
-            f"scratch_steps={scratch_steps}. Fix: raise it or leave it unset.")
+    if config.eval_every < 0:
+        raise ValueError(f"Expected eval_every >= 0. Received: "
+                         f"eval_every={config.eval_every}")
+    budgets = [int(b) for b in budgets]
     began = time.perf_counter()
     say = progress or (lambda message: logging.info("%s", message))
     log = lambda message: say(f"[{time.perf_counter() - began:6.0f} s] {message}")
-    input_fns = experiment.make_inputs(config)
-    eval_arrays = inputs.load_arrays(
-        config.dataset, "eval", data_dir=config.data_dir,
-        limit=config.eval_examples, synthetic_shape=config.synthetic_shape,
-        synthetic_classes=config.synthetic_classes)
-    plan = _Plan(teacher_steps, student_steps, scratch_steps, student_lr_scale,
-                 tuple(scratch_lr_scales), carry_optimizer, metric, noise,
-                 sweep_every_arm)
-    # Teachers share one trainer, and each arm's student and scratch twins
-    # (one architecture) another: each traces its training step once.
-    sweeps, runs, trainers = {}, [], {}
+    fns = _split_inputs(config)
+    plan = _Plan(teacher_steps, tuple(budgets), tuple(float(s) for s in lr_scales),
+                 carry_optimizer, rewarm_steps, rewarm_from, metric, noise)
+    facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
+             for arm in arms}
+    state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {}}
+    runs = []
     for seed in seeds:
         runs.append(_run_seed(
             dataclasses.replace(config, seed=seed), strategy, teacher_fn, arms,
-            input_fns, eval_arrays, plan, sweeps, log,
-            output_dir and os.path.join(output_dir, f"seed_{seed}"), trainers))
+            fns, plan, facts, state, log,
+            output_dir and os.path.join(output_dir, f"seed_{seed}")))
     log("Comparison done.")
-    return _summarise(runs, arms, seeds, config, plan, sweeps,
-                      len(eval_arrays[1]))
+    return _summarise(runs, arms, seeds, config, plan, facts, state, fns)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     teacher_steps: int
-    student_steps: int
-    scratch_steps: int
-    student_lr_scale: float
-    scratch_lr_scales: tuple
+    budgets: tuple
+    lr_scales: tuple
     carry_optimizer: bool
+    rewarm_steps: int
+    rewarm_from: float
     metric: str
     noise: float
-    sweep_every_arm: bool = True
 
 
-def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
-              sweeps, log, output_dir, trainers):
-    def train(model_fn, **kwargs):
-        return experiment.train(config, strategy, model_fn, model_dir="",
-                                input_fns=input_fns, eval_at_start=True,
-                                trainers=trainers, **kwargs)
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    train_fn: object
+    report_eval_fn: object
+    selection_eval_fn: object
+    info: object  # the report split's
+    selection_info: object
+    held_out: int
 
+
+def _split_inputs(config):
+    """Input functions whose held-out split is cut in two: the first half
+    selects learning rates, the second is reported."""
+    held_out = experiment.make_inputs(config)[2].num_eval_examples
+    if held_out < 2:
+        raise ValueError(f"Expected >= 2 held-out examples to split into a "
+                         f"selection and a reported half. Received: "
+                         f"{held_out} (eval_examples={config.eval_examples}).")
+    half = held_out // 2
+    make = functools.partial(
+        inputs.make_input_fns, config.dataset, config.global_batch_size,
+        data_dir=config.data_dir, seed=config.seed,
+        synthetic_shape=config.synthetic_shape,
+        synthetic_classes=config.synthetic_classes)
+    select_train, select_eval, select_info = make(eval_examples=half)
+    train_fn, report_eval, report_info = make(eval_skip=half,
+                                              eval_examples=held_out - half)
+    del select_train
+    return _Inputs(train_fn, report_eval, select_eval, report_info, select_info,
+                   held_out)
+
+
+def _arm_facts(config, teacher_fn, arm, info, plan):
+    """Sizes, FLOPs and the grown arm's step budgets, from a throwaway teacher
+    and its expansion (architecture only)."""
+    keras.utils.set_random_seed(config.seed)
+    teacher = teacher_fn(info)
+    student = n2n.expand_model(teacher, widen=arm.widen, deepen=arm.deepen,
+                               verify=False)
+    flops = {"teacher": flops_lib.training_flops(teacher, config.global_batch_size),
+             "student": flops_lib.training_flops(student, config.global_batch_size)}
+    ratio = flops["teacher"] / flops["student"]
+    cost = plan.teacher_steps * ratio
+    # Whole steps: down at the smallest budget and up at the largest, so that
+    # the grown arm's measured compute spans scratch's budgets (equal-compute
+    # gains interpolate, never extrapolate); exact when the cost is whole.
+    last = len(plan.budgets) - 1
+    student_steps = [int(math.floor(b - cost + 1e-9) if i == 0 else
+                         math.ceil(b - cost - 1e-9) if i == last else round(b - cost))
+                     for i, b in enumerate(plan.budgets)]
+    warm = plan.rewarm_steps if plan.carry_optimizer else config.warmup_steps
+    for budget, steps in zip(plan.budgets, student_steps):
+        need = warm + schedule_options.cooldown_steps(max(steps, 1),
+                                                      config.cooldown_fraction)
+        if steps < max(need, 1):
+            raise ValueError(
+                f"Expected every budget to leave the {arm.name!r} arm room after "
+                f"its teacher ({plan.teacher_steps} teacher steps x FLOPs ratio "
+                f"{ratio:.3f} = {cost:.1f} student-step equivalents) for its "
+                f"warmup and cooldown ({need} steps). Received: budgets="
+                f"{','.join(map(str, plan.budgets))} ({budget} leaves {steps}). "
+                f"Fix: raise --budgets or lower --teacher_steps.")
+    return {"flops": flops, "ratio": ratio, "cost": cost,
+            "student_steps": student_steps,
+            "params": {"teacher": teacher.count_params(),
+                       "student": student.count_params()}}
+
+
+class _BranchRunner:
+    """One traced training step for an architecture: runs a warmup-stable
+    phase once and branches each budget's cooldown off a copy of the model
+    and optimizer (`schedules.BranchingWSD`)."""
+
+    def __init__(self, strategy, model, config, fns):
+        self.config = config
+        with strategy.scope():
+            self.schedule = schedules.BranchingWSD(config.learning_rate)
+            optimizer = optimizers.make_optimizer(
+                config.optimizer, self.schedule,
+                loss_scale=config.mixed_precision == "mixed_float16")
+            clone = keras.models.clone_model(model)
+        self.trainer = loop.Trainer(strategy, clone, optimizer, fns.train_fn,
+                                    fns.report_eval_fn, fns.info,
+                                    config.global_batch_size,
+                                    jit_compile=config.jit_compile)
+        # A second view of the same model and optimizer for the selection half.
+        self.selector = loop.Trainer(strategy, clone, optimizer, fns.train_fn,
+                                     fns.selection_eval_fn, fns.selection_info,
+                                     config.global_batch_size)
+
+    def fresh_state(self, model, strategy):
+        """Values of `model`'s variables and of a fresh optimizer's."""
+        with strategy.scope():
+            optimizer = optimizers.make_optimizer(
+                self.config.optimizer, schedules.Constant(1.0),
+                loss_scale=self.config.mixed_precision == "mixed_float16")
+            optimizer.build(model.trainable_variables)
+        return _values(model.variables), _values(optimizer.variables)
+
+    def carried_state(self, model, optimizer):
+        """Values of `model` and a carried optimizer (its rate is dropped:
+        the runner's schedule sets it)."""
+        if schedules.schedule_of(optimizer) is None:
+            schedules.set_learning_rate(optimizer, schedules.Constant(1.0))
+        return _values(model.variables), _values(optimizer.variables)
+
+    def run(self, state, *, origin, budgets, peak, warmup_steps, warm_from,
+            warm_offset, data_offset, eval_every, on_branch=None):
+        """Trains the stable phase and each budget's cooldown.
+
+        Args:
+            state: (model values, optimizer values) to start from.
+            origin: the optimizer's step count at the start (the teacher's
+                steps for a carried optimizer, else 0).
+            budgets: increasing step budgets of this run.
+            peak: the peak rate.
+            warmup_steps, warm_from, warm_offset: the warmup (see
+                `schedules.BranchingWSD.set`).
+            data_offset: training batches before step 0 (the teacher's).
+            eval_every: steps between evaluations of the stable phase.
+            on_branch: `on_branch(index, model)` after each budget's cooldown.
+
+        Returns:
+            (results, curve): per budget {"steps", "report", "selection",
+            "train_loss"}; the stable phase's evaluations on the reported
+            split, then each budget's end, as {"step", "loss", "accuracy",
+            "branch"}.
+        """
+        trainer, config = self.trainer, self.config
+        _assign(trainer.model.variables, state[0])
+        _assign(trainer.optimizer.variables, state[1])
+        trainer.step.assign(0)
+        trainer.data_offset = data_offset
+        stable = dict(peak=peak, warm_start=origin, warmup_steps=warmup_steps,
+                      warm_from=warm_from, warm_offset=warm_offset,
+                      min_lr_ratio=config.min_lr_ratio)
+        self.schedule.set(**stable)
+        cooldowns = [schedule_options.cooldown_steps(b, config.cooldown_fraction)
+                     for b in budgets]
+        points = [b - c for b, c in zip(budgets, cooldowns)]
+        curve = [{"step": 0, **trainer.evaluate(), "branch": None}]
+        iterator = trainer.train_iterator(start_step=0)
+        step, results = 0, [None] * len(budgets)
+        for i in sorted(range(len(budgets)), key=lambda i: points[i]):
+            while step < points[i]:
+                stop = min(points[i], (step // eval_every + 1) * eval_every
+                           if eval_every else points[i])
+                trainer.train_steps(iterator, stop - step)
+                step = stop
+                if eval_every and step % eval_every == 0:
+                    curve.append({"step": step, **trainer.evaluate(), "branch": None})
+            kept = (_values(trainer.model.variables),
+                    _values(trainer.optimizer.variables))
+            self.schedule.set(**stable, decay_start=origin + points[i],
+                              decay_steps=cooldowns[i])
+            branch = trainer.train_iterator(start_step=points[i])
+            metrics = trainer.train_steps(branch, cooldowns[i])
+            report = trainer.evaluate()
+            results[i] = {"steps": budgets[i], "report": report,
+                          "selection": self.selector.evaluate(),
+                          "train_loss": metrics["loss"]}
+            curve.append({"step": budgets[i], **report, "branch": i})
+            if on_branch:
+                on_branch(i, trainer.model)
+            _assign(trainer.model.variables, kept[0])
+            _assign(trainer.optimizer.variables, kept[1])
+            trainer.step.assign(points[i])
+            self.schedule.set(**stable)
+        return results, curve
+
+
+def _values(variables):
+    return [np.copy(v.value.numpy()) for v in variables]
+
+
+def _assign(variables, values):
+    variables = list(variables)
+    if [tuple(v.shape) for v in variables] != [tuple(np.shape(x)) for x in values]:
+        raise ValueError(
+            f"Expected state of the runner's shapes. Received: "
+            f"{[np.shape(x) for x in values]} for "
+            f"{[tuple(v.shape) for v in variables]}.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
+              output_dir):
     held = {}
 
     def teacher_optimizer(model, learning_rate):
@@ -278,72 +465,69 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
         return held["optimizer"]
 
     log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
-    teacher, teacher_history = train(teacher_fn, train_steps=plan.teacher_steps,
-                                     optimizer_fn=teacher_optimizer,
-                                     reuse_key="teacher")
+    teacher, teacher_history = experiment.train(
+        config, strategy, teacher_fn, model_dir="",
+        input_fns=(fns.train_fn, fns.report_eval_fn, fns.info),
+        train_steps=plan.teacher_steps, optimizer_fn=teacher_optimizer,
+        trainers=state["trainers"], reuse_key="teacher")
     run = {"teacher": teacher_history, "arms": {}}
     models = {"teacher": teacher}
-    student_lr = config.learning_rate * plan.student_lr_scale
     for arm in arms:
-        expanded = {}
-
-        def grow(info, arm=arm, expanded=expanded):
-            del info
-            student, expanded["report"] = n2n.expand_model(
+        fact = facts[arm.name]
+        with strategy.scope():
+            student, report = n2n.expand_model(
                 teacher, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                 seed=config.seed, return_report=True)
-            return student
-
-        def student_optimizer(model, learning_rate):
-            if not plan.carry_optimizer:
-                return experiment.make_optimizer(config, learning_rate,
-                                                 plan.student_steps)
-            optimizer = n2n.expand_optimizer(held["optimizer"], model)
-            # Its own schedule over its own budget, from the carried step count.
-            schedules.set_learning_rate(optimizer, experiment.learning_rate_schedule(
-                config, learning_rate, plan.student_steps,
-                start_step=plan.teacher_steps))
-            return optimizer
-
-        log(f"seed {config.seed}: {arm.name} student, {plan.student_steps} steps")
-        student, student_history = train(
-            grow, train_steps=plan.student_steps, learning_rate=student_lr,
-            optimizer_fn=student_optimizer, reuse_key=arm.name,
-            data_offset=plan.teacher_steps)
-        # Same architecture, fresh weights: clone_model re-runs every
-        # layer's initialiser instead of copying the student's weights.
-        twin = lambda info, student=student: keras.models.clone_model(student)
-        swept = arm.name if plan.sweep_every_arm else arms[0].name
-        if swept not in sweeps:
-            sweep = _sweep(functools.partial(train, reuse_key=arm.name), twin,
-                           arm, config, plan, log)
-            sweeps[swept] = sweep
-            scratch, scratch_history = sweep.pop("best_run")
+            carried = (n2n.expand_optimizer(held["optimizer"], student)
+                       if plan.carry_optimizer else None)
+        runner = state["runners"].get(arm.name)
+        if runner is None:
+            runner = state["runners"][arm.name] = _BranchRunner(strategy, student,
+                                                                config, fns)
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            # Same architecture, fresh weights: clone_model re-runs every
+            # layer's initialiser instead of copying the student's weights.
+            twin = keras.models.clone_model(student)
+        if carried is not None:
+            grown_state = runner.carried_state(student, carried)
+            grown_schedule = dict(origin=plan.teacher_steps,
+                                  warmup_steps=plan.rewarm_steps,
+                                  warm_from=plan.rewarm_from, warm_offset=0)
         else:
-            sweeps[arm.name] = sweeps[swept]
-            scale = sweeps[swept]["chosen_scale"]
-            log(f"seed {config.seed}: {arm.name} scratch twin, "
-                f"{plan.scratch_steps} steps at {scale:g} x lr")
-            scratch, scratch_history = train(
-                twin, train_steps=plan.scratch_steps,
-                learning_rate=config.learning_rate * scale, reuse_key=arm.name)
-        # Latency is a by-product here (net2net-evaluate is the tool for it):
-        # a median of 5 batches, not 20.
-        versus = evaluation.compare_models(
-            teacher, student, *eval_arrays, names=("teacher", "student"),
-            latency_batches=5)
-        run["arms"][arm.name] = {
-            "student": student_history, "scratch": scratch_history,
-            "max_relative_error": expanded["report"].max_relative_error,
-            "params": {"teacher": teacher.count_params(),
-                       "student": student.count_params()},
-            "train_flops_per_step": {
-                "teacher": flops_lib.training_flops(teacher, config.global_batch_size),
-                "student": flops_lib.training_flops(student, config.global_batch_size)},
-            "teacher_vs_final_student": versus,
+            grown_state = runner.fresh_state(student, strategy)
+            grown_schedule = dict(origin=0, warmup_steps=config.warmup_steps,
+                                  warm_from=0.0, warm_offset=1)
+        roles = {
+            "scratch": dict(state=runner.fresh_state(twin, strategy),
+                            budgets=plan.budgets, data_offset=0,
+                            schedule=dict(origin=0, warmup_steps=config.warmup_steps,
+                                          warm_from=0.0, warm_offset=1)),
+            "grown": dict(state=grown_state, budgets=tuple(fact["student_steps"]),
+                          data_offset=plan.teacher_steps, schedule=grown_schedule),
         }
-        models[f"{arm.name}_student"] = student
-        models[f"{arm.name}_scratch"] = scratch
+        results = {"max_relative_error": report.max_relative_error}
+        for role, spec in roles.items():
+            key = (arm.name, role)
+            keep = {}
+
+            def on_branch(i, model, scale, spec=spec, keep=keep):
+                # The largest budget's model, at each scale it ran at.
+                if output_dir and i == len(spec["budgets"]) - 1:
+                    keep[scale] = keras.models.clone_model(model)
+                    keep[scale].set_weights(model.get_weights())
+
+            if key not in state["chosen"]:
+                results[role] = _sweep(runner, spec, config, plan, log, arm, role,
+                                       state, key, on_branch)
+            else:
+                results[role] = _chosen_runs(runner, spec, config, plan, log, arm,
+                                             role, state["chosen"][key], on_branch)
+            last_scale = results[role]["scales"][-1]
+            if last_scale in keep:
+                models[f"{arm.name}_{'student' if role == 'grown' else role}"] = (
+                    keep[last_scale])
+        run["arms"][arm.name] = results
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         for name, model in models.items():
@@ -351,97 +535,181 @@ def _run_seed(config, strategy, teacher_fn, arms, input_fns, eval_arrays, plan,
     return run
 
 
-def _sweep(train, twin, arm, config, plan, log):
-    """Trains the scratch twin at every learning rate of the sweep; keeps the
-    run with the best converged value."""
-    results, best = [], None
-    for scale in plan.scratch_lr_scales:
-        log(f"seed {config.seed}: {arm.name} scratch twin, {plan.scratch_steps} "
-            f"steps at {scale:g} x lr (sweep)")
-        model, history = train(twin, train_steps=plan.scratch_steps,
-                               learning_rate=config.learning_rate * scale)
-        value = converged(_curve(history, plan.metric)[1])
-        results.append(value)
-        better = best is None or (value > best[0] if plan.metric == "accuracy"
-                                  else value < best[0])
-        if better:
-            best = (value, scale, (model, history))
-    return {"seed": config.seed, "arm": arm.name, "scales": list(plan.scratch_lr_scales),
-            "learning_rates": [config.learning_rate * s
-                               for s in plan.scratch_lr_scales],
-            "converged": results, "chosen_scale": best[1],
-            "chosen_learning_rate": config.learning_rate * best[1],
-            "best_run": best[2]}
+def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_branch):
+    budgets = [spec["budgets"][i] for i in indices]
+    log(f"seed {config.seed}: {arm.name} {role}, budgets "
+        f"{','.join(map(str, budgets))} steps at {scale:g} x lr")
+    began = time.perf_counter()
+    results, curve = runner.run(
+        spec["state"], budgets=budgets, peak=config.learning_rate * scale,
+        data_offset=spec["data_offset"], eval_every=config.eval_every,
+        on_branch=lambda i, model: on_branch(indices[i], model, scale),
+        **spec["schedule"])
+    return results, curve, time.perf_counter() - began
 
 
-def _curve(history, metric):
-    return ([e["step"] for e in history["eval"]],
-            [e[metric] for e in history["eval"]])
+def _better(a, b, metric):
+    """Whether value a beats b (NaN never does)."""
+    if not np.isfinite(a):
+        return False
+    if b is None or not np.isfinite(b):
+        return True
+    return a > b if metric == "accuracy" else a < b
 
 
-def _summarise(runs, arms, seeds, config, plan, sweeps, eval_examples):
+def _sweep(runner, spec, config, plan, log, arm, role, state, key, on_branch):
+    """Every scale of the sweep at every budget; per budget the scale with the
+    best value on the selection split is chosen, and its run reported."""
+    every = list(range(len(spec["budgets"])))
+    by_scale = {}
+    for scale in plan.lr_scales:
+        by_scale[scale] = _run_role(runner, spec, config, plan, log, arm, role,
+                                    scale, every, on_branch)
+    chosen = []
+    for i in every:
+        best = None
+        for scale in plan.lr_scales:
+            value = by_scale[scale][0][i]["selection"][plan.metric]
+            if best is None or _better(value, best[1], plan.metric):
+                best = (scale, value)
+        chosen.append(best[0] if best else plan.lr_scales[0])
+    state["chosen"][key] = chosen
+    state["sweeps"][key] = {
+        "seed": config.seed, "scales": list(plan.lr_scales),
+        "learning_rates": [config.learning_rate * s for s in plan.lr_scales],
+        "selection": {str(s): [r["selection"][plan.metric] for r in by_scale[s][0]]
+                      for s in plan.lr_scales},
+        "reported": {str(s): [r["report"][plan.metric] for r in by_scale[s][0]]
+                     for s in plan.lr_scales},
+        "chosen_scale": chosen,
+        "chosen_learning_rate": [config.learning_rate * s for s in chosen]}
+    results = [by_scale[chosen[i]][0][i] for i in every]
+    last = chosen[-1]
+    return {"budgets": list(spec["budgets"]), "results": results,
+            "scales": chosen, "curve": by_scale[last][1],
+            "train_seconds": sum(r[2] for r in by_scale.values())}
+
+
+def _chosen_runs(runner, spec, config, plan, log, arm, role, chosen, on_branch):
+    """Runs each group of budgets that share a chosen scale."""
+    results, curve, seconds = [None] * len(spec["budgets"]), None, 0.0
+    for scale in sorted(set(chosen), key=chosen.index):
+        indices = [i for i, s in enumerate(chosen) if s == scale]
+        part, part_curve, took = _run_role(runner, spec, config, plan, log, arm,
+                                           role, scale, indices, on_branch)
+        for i, result in zip(indices, part):
+            results[i] = result
+        if indices[-1] == len(chosen) - 1:
+            curve = part_curve
+        seconds += took
+    return {"budgets": list(spec["budgets"]), "results": results,
+            "scales": list(chosen), "curve": curve, "train_seconds": seconds}
+
+
+def _summary(part):
+    """A `frontier.summarize` dict with the per-seed statuses and targets."""
+    out = dict(part["summary"])
+    out["status_per_seed"] = [s["status"] for s in part["per_seed"]]
+    out["quality_per_seed"] = [s["quality"] for s in part["per_seed"]]
+    out["compute_scratch_per_seed"] = [s["compute_scratch"] for s in part["per_seed"]]
+    out["compute_grown_per_seed"] = [s["compute_grown"] for s in part["per_seed"]]
+    return out
+
+
+def _gains(view):
+    return [{"compute": g["compute"], **g["summary"]}
+            for g in view["quality_gain_equal_compute"]]
+
+
+def _describe(values):
+    array = np.asarray(values, np.float64)
+    return {"mean": array.mean(axis=0).tolist(),
+            "se": (array.std(axis=0, ddof=1) / np.sqrt(len(array))).tolist()
+            if len(array) > 1 else None,
+            "per_seed": array.tolist()}
+
+
+def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
     metric = plan.metric
     higher = metric == "accuracy"
-    teacher_final = [converged(_curve(r["teacher"], metric)[1]) for r in runs]
+    teacher_final = [r["teacher"]["eval"][-1][metric] for r in runs]
     report = {
         "seeds": list(seeds),
         "metric": metric,
-        "eval_examples": eval_examples,
-        "protocol": {"last": LAST, "window": WINDOW,
-                     "interval": config.eval_every,
-                     "training_flops": "3 x forward (flops.TRAINING_MULTIPLIER)"},
-        "settings": {**dataclasses.asdict(config),
-                     **dataclasses.asdict(plan),
-                     "student_learning_rate":
-                         config.learning_rate * plan.student_lr_scale},
+        "higher_is_better": higher,
+        "eval_examples": fns.info.num_eval_examples,
+        "selection_examples": fns.selection_info.num_eval_examples,
+        "protocol": {
+            "compute": "student-step equivalents: a student (or scratch) step is "
+                       "1, a teacher step its training FLOPs ratio "
+                       "(flops.TRAINING_MULTIPLIER x forward FLOPs)",
+            "budgets": list(plan.budgets),
+            "schedule": "wsd: warmup, stable peak, linear cooldown over the last "
+                        f"{config.cooldown_fraction:g} of each budget to "
+                        f"{config.min_lr_ratio:g} x peak; cooldowns branched off "
+                        "one stable run per learning rate",
+            "grown_optimizer": (f"carried (expand_optimizer), re-warmed over "
+                                f"{plan.rewarm_steps} steps from "
+                                f"{plan.rewarm_from:g} x the rate")
+            if plan.carry_optimizer else
+            f"fresh, {config.warmup_steps} warmup steps",
+            "lr_sweep": list(plan.lr_scales),
+            "selection": "learning rates are chosen per budget on the first seed, "
+                         "on the first half of the held-out examples; every "
+                         "quality reported is on the second half",
+            "data": "the student continues the teacher's data stream",
+        },
+        "settings": {**dataclasses.asdict(config), **dataclasses.asdict(plan)},
         "teacher": {
             f"{metric}_per_seed": teacher_final,
             metric: float(np.mean(teacher_final)),
-            "train_seconds_per_seed": [r["teacher"]["train_seconds"]
-                                       for r in runs],
+            "train_seconds_per_seed": [r["teacher"]["train_seconds"] for r in runs],
+            "curve": [r["teacher"]["eval"] for r in runs],
         },
         "arms": {},
     }
     for arm in arms:
+        fact = facts[arm.name]
         per_seed = [r["arms"][arm.name] for r in runs]
-        flops = per_seed[0]["train_flops_per_step"]
-        ratio = flops["teacher"] / flops["student"]
-        cost = plan.teacher_steps * ratio
-        steps = _curve(per_seed[0]["student"], metric)[0]
-        scratch_steps = _curve(per_seed[0]["scratch"], metric)[0]
-        student = [_curve(s["student"], metric)[1] for s in per_seed]
-        scratch = [_curve(s["scratch"], metric)[1] for s in per_seed]
-        mean_student = np.mean(student, axis=0).tolist()
-        mean_scratch = np.mean(scratch, axis=0).tolist()
-        compare = lambda a, b: speedup(steps, a, scratch_steps, b,
-                                       config.eval_every, higher_is_better=higher,
-                                       teacher_cost=cost)
-        seeds_result = [compare(a, b) for a, b in zip(student, scratch)]
-        summary = compare(mean_student, mean_scratch)
+        quality = {role: [[res["report"][metric] for res in s[role]["results"]]
+                          for s in per_seed] for role in ("scratch", "grown")}
+        views = frontier_lib.both_views(
+            list(plan.budgets), quality["scratch"], fact["student_steps"],
+            quality["grown"], teacher_steps=plan.teacher_steps,
+            teacher_flops_ratio=fact["ratio"], higher_is_better=higher)
+        counted, sunk = views["teacher_counted"], views["teacher_sunk"]
         report["arms"][arm.name] = {
             "widen": arm.widen, "deepen": spans.jsonable(arm.deepen),
-            "params": per_seed[0]["params"],
-            "train_flops_per_step": flops,
-            "teacher_flops_ratio": ratio,
-            "teacher_cost_in_student_steps": cost,
-            "max_relative_error_per_seed": [s["max_relative_error"]
-                                            for s in per_seed],
-            "scratch_sweep": sweeps[arm.name],
-            "steps": steps, "scratch_steps": scratch_steps,
-            f"student_{metric}": mean_student,
-            f"scratch_{metric}": mean_scratch,
-            f"student_{metric}_per_seed": student,
-            f"scratch_{metric}_per_seed": scratch,
-            **summary,
-            "per_seed": {key: [r[key] for r in seeds_result] for key in (
-                "target", "steps_scratch", "steps_student", "speedup",
-                "speedup_total", "compute_saved", "final_student")},
-            # The student starts at the teacher's value; how long scratch
-            # takes to get there is the other half of the paper's picture.
-            "steps_scratch_to_teacher": steps_to_reach(
-                scratch_steps, mean_scratch, report["teacher"][metric],
-                higher_is_better=higher),
-            "teacher_vs_final_student": [s["teacher_vs_final_student"]
-                                         for s in per_seed],
+            "params": fact["params"],
+            "train_flops_per_step": fact["flops"],
+            "teacher_flops_ratio": fact["ratio"],
+            "teacher_cost_in_student_steps": fact["cost"],
+            "max_relative_error_per_seed": [s["max_relative_error"] for s in per_seed],
+            "frontier": {
+                "budgets": list(plan.budgets),
+                "teacher_cost": fact["cost"],
+                "scratch": {"steps": list(plan.budgets),
+                            "compute": [float(b) for b in plan.budgets],
+                            **_describe(quality["scratch"])},
+                "grown": {"student_steps": list(fact["student_steps"]),
+                          "compute": counted["grown"]["compute"],
+                          "compute_sunk": sunk["grown"]["compute"],
+                          **_describe(quality["grown"])},
+            },
+            "compute_saved": _summary(counted["at_best"]),
+            "compute_saved_sunk": _summary(sunk["at_best"]),
+            "compute_saved_at_half": _summary(counted["at_half_compute"]),
+            "compute_saved_at_half_sunk": _summary(sunk["at_half_compute"]),
+            "quality_gain_equal_compute": _gains(counted),
+            "quality_gain_equal_compute_sunk": _gains(sunk),
+            "views": views,
+            "lr_sweep": {role: state["sweeps"][(arm.name, role)]
+                         for role in ("scratch", "grown")},
+            "chosen_scales_per_seed": {role: [s[role]["scales"] for s in per_seed]
+                                       for role in ("scratch", "grown")},
+            "curves": {role: [s[role]["curve"] for s in per_seed]
+                       for role in ("scratch", "grown")},
+            "train_seconds": {role: [s[role]["train_seconds"] for s in per_seed]
+                              for role in ("scratch", "grown")},
         }
     return report

@@ -355,3 +355,108 @@ def rewarm(optimizer, rewarm_steps, rewarm_from=options.DEFAULT_REWARM_FROM):
 def current_learning_rate(optimizer):
     """The rate of the optimizer's next update, as a Python float."""
     return float(keras.ops.convert_to_numpy(_inner(optimizer).learning_rate))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BranchingWSD(keras.optimizers.schedules.LearningRateSchedule):
+    """Warmup-stable-decay whose peak, warmup and cooldown are variables, set
+    between runs: one traced training step serves every budget, learning
+    rate and branch of a comparison (`training.comparison`).
+
+    A WSD cooldown branched off one stable run matches a full run of that
+    length (Hägele et al. 2024): train the stable phase once, copy the model
+    and optimizer at `budget - cooldown`, and run each budget's cooldown from
+    its copy. With the settings of a `WarmupStableDecay` (or a `Rewarm` of
+    one) this schedule takes its values step for step.
+
+    The rate at optimizer step s is `peak * ramp(s) * decay(s)`:
+    - ramp: 1 without warmup; else rises linearly from `warm_from` to 1:
+      `warm_from + (1 - warm_from) * clip((s - warm_start + warm_offset) /
+      warmup_steps, 0, 1)`. A fresh warmup from 0 is `warm_from=0,
+      warm_offset=1` (as `WarmupStableDecay`); a re-warmup after growth from
+      a fraction of the rate is `warm_offset=0` (as `Rewarm`).
+    - decay: 1 until `decay_start`, then linear to `min_lr_ratio` over
+      `decay_steps`: `1 - (1 - min_lr_ratio) * clip(s - decay_start + 1, 0,
+      decay_steps) / decay_steps`; `decay_start=None` holds the peak.
+
+    Create it under the strategy's scope (its variables are the optimizer's
+    to read).
+
+    Example:
+    >>> schedule = BranchingWSD(1.0)
+    >>> schedule.set(peak=1.0, warmup_steps=10, decay_start=80, decay_steps=20,
+    ...              min_lr_ratio=0.1)
+    >>> [round(float(schedule(s)), 4) for s in (0, 9, 79, 80, 89, 99)]
+    [0.1, 1.0, 1.0, 0.955, 0.55, 0.1]
+    """
+
+    _NEVER = 1e12  # a decay_start no run reaches
+
+    def __init__(self, learning_rate, **settings):
+        _check_peak(learning_rate)
+        self._variables = {
+            name: keras.Variable(0.0, dtype="float32", trainable=False,
+                                 name=f"wsd_{name}")
+            for name in ("peak", "warm_start", "warmup_steps", "warm_from",
+                         "warm_offset", "decay_start", "decay_steps",
+                         "min_lr_ratio")}
+        self.set(peak=learning_rate, **settings)
+
+    def set(self, *, peak=None, warm_start=0, warmup_steps=0, warm_from=0.0,
+            warm_offset=1, decay_start=None, decay_steps=1,
+            min_lr_ratio=options.DEFAULT_MIN_LR_RATIO):
+        """Sets every setting (the peak only when given).
+
+        Args:
+            peak: the peak rate, > 0; None keeps it.
+            warm_start: the optimizer step the warmup counts from.
+            warmup_steps: steps of the ramp; 0 for none.
+            warm_from: the ramp's start as a fraction of the rate, in [0, 1].
+            warm_offset: 1 for a fresh warmup (step `warm_start` already takes
+                `1 / warmup_steps`), 0 for a re-warmup (it takes `warm_from`).
+            decay_start: the optimizer step of the cooldown's first update
+                (a `WarmupStableDecay` of T steps: `T - cooldown_steps`);
+                None: no cooldown.
+            decay_steps: updates in the cooldown, >= 1.
+            min_lr_ratio: the final rate as a fraction of the peak.
+        """
+        if peak is not None:
+            _check_peak(peak)
+        _check(warmup_steps=int(warmup_steps), min_lr_ratio=min_lr_ratio)
+        values = {"warm_start": warm_start, "warmup_steps": warmup_steps,
+                  "warm_from": warm_from, "warm_offset": warm_offset,
+                  "decay_start": self._NEVER if decay_start is None else decay_start,
+                  "decay_steps": max(1, decay_steps), "min_lr_ratio": min_lr_ratio}
+        if peak is not None:
+            values["peak"] = peak
+        for name, value in values.items():
+            self._variables[name].assign(float(value))
+
+    def settings(self):
+        """The current settings as Python floats (decay_start None when off)."""
+        values = {name: float(keras.ops.convert_to_numpy(variable))
+                  for name, variable in self._variables.items()}
+        if values["decay_start"] >= self._NEVER:
+            values["decay_start"] = None
+        return values
+
+    def __call__(self, step):
+        v = {name: ops.cast(variable, "float32")
+             for name, variable in self._variables.items()}
+        s = ops.cast(step, "float32")
+        warming = ops.clip((s - v["warm_start"] + v["warm_offset"])
+                           / ops.maximum(v["warmup_steps"], 1.0), 0.0, 1.0)
+        ramp = ops.where(v["warmup_steps"] > 0,
+                         v["warm_from"] + (1.0 - v["warm_from"]) * warming, 1.0)
+        into = ops.clip(s - v["decay_start"] + 1.0, 0.0, v["decay_steps"])
+        decay = 1.0 - (1.0 - v["min_lr_ratio"]) * into / v["decay_steps"]
+        return v["peak"] * ramp * decay
+
+    def get_config(self):
+        settings = self.settings()
+        return {"learning_rate": settings.pop("peak"), **settings}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(config.pop("learning_rate"), **config)

@@ -1,0 +1,65 @@
+"""The comparison protocol's settings and checks, free of TensorFlow.
+
+`net2net-compare` defines its flags from these before TensorFlow loads;
+`keras_net2net.training.comparison` raises the same messages as
+`ValueError`.
+
+Example:
+>>> budgets_problem([90, 180, 360]) is None
+True
+>>> "increasing" in budgets_problem([180, 90, 360])
+True
+"""
+
+DEFAULT_BUDGETS = (90, 180, 360)
+MIN_BUDGETS = 3  # a frontier of fewer points says little; tests may pass fewer
+METRICS = ("accuracy", "loss")
+
+
+def budgets_problem(budgets, *, min_budgets=1):
+    """What is wrong with a list of budgets, in Keras' form, or None.
+
+    Args:
+        budgets: compute budgets in student-step equivalents (strings from a
+            flag, or numbers), strictly increasing, each a whole number >= 1.
+        min_budgets: how many budgets at least.
+
+    Returns:
+        "Expected ... Received: budgets=... Fix: ..." or None.
+    """
+    shown = ",".join(str(b) for b in budgets)
+    try:
+        values = [float(b) for b in budgets]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or any(v != int(v) or v < 1 for v in values):
+        return (f"Expected budgets as whole numbers of student-step equivalents "
+                f">= 1. Received: budgets={shown}. Fix: e.g. --budgets=90,180,360.")
+    if len(values) < min_budgets:
+        return (f"Expected at least {min_budgets} budgets (a frontier needs "
+                f"several points). Received: budgets={shown}. Fix: e.g. "
+                f"--budgets=90,180,360.")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        return (f"Expected budgets in strictly increasing order. Received: "
+                f"budgets={shown}. Fix: list them smallest first, without "
+                f"repeats, e.g. --budgets={','.join(str(int(v)) for v in sorted(set(values)))}.")
+    return None
+
+
+def lr_scales_problem(scales):
+    """What is wrong with a learning-rate sweep (multiples of the base rate),
+    or None.
+
+    Example:
+    >>> lr_scales_problem(["1", "2"]) is None
+    True
+    """
+    shown = ",".join(str(s) for s in scales)
+    try:
+        ok = bool(scales) and all(float(s) > 0 for s in scales)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return (f"Expected positive multiples of --learning_rate such as 1,2. "
+                f"Received: lr_sweep={shown}. Fix: e.g. --lr_sweep=1 for no sweep.")
+    return None
