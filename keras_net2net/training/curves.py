@@ -68,12 +68,7 @@ def plot_comparison(report, path):
              title=f"Stable phases and cooldown ends (mean of {seeds} "
                    f"seed{'s' if seeds > 1 else ''})")
     _limits(axes, values + [teacher], metric)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right" if metric == "accuracy"
-                else "upper right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    _save(figure, axes, path, metric)
 
 
 def plot_frontier(report, path):
@@ -114,6 +109,11 @@ def plot_frontier(report, path):
              title=f"Quality against compute, each run ending in its own decay "
                    f"(mean ± s.e., {seeds} seed{'s' if seeds > 1 else ''})")
     _limits(axes, values, metric)
+    _save(figure, axes, path, metric)
+
+
+def _save(figure, axes, path, metric):
+    """Grid, legend where the curves are not, the file, and the figure freed."""
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="lower right" if metric == "accuracy"
                 else "upper right")
