@@ -7,7 +7,14 @@ to the output of `last`. It must compute x + branches through residual Adds
 ends with it: a copy then reads that activation's output, which it leaves
 unchanged. Each copy takes the student's (grown) weights of the span, except
 that every branch is zeroed at its last weighted layer, so the copy computes
-its input unchanged and training starts from useful features.
+its input unchanged and training starts from useful features. With `noise`,
+a zeroed writer's rows that read copies of a unit take noise that sums to
+zero over those copies (`Rebuilder.zero_sum_noise`): still exact, and the
+copies inside the block no longer get identical gradients forever.
+
+`{(first, last): "stack"}` instead inserts one copy with the span's trained
+weights, nothing zeroed (G_stack): any span that keeps its input's shape,
+not function-preserving, reported as `exact: False`.
 
 ```python
 gpt = build_model("gpt", (64,), 256, width=32, depth=2)
