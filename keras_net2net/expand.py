@@ -43,9 +43,14 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
             names (one identity layer after each); or {name: count | "identity"
             | "residual"}; a key (first, last) names a span of residual blocks,
             repeated count times (or "block": once) after `last`, each copy
-            starting as the identity (`keras_net2net.spans`).
+            starting as the identity (`keras_net2net.spans`), or "stack":
+            one copy with the span's trained weights (G_stack), which is
+            not function-preserving (the report says `exact: False`).
         noise: std of symmetry-breaking noise relative to each rewritten weight
-            tensor's std. 0 gives the exact Net2Net transform.
+            tensor's std. 0 gives the exact Net2Net transform. It also
+            reaches the zeroed last writers of block copies: zero-sum over
+            the copies of each unit they read, so the copies start exact and
+            get different gradients.
         noise_mode: "balanced" (zero-sum over the copies of each unit: the
             function stays exact) or "additive" (the paper's: not exact).
         mapping: "random" (extra units copy random units) or "round_robin".
@@ -131,6 +136,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     report = _report(ctx, the_plan, insertions, skipped, model, student,
                      dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
                           noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict))
+    report.verification = _exactness(noise, noise_mode, insertions)
     _check_student_runs(ctx, student, verify_data, data)
     if verify:
         def regrow(twin):  # the same growth of a float64 copy of the teacher
@@ -138,8 +144,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
                                 mapping=mapping, seed=seed, data=data, verify=False,
                                 strict=strict, mappings=report.mappings() or mappings)
 
-        _verify(ctx, model, student, report, verify_data, data, tolerance, noise, noise_mode,
-                regrow)
+        _verify(ctx, model, student, report, verify_data, data, tolerance, regrow)
     return (student, report) if return_report else student
 
 
@@ -378,20 +383,33 @@ def _check_student_runs(ctx, student, verify_data, data):
             f"keras_net2net.register_rule. The teacher is unchanged.") from e
 
 
-def _verify(ctx, teacher, student, report, verify_data, data, tolerance, noise, noise_mode,
-            regrow):
+def _exactness(noise, noise_mode, insertions):
+    """{"exact": whether the student is meant to compute the teacher's
+    function} and, where not, {"not_exact": why}."""
+    why = []
+    if noise and noise_mode == "additive":
+        why.append(f"additive noise {noise:g}")
+    stacked = [i.anchor.name for i in insertions if getattr(i, "stack", False)]
+    if stacked:
+        why.append(f"stacked spans after {', '.join(stacked)} (G_stack: copies of trained "
+                   f"blocks)")
+    return {"exact": not why, **({"not_exact": "; ".join(why)} if why else {})}
+
+
+def _verify(ctx, teacher, student, report, verify_data, data, tolerance, regrow):
     dtype = verify_lib.compute_dtype(teacher)
     tol = tolerance or verify_lib.TOLERANCES.get(dtype, 1e-4)
     inputs = _as_inputs(verify_data) if verify_data is not None else verify_lib.probe_inputs(ctx)
     names = ctx.graph.output_names
-    report.verification = {"dtype": dtype, "tolerance": tol,
-                           "inference": verify_lib.compare(teacher, student, inputs, names)}
+    report.verification.update(dtype=dtype, tolerance=tol,
+                               inference=verify_lib.compare(teacher, student, inputs, names))
     if data is not None:
         batch = _as_inputs(data)
         report.verification["training"] = verify_lib.compare(
             teacher, student, batch, names, training=True)
-    exact = noise == 0 or noise_mode == "balanced"
-    if not exact:
+    # Additive noise and stacked spans (G_stack) change the function by
+    # design: their difference is measured and reported, never held to `tol`.
+    if not report.verification["exact"]:
         return
     error = report.max_relative_error
     if not error <= tol:  # NaN fails too

@@ -202,11 +202,38 @@ class Rebuilder:
             self._copy_rnn_states(teacher_layer, student_layer)
 
     def _initial_weights(self):
+        noise = self.zero_sum_noise if self.noise else None
         for ins in self.insertions.values():
             if isinstance(ins, spans.BlockInsertion):
-                spans.initial_weights(ins)
+                spans.initial_weights(ins, noise)
             else:
                 deepen_lib.initial_weights(ins, None)
+
+    def zero_sum_noise(self, source):
+        """Symmetry-breaking noise for a zero-initialised copy of student
+        weight `source` (the last writer of a block copy), or None.
+
+        Zeroing a writer wipes the balanced noise its rows had, and with
+        identical incoming weights and zero outgoing rows, copies of a unit
+        inside the block get identical gradients forever. This noise sums to
+        zero over the copies of each unit along every axis that reads copies
+        (the axes `_rewrite` divides), at the scale `_rewrite` uses: the
+        copies carry equal values when the block starts, so the writer's
+        output stays exactly zero, yet the copies' gradients now differ.
+        Units with one copy (and pads) get none.
+        """
+        if not hasattr(self, "_sources"):
+            self._sources = {id(new): (old, t) for old, new, t in self.weight_map}
+        old, transforms = self._sources.get(id(source), (None, ()))
+        axes = [(axis, src) for axis, src, _, divide in transforms if divide is True]
+        if not axes:
+            return None
+        shape = tuple(source.shape)
+        scale = self.noise * (np.std(old.numpy()) or 1.0)
+        e = np.zeros(shape)
+        for axis, src in axes:  # zero-sum along each axis: their sum is exact too
+            e += ops.balanced_noise(shape, axis % len(shape), src, scale, self.rng)
+        return e
 
     @staticmethod
     def _copy_rnn_states(teacher_layer, student_layer):

@@ -21,12 +21,15 @@ class ExpansionReport:
         skipped: [{"request", "reason"}] widths asked for and not applied.
         inserted: [{"anchor", "mode", "layers", "activation", "exact", "note"}].
         barriers: [{"layer", "class", "reason"}].
-        verification: {"dtype", "tolerance", "inference": [...], "training": [...],
-            "float64": [...]}: per-output rows {"output", "max_abs", "max_rel"};
+        verification: {"exact", "dtype", "tolerance", "inference": [...],
+            "training": [...], "float64": [...]}: per-output rows {"output", "max_abs", "max_rel"};
             "float64" (present when the first error exceeded what rounding
             explains) compares float64 copies of the teacher and of a student
             grown from it the same way, and "float64_note" says why it could
             not run, where it could not.
+            "exact" is False (with "not_exact", why) where the student is not
+            meant to compute the teacher's function (additive noise, stacked
+            spans): its errors are measured only.
         params_before, params_after: parameter counts.
         options: the options the call was made with.
     """
@@ -42,6 +45,12 @@ class ExpansionReport:
     params_after: int = 0
     options: dict = dataclasses.field(default_factory=dict)
     explained: bool = False
+
+    @property
+    def exact(self):
+        """Whether the student is meant to compute the teacher's function
+        (False for additive noise and stacked spans, G_stack)."""
+        return bool(self.verification.get("exact", True))
 
     @property
     def max_relative_error(self):
@@ -90,7 +99,8 @@ class ExpansionReport:
         for s in self.skipped:
             lines.append(f"  not applied: {s['request']}: {s['reason']}")
         for ins in self.inserted:
-            exact = "exact" if ins["exact"] else "linear"
+            exact = "exact" if ins["exact"] else (
+                "not exact" if ins["mode"] == "stack" else "linear")
             lines.append(f"inserted after {ins['anchor']} ({ins['mode']}, {exact}): "
                          f"{', '.join(ins['layers'])}" + (f" [{ins['note']}]" if ins["note"] else ""))
         v = self.verification
@@ -100,7 +110,10 @@ class ExpansionReport:
                              f"max|d|/max|y| = {r['max_rel']:.3g}")
         if v.get("float64_note"):
             lines.append(f"float64 second look not run: {v['float64_note']}")
-        if v:
+        if not self.exact:
+            lines.append(f"not function-preserving ({v.get('not_exact')}): errors measured, "
+                         f"not checked")
+        elif "dtype" in v:
             lines.append(f"verified in {v.get('dtype')} with tolerance {v.get('tolerance')}")
         return "\n".join(lines)
 

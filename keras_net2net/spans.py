@@ -7,7 +7,14 @@ to the output of `last`. It must compute x + branches through residual Adds
 ends with it: a copy then reads that activation's output, which it leaves
 unchanged. Each copy takes the student's (grown) weights of the span, except
 that every branch is zeroed at its last weighted layer, so the copy computes
-its input unchanged and training starts from useful features.
+its input unchanged and training starts from useful features. With `noise`,
+a zeroed writer's rows that read copies of a unit take noise that sums to
+zero over those copies (`Rebuilder.zero_sum_noise`): still exact, and the
+copies inside the block no longer get identical gradients forever.
+
+`{(first, last): "stack"}` instead inserts one copy with the span's trained
+weights, nothing zeroed (G_stack): any span that keeps its input's shape,
+not function-preserving, reported as `exact: False`.
 
 ```python
 gpt = build_model("gpt", (64,), 256, width=32, depth=2)
@@ -61,6 +68,9 @@ class BlockInsertion(deepen.Insertion):
     writers: list = dataclasses.field(default_factory=list)  # teacher layers zeroed
     copies: list = dataclasses.field(default_factory=list)  # per copy {id(op): op}
     sources: list = dataclasses.field(default_factory=list)  # per copy [(teacher, student, copy)]
+    # G_stack: the copy keeps the span's trained weights, nothing zeroed. Not
+    # function-preserving: the report says exact: false and verify measures.
+    stack: bool = False
 
     def anchored_variables(self):
         """Each copied variable anchored at the teacher variable it copies,
@@ -94,11 +104,12 @@ def plan_span(ctx, key, how):
             f"Expected a span key (first, last) of two layer names. Received: deepen key "
             f"{key!r}. Fix: e.g. deepen={{('block1_ln1', 'block1_res2'): 1}}.")
     span = text_key(key)
-    if how == "block":
+    stack = how == "stack"
+    if how in ("block", "stack"):
         how = 1
     if not (isinstance(how, int) and not isinstance(how, bool) and how >= 1):
         raise errors.PlanError(
-            f"Expected a positive count or 'block' for span {span!r}. Received: "
+            f"Expected a positive count, 'block' or 'stack' for span {span!r}. Received: "
             f"deepen={{{key!r}: {how!r}}}. Fix: e.g. deepen={{{key!r}: 1}}.")
     first, last = (resolve_layer(graph, name, "deepen") for name in key)
     ncalls = collections.Counter(id(c.op) for c in graph.calls)
@@ -132,6 +143,15 @@ def plan_span(ctx, key, how):
             f"follow it. Received: input {graph.shapes[source]} of {key[0]!r} and output "
             f"{graph.shapes[output]} of {key[1]!r}. Fix: end the span at a residual Add "
             f"whose output has the input's shape.")
+    if stack:
+        # Stacking zeroes nothing, so any span that keeps its input's shape
+        # can follow itself; what it computes changes (G_stack, not exact).
+        note = (f"stacked: a copy of span {span} ({len(calls)} calls) with its trained "
+                f"weights (G_stack); not function-preserving")
+        return BlockInsertion(anchor=last, after=last, mode="stack", count=1,
+                              pattern=[c.op for c in calls], activation="linear",
+                              exact_activation=False, note=note, tensor=output, span=span,
+                              calls=calls, source=source, output=output, stack=True)
     branches, stream = _stream(graph, calls, source, output, span, key)
     inside = {id(c) for c in calls}
     writers = []
@@ -386,9 +406,18 @@ def apply_copies(ins, x, tensors, call_fn):
     return x
 
 
-def initial_weights(ins):
-    """Each copy: the student's span weights, its branches' writers zeroed."""
+def initial_weights(ins, writer_noise=None):
+    """Each copy: the student's span weights, its branches' writers zeroed
+    (stacked copies: nothing zeroed).
+
+    Args:
+        ins: a `BlockInsertion` whose copies are built.
+        writer_noise: None, or a function of a student variable that returns
+            the initial value of a zeroed copy of it (or None to keep zero):
+            the symmetry-breaking noise of `Rebuilder.zero_sum_noise`.
+    """
     for copy, sources in zip(ins.copies, ins.sources):
+        source_of = {}  # id(copy variable) -> the student variable it copies
         for teacher, student, new in sources:
             if len(student.weights) != len(new.weights):
                 raise AssertionError(f"internal: copy of {teacher.name} holds other weights")
@@ -396,13 +425,21 @@ def initial_weights(ins):
                 if tuple(a.shape) != tuple(b.shape):
                     raise AssertionError(f"internal: {b.path} {a.shape} vs {b.shape}")
                 b.assign(a.numpy())
+                source_of[id(b)] = a
+        if ins.stack:
+            continue
         for writer in ins.writers:
-            _zero(copy[id(writer)])
+            for variable in _zero(copy[id(writer)]):
+                value = writer_noise(source_of[id(variable)]) if writer_noise else None
+                if value is not None:
+                    variable.assign(value.astype(variable.dtype))
 
 
 def _zero(layer):
+    """Zeroes a writer's last scale; returns the variables zeroed."""
     if isinstance(layer, _ATTENTION):
         layer = layer._output_dense
     names = ("pointwise_kernel", "bias") if isinstance(layer, _SEPARABLE) else (
         "gamma", "beta", "scale") if isinstance(layer, _NORMS) else ("kernel", "bias")
     deepen._assign(layer, {name: 0.0 for name in names})
+    return [v for v in layer.weights if v.name in names]

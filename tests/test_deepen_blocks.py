@@ -270,7 +270,7 @@ def _shared(x):
 REFUSALS = [
     (gpt, {("block1_lnX", "block1_res2"): 1}, ["'block1_lnX'", "Did you mean"]),
     (gpt, {("block2_ln1", "block1_res2"): 1}, ["reachable", "'block1_res2'", "'block2_ln1'"]),
-    (gpt, {BLOCK1: 0}, ["positive count or 'block'"]),
+    (gpt, {BLOCK1: 0}, ["positive count, 'block' or 'stack'"]),
     (gpt, {("block1_ln1",): 1}, ["two layer names"]),
     (gpt, {("block1_ln1", "block1_mha"): 1}, ["not the identity at any weights",
                                                "'block1_mha'", "block1_ln1 (LayerNormalization)"]),

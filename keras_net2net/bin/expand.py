@@ -55,7 +55,8 @@ def define_flags(flag_values=FLAGS):
         "deepen", None, "Layers to follow with an identity layer (conv2,fc1), "
         "or name:count / name:residual pairs (fc1:2,conv2:residual); "
         "first..last:count repeats a span of residual blocks "
-        "(block1_ln1..block1_res2:1).", **fv)
+        "(block1_ln1..block1_res2:1); first..last:stack copies it with its "
+        "trained weights (G_stack, not exact).", **fv)
     flags.DEFINE_float(
         "noise", 0.0, "Symmetry-breaking noise, relative to each weight "
         "tensor's std; the default balanced noise keeps the function exact.",

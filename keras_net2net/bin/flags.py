@@ -17,6 +17,7 @@ from keras_net2net.training import config
 from keras_net2net.training import schedule_options
 
 _DEEPEN_KINDS = ("identity", "residual")
+_SPAN_KINDS = ("block", "stack")  # a span's copy: zeroed branches / trained weights
 
 
 def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
@@ -210,7 +211,8 @@ def define_growth_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "deepen", None, "With --grow_at_step: layers to follow with an identity "
         "layer (conv2,fc1), or name:count / name:residual pairs; first..last:count "
-        "repeats a span of residual blocks.", **fv)
+        "repeats a span of residual blocks; first..last:stack copies it with its "
+        "trained weights (G_stack, not exact).", **fv)
     flags.DEFINE_float(
         "noise", 0.0, "With --grow_at_step: symmetry-breaking noise (balanced: "
         "the function stays exact).", lower_bound=0.0, **fv)
@@ -325,7 +327,8 @@ def parse_deepen(text):
 
     Returns:
         None, a list of layer names, or {name: int count or "identity" or
-        "residual"} as soon as any entry has a ":".
+        "residual"} as soon as any entry has a ":"; a span takes a count,
+        "block" or "stack" (a copy with the trained weights, G_stack).
 
     Raises:
         ValueError: if an entry is malformed.
@@ -335,6 +338,8 @@ def parse_deepen(text):
     {'fc1': 2, 'conv2': 'residual'}
     >>> parse_deepen("block1_ln1..block1_res2:1")
     {('block1_ln1', 'block1_res2'): 1}
+    >>> parse_deepen("block1_ln1..block1_res2:stack")
+    {('block1_ln1', 'block1_res2'): 'stack'}
     """
     if not text:
         return None
@@ -350,11 +355,12 @@ def parse_deepen(text):
         name, how = _deepen_key(name.strip()), how.strip() or "1"
         if how.isdigit() and int(how) > 0:
             plan[name] = int(how)
-        elif how in _DEEPEN_KINDS or (how == "block" and isinstance(name, tuple)):
+        elif how in _DEEPEN_KINDS or (how in _SPAN_KINDS and isinstance(name, tuple)):
             plan[name] = how
         else:
-            raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}"
-                             f". Received: {item!r}")
+            raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}, "
+                             f"or first..last:count|{'|'.join(_SPAN_KINDS)}. Received: "
+                             f"{item!r}")
     return plan
 
 
