@@ -54,9 +54,9 @@ def test_demo_console_has_progress_and_no_library_chatter(digits_dir, tmp_path):
     table, no TensorFlow/TFDS log lines, bars or tf.data cache warnings."""
     result, _ = _run("demo", f"--model_dir={tmp_path}", f"--data_dir={digits_dir}",
                      "--parts=image", "--dataset=digits", "--arms=wider",
-                     "--teacher_widths=2,4,4", "--teacher_steps=6", "--student_steps=6",
-                     "--eval_every=3", "--seeds=1", "--scratch_lr_sweep=1",
-                     "--eval_examples=100", timeout=300)
+                     "--teacher_widths=2,4,4", "--teacher_steps=6", "--budgets=10,14,18",
+                     "--warmup_steps=2", "--rewarm_steps=2", "--eval_every=0", "--seeds=1",
+                     "--lr_sweep=1", "--eval_examples=100", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "seed 0: teacher, 6 steps" in result.stdout
     assert "demo finished in" in result.stdout
