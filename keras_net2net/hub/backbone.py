@@ -125,10 +125,13 @@ def families():
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
+        from keras_net2net.hub import opt
         from keras_net2net.hub import qwen
+        from keras_net2net.hub import roberta
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, mistral, qwen, gemma, vit, mit):
+        for module in (gpt2, bert, albert, roberta, opt, llama, mistral, qwen, gemma, vit,
+                       mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
