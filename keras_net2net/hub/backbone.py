@@ -125,13 +125,16 @@ def families():
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
+        from keras_net2net.hub import mixtral
         from keras_net2net.hub import opt
+        from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
+        from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, roberta, opt, llama, mistral, qwen, gemma, vit,
-                       mit):
+        for module in (gpt2, bert, albert, roberta, opt, llama, mistral, mixtral, qwen, qwen3,
+                       phi3, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
