@@ -120,6 +120,7 @@ def families():
         from keras_net2net import rules
         from keras_net2net.hub import albert
         from keras_net2net.hub import bert
+        from keras_net2net.hub import electra
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
@@ -133,7 +134,7 @@ def families():
         from keras_net2net.hub import roberta
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, roberta, opt, llama, mistral, mixtral, qwen, qwen3,
+        for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral, qwen, qwen3,
                        phi3, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
@@ -549,7 +550,7 @@ def probe(model, batch=2, length=8, seed=0):
     """
     rng = np.random.default_rng(seed)
     backbone = model.backbone if isinstance(model, keras_hub.models.Task) else model
-    vocab = getattr(backbone, "vocabulary_size", 2)
+    vocab = getattr(backbone, "vocabulary_size", None) or getattr(backbone, "vocab_size", 2)
     length = min(length, getattr(backbone, "max_sequence_length", length) or length)
     out = {}
     for name, tensor in _inputs(model).items():
