@@ -2,7 +2,8 @@
 into bigger models of their own class: Phi-3 (other sublayer names), Qwen 3
 (QK-norm, a `head_dim` free of the model width, tied by default), Mixtral
 (a mixture of experts: every expert's FFN grows, the router's logits are
-kept). x2, x1.5 (zero pads: RMS norms), one identity block deeper; their
+kept), Qwen-MoE and Qwen 3 MoE (fused gate/up experts, a shared expert, dense
+blocks by index). x2, x1.5 (zero pads: RMS norms), one identity block deeper; their
 causal LMs decode the teacher's greedy tokens."""
 
 import keras
@@ -30,7 +31,18 @@ MODELS = {
         head_dim=8, tie_word_embeddings=False, **k), keras_hub.models.Qwen3CausalLM, False),
     "mixtral": (lambda **k: keras_hub.models.MixtralBackbone(num_experts=3, top_k=2, **k),
                 keras_hub.models.MixtralCausalLM, False),
+    # Fused gate/up experts, a shared expert with its sigmoid gate.
+    "qwen_moe": (lambda **k: keras_hub.models.QwenMoeBackbone(
+        moe_intermediate_dim=12, shared_expert_intermediate_dim=20, num_experts=4, top_k=2,
+        **k), keras_hub.models.QwenMoeCausalLM, False),
+    # Its own head_dim, QK-norm, a dense first block (mlp_only_layers).
+    "qwen3_moe": (lambda **k: keras_hub.models.Qwen3MoeBackbone(
+        moe_intermediate_dim=12, num_experts=4, top_k=2, head_dim=8, mlp_only_layers=[0], **k),
+        keras_hub.models.Qwen3MoeCausalLM, False),
 }
+# Widths inside the blocks that grow with the factor: {name: {key: (x2, x1.5)}}.
+INNER = {"qwen_moe": {"moe_intermediate_dim": (24, 18), "shared_expert_intermediate_dim": (40, 30)},
+         "qwen3_moe": {"moe_intermediate_dim": (24, 18)}}
 CASES = [
     (dict(widen=2.0), dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
                            intermediate_dim=48, num_layers=2)),
@@ -52,6 +64,9 @@ def test_llama_like_decoders_grow_into_their_class(name, kwargs, expected, tmp_p
     teacher = make(name)
     if name.startswith("qwen3"):
         expected = {**expected, "head_dim": 8}  # kept: rotary
+    for key, (x2, x15) in INNER.get(name, {}).items():
+        factor = kwargs.get("widen")
+        expected = {**expected, key: {2.0: x2, 1.5: x15}.get(factor, teacher.get_config()[key])}
     student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
     g = report.mappings().get("token_embedding", list(range(16)))
     assert len(g) == expected["hidden_dim"]
@@ -59,7 +74,7 @@ def test_llama_like_decoders_grow_into_their_class(name, kwargs, expected, tmp_p
     print(f"{name} {kwargs}: max rel {error:.2e}")
     assert error <= 1e-5
     if "widen" in kwargs:  # every block's kv heads and FFN (every expert's) grown
-        for width in ("num_key_value_heads", "intermediate_dim"):
+        for width in ("num_key_value_heads", "intermediate_dim", *INNER.get(name, {})):
             rows = [r for r in report.inner if r["width"] == width]
             assert len(rows) == 2 and all(r["new_width"] == expected[width] for r in rows), (
                 width, report.inner)

@@ -68,6 +68,8 @@ class Family:
             encoder): the student is grown wider first, then rebuilt deeper.
         pairs: function (ctx, family, student, inserts) -> {id(teacher layer):
             student layer}, where layers do not pair by path (MiT's auto names).
+        deepen_config: function (config, new config, inserts) editing the new
+            config where it lists blocks by index (Qwen 3 MoE's dense layers).
 
     Example:
 
@@ -95,6 +97,7 @@ class Family:
     finish: object = None
     append_blocks: object = None
     pairs: object = None
+    deepen_config: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
@@ -127,6 +130,7 @@ def families():
         from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
         from keras_net2net.hub import mixtral
+        from keras_net2net.hub import moe
         from keras_net2net.hub import opt
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
@@ -134,8 +138,8 @@ def families():
         from keras_net2net.hub import roberta
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral, qwen, qwen3,
-                       phi3, gemma, vit, mit):
+        for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
+                       moe, qwen, qwen3, phi3, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -228,6 +232,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     appended = family.append_blocks is not None
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
+    if family.deepen_config is not None and inserts and not appended:
+        family.deepen_config(config, new_config, inserts)
     student, made = _build(task, backbone, new_config)
     carry.check_own_variables(model, student)  # before any write
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)

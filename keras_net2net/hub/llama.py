@@ -11,6 +11,7 @@ would move every old dim to another frequency. Growing heads only keeps every
 rotation as it was.
 """
 
+import dataclasses
 import math
 import re
 
@@ -111,7 +112,7 @@ TABLE = {llama_decoder.LlamaTransformerDecoder: LlamaDecoderRule(),
 
 
 
-def family(backbone, zero=ZERO, head_dim_key=False):
+def family(backbone, zero=ZERO, head_dim_key=False, inner_widths=()):
     """The Family of a Llama-like backbone class (Llama, Mistral, Qwen, Phi-3,
     Mixtral, ...): the same config keys, block names and identity block.
 
@@ -121,6 +122,8 @@ def family(backbone, zero=ZERO, head_dim_key=False):
         head_dim_key: the config holds `head_dim`, which may differ from
             hidden_dim // num_query_heads (Qwen 3): it is kept, and hidden_dim
             grows by the factor on its own.
+        inner_widths: further config keys of widths inside the blocks that
+            grow with the factor (`moe_intermediate_dim`).
     """
     return Family(
         backbone, embedding="token_embedding", identity="pre", zero=zero,
@@ -128,8 +131,9 @@ def family(backbone, zero=ZERO, head_dim_key=False):
         keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
               "intermediate": "intermediate_dim", "layers": "num_layers",
               "query_heads": "num_query_heads"},
-        targets=_targets if head_dim_key else None,
-        request=_request if head_dim_key else None)
+        extra={key: None for key in inner_widths},
+        targets=_targets if head_dim_key or inner_widths else None,
+        request=_request if head_dim_key or inner_widths else None)
 
 
 def _own_head_dim(config):
@@ -146,7 +150,8 @@ def _targets(family, config, widen):
     d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
                                       "intermediate_dim"))
     r = q // h
-    out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f}
+    extras = {key: config[key] for key in family.extra}
+    out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f, **extras}
     name = family.backbone.__name__
     if widen is None:
         return out
@@ -157,13 +162,15 @@ def _targets(family, config, widen):
                 f"Fix: pass a factor such as 1.5 or 2.0.")
         heads = math.ceil(h * widen - 1e-9)
         return {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
-                "intermediate": math.ceil(f * widen - 1e-9)}
+                "intermediate": math.ceil(f * widen - 1e-9),
+                **{key: math.ceil(v * widen - 1e-9) for key, v in extras.items()}}
     if not isinstance(widen, dict):
         raise errors.PlanError(
             f"Expected widen to be a factor >= 1 or a dict of config keys, e.g. "
             f"{{'hidden_dim': {2 * d}}}. Received: widen={widen!r} ({type(widen).__name__}).")
     names = {"hidden_dim": "hidden", "num_key_value_heads": "heads",
-             "num_query_heads": "query_heads", "intermediate_dim": "intermediate"}
+             "num_query_heads": "query_heads", "intermediate_dim": "intermediate",
+             **{key: key for key in extras}}
     for key, value in widen.items():
         if key not in names:
             raise errors.PlanError(
@@ -185,12 +192,19 @@ def _targets(family, config, widen):
 
 
 def _request(ctx, family, config, targets):
+    """The layer request; `family.extra` here are widths inside the blocks
+    (mixture-of-experts FFN widths), requested of every block by config key."""
     if not _own_head_dim(config):
-        return hub_backbone._layer_request(ctx, family, config, targets)
-    request = {family.embedding: targets["hidden"]}
-    inner = {"num_key_value_heads": targets["heads"], "intermediate_dim": targets["intermediate"]}
+        request = hub_backbone._layer_request(
+            ctx, dataclasses.replace(family, extra={}), config, targets)
+    else:
+        request = {family.embedding: targets["hidden"]}
+        inner = {"num_key_value_heads": targets["heads"],
+                 "intermediate_dim": targets["intermediate"]}
+        for name in family.blocks(config):
+            request[name] = inner
     for name in family.blocks(config):
-        request[name] = inner
+        request[name] = {**request[name], **{key: targets[key] for key in family.extra}}
     return request
 
 
