@@ -42,7 +42,7 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
             max_sequence_length=16, max_position_embeddings=16, head_dim=8, embedding_dim=8,
             num_groups=1, num_inner_repetitions=1, layer_norm_epsilon=1e-6, dropout=0.0,
             image_shape=(32, 32, 3), patch_size=8, num_experts=2, top_k=1,
-            moe_intermediate_dim=16, mlp_dim=32)
+            moe_intermediate_dim=16, shared_expert_intermediate_dim=16, mlp_dim=32)
 
 
 def backbone_classes():

@@ -122,6 +122,7 @@ def families():
     if not _FAMILIES:
         from keras_net2net import rules
         from keras_net2net.hub import albert
+        from keras_net2net.hub import alibi
         from keras_net2net.hub import bert
         from keras_net2net.hub import electra
         from keras_net2net.hub import gemma
@@ -131,6 +132,7 @@ def families():
         from keras_net2net.hub import mit
         from keras_net2net.hub import mixtral
         from keras_net2net.hub import moe
+        from keras_net2net.hub import neox
         from keras_net2net.hub import opt
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
@@ -139,7 +141,7 @@ def families():
         from keras_net2net.hub import vit
 
         for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
-                       moe, qwen, qwen3, phi3, gemma, vit, mit):
+                       moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
