@@ -42,7 +42,19 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
             max_sequence_length=16, max_position_embeddings=16, head_dim=8, embedding_dim=8,
             num_groups=1, num_inner_repetitions=1, layer_norm_epsilon=1e-6, dropout=0.0,
             image_shape=(32, 32, 3), patch_size=8, num_experts=2, top_k=1,
-            moe_intermediate_dim=16, mlp_dim=32)
+            moe_intermediate_dim=16, shared_expert_intermediate_dim=16, mlp_dim=32)
+
+
+# Classes the generic filler cannot build, with the tiny configs their tests
+# use, and the block each deepens after where its name has no "_0".
+def _per_class():
+    from tests import test_hub_cnn
+    from tests import test_hub_vision
+
+    return {"MobileNetBackbone": (test_hub_cnn.MOBILENET, "block_2_1"),
+            "EfficientNetBackbone": (test_hub_cnn.EFFICIENTNET, "block1a"),
+            "ViTBackbone": (test_hub_vision.VIT, "vit_encoder"),
+            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0")}
 
 
 def backbone_classes():
@@ -66,10 +78,12 @@ def status(cls):
 
 
 def tiny(cls):
-    """A tiny instance from TINY, or None where a required argument is unknown."""
+    """A tiny instance from TINY (or the class's own tiny config), or None
+    where a required argument is unknown."""
     params = inspect.signature(cls.__init__).parameters
     kwargs = {}
-    for name, p in params.items():
+    own = _per_class().get(cls.__name__)
+    for name, p in params.items() if own is None else ():
         if name in ("self", "kwargs", "args") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         if name in TINY and (p.default is inspect.Parameter.empty or name != "head_dim"):
@@ -78,7 +92,7 @@ def tiny(cls):
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)
     try:
-        model = cls(**kwargs)
+        model = cls(**(own[0] if own is not None else kwargs))
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)
@@ -117,8 +131,9 @@ def rows(build=False, only=None):
                 row.update(widen="not built", deepen=reason)
             else:
                 row["widen"] = grow(model, widen=2.0)
-                blocks = [l.name for l in model.layers if "layer_0" in l.name or
-                          l.name.endswith("_0")]
+                own = _per_class().get(name)
+                blocks = [own[1]] if own is not None else [
+                    l.name for l in model.layers if "layer_0" in l.name or l.name.endswith("_0")]
                 row["deepen"] = grow(model, deepen=blocks[:1]) if blocks else "no block found"
             row["seconds"] = round(time.time() - start, 1)
         out.append(row)
@@ -132,7 +147,14 @@ def table(rows_):
         lines.append("| " + " | ".join(str(row.get(k, "")).replace("|", "/") for k in keys)
                      + " |")
     grows = sum(r["status"] == "grows" for r in rows_)
-    lines.append(f"\n{grows} of {len(rows_)} backbone classes grow into their own class.")
+    lines.append(f"\n{grows} of {len(rows_)} backbone classes have a family (grow into their "
+                 f"own class).")
+    if "widen" in keys:
+        built = [r for r in rows_ if r["widen"] != "not built"]
+        wide = [r for r in built if r["widen"].startswith("exact")]
+        deep = [r for r in wide if r["deepen"].startswith("exact")]
+        lines.append(f"Built tiny: {len(built)}; x2 wider exactly: {len(wide)}; also one block "
+                     f"deeper exactly: {len(deep)}.")
     return "\n".join(lines)
 
 

@@ -68,6 +68,8 @@ class Family:
             encoder): the student is grown wider first, then rebuilt deeper.
         pairs: function (ctx, family, student, inserts) -> {id(teacher layer):
             student layer}, where layers do not pair by path (MiT's auto names).
+        deepen_config: function (config, new config, inserts) editing the new
+            config where it lists blocks by index (Qwen 3 MoE's dense layers).
 
     Example:
 
@@ -95,6 +97,7 @@ class Family:
     finish: object = None
     append_blocks: object = None
     pairs: object = None
+    deepen_config: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
@@ -119,16 +122,26 @@ def families():
     if not _FAMILIES:
         from keras_net2net import rules
         from keras_net2net.hub import albert
+        from keras_net2net.hub import alibi
         from keras_net2net.hub import bert
+        from keras_net2net.hub import electra
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
+        from keras_net2net.hub import mixtral
+        from keras_net2net.hub import moe
+        from keras_net2net.hub import neox
+        from keras_net2net.hub import opt
+        from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
+        from keras_net2net.hub import qwen3
+        from keras_net2net.hub import roberta
         from keras_net2net.hub import vit
 
-        for module in (gpt2, bert, albert, llama, mistral, qwen, gemma, vit, mit):
+        for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
+                       moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
             rules.register_table(getattr(module, "TABLE", {}))
             for family in module.FAMILIES:
                 _FAMILIES[family.backbone] = family
@@ -221,6 +234,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     appended = family.append_blocks is not None
     new_config[keys["layers"]] = config[keys["layers"]] + (
         0 if appended else sum(inserts.values()))
+    if family.deepen_config is not None and inserts and not appended:
+        family.deepen_config(config, new_config, inserts)
     student, made = _build(task, backbone, new_config)
     carry.check_own_variables(model, student)  # before any write
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
@@ -543,7 +558,7 @@ def probe(model, batch=2, length=8, seed=0):
     """
     rng = np.random.default_rng(seed)
     backbone = model.backbone if isinstance(model, keras_hub.models.Task) else model
-    vocab = getattr(backbone, "vocabulary_size", 2)
+    vocab = getattr(backbone, "vocabulary_size", None) or getattr(backbone, "vocab_size", 2)
     length = min(length, getattr(backbone, "max_sequence_length", length) or length)
     out = {}
     for name, tensor in _inputs(model).items():

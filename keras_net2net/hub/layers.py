@@ -8,6 +8,8 @@ blocks derive it as hidden width // heads, so it is no config key) and
 `intermediate_dim`.
 """
 
+import inspect
+
 import keras
 from keras_hub.src.layers.modeling import cached_multi_head_attention as _cmha
 from keras_hub.src.layers.modeling import masked_lm_head as _mlm
@@ -231,6 +233,52 @@ def _owner(ctx, embedding):
     return embedding
 
 
+class ReversibleEmbeddingRule(composite.ReversibleEmbeddingRule):
+    """keras_hub's ReversibleEmbedding, also where its forward call is inside
+    a layer holding it (OPT's and RoBERTa's TokenAndPositionEmbedding) and a
+    task calls it in reverse (OPTCausalLM's LM head): the reverse call reads
+    the holder's output group, through the same tie as the core rule's."""
+
+    def propagate(self, ctx, call):
+        layer = call.op
+        arguments = inspect.signature(layer.call).bind_partial(*call.args, **call.kwargs)
+        owner = _holder(ctx, layer)
+        calls = ctx.graph.calls_of(owner) if owner is not None else []
+        if not arguments.arguments.get("reverse", False) or \
+                ctx.producer_atoms.get(id(layer)) is not None or not calls or \
+                getattr(layer, "quantization_mode", None):
+            super().propagate(ctx, call)
+            return
+        ctx.fresh(call.outputs[0], ctx.rank(call.outputs[0]) - 1, call.path,
+                  frozen=f"ReversibleEmbedding {call.path!r}: reverse logits (the vocabulary)")
+        key = call.inputs[0]
+        layout, forward = ctx.layout(key), ctx.layout(calls[0].outputs[0])
+        if layout is None or forward is None:
+            reason = (f"ReversibleEmbedding {call.path!r} is called in reverse on a width "
+                      f"its holder {owner.name!r} does not write")
+            ctx.groups.freeze_layout(layout, reason)
+            ctx.groups.freeze_layout(forward, reason)
+            return
+        reason = None if not layer.tie_weights else composite._tied_norm(ctx, key, call)
+        if reason:
+            ctx.groups.freeze_layout(layout, reason)
+            return
+        ctx.unify(layout, forward, call.path)
+        ctx.record_io(call, **{OUT: forward})
+        if layer.tie_weights:
+            ctx.io[id(ctx.graph.producers[key].op)].extra["tied_divide"] = True
+
+
+def _holder(ctx, layer):
+    """The graph's layer (not a model) holding `layer` as a sublayer, or None."""
+    for other in ctx.graph.layers.values():
+        if other is not layer and not isinstance(other, keras.Model) and \
+                isinstance(other, keras.layers.Layer) and \
+                any(sub is layer for sub in other._flatten_layers(include_self=False)):
+            return other
+    return None
+
+
 class RMSNormLastAxis(channelwise.RMSNormRule):
     """An RMS norm over the last axis with a `scale` (keras_hub's
     LlamaLayerNorm and kin, which have no `axis` attribute)."""
@@ -251,7 +299,10 @@ TABLE = {
     _te.TransformerEncoder: TransformerBlockRule("self_attention_layer"),
     _pe.PositionEmbedding: PositionEmbeddingRule(),
     _tpe.TokenAndPositionEmbedding: TokenAndPositionEmbeddingRule(),
-    _re.ReversibleEmbedding: composite.ReversibleEmbeddingRule(),
+    _re.ReversibleEmbedding: ReversibleEmbeddingRule(),
+    # keras_hub's models build Keras' own class: the same rule, which falls
+    # back to the core one unless a holder calls it forward.
+    keras.layers.ReversibleEmbedding: ReversibleEmbeddingRule(),
     _cmha.CachedMultiHeadAttention: attention.MultiHeadAttentionRule(),
     _mlm.MaskedLMHead: MaskedLMHeadRule(),
 }
