@@ -66,13 +66,14 @@ def backbone_classes():
 
 def status(cls):
     """("grows", family base class name) or ("refused", why), without building."""
-    backbone = hub.activate()
+    hub.activate()
     from keras_net2net.hub import cnn
+    from keras_net2net.hub import families
 
-    family = backbone.family_of(cls)
+    family = families.family_of(cls)
     if family is not None:
         return "grows", family.backbone.__name__
-    if issubclass(cls, (cnn._eff.EfficientNetBackbone, cnn._mob.MobileNetBackbone)):
+    if cnn.handles_class(cls):
         return "grows", "hub/cnn.py"
     return "refused", "no growth rule (UnsupportedModelError)"
 

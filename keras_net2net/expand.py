@@ -17,7 +17,7 @@ from keras_net2net import rebuild
 from keras_net2net import rules
 from keras_net2net import spans
 from keras_net2net import verify as verify_lib
-from keras_net2net.report import ExpansionReport
+from keras_net2net import report as report_lib
 
 _MAPPINGS = ("random", "round_robin")
 _NOISE_MODES = ("balanced", "additive")
@@ -133,7 +133,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     optimizer_state.record(student, builder.weight_map, insertions)
     if data is not None:
         _bn_statistics(student, insertions, data)
-    report = _report(ctx, the_plan, insertions, skipped, model, student,
+    report = report_lib.assemble(ctx, the_plan, insertions, skipped, model, student,
                      dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
                           noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict))
     report.verification = _exactness(noise, noise_mode, insertions)
@@ -166,7 +166,7 @@ def explain_model(model):
     ctx = analysis.analyze(model, grow_outputs=hub is not None and hub.handles(model) and
                            not hasattr(model, "backbone"))
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
-    report = _report(ctx, the_plan, [], [], model, None, {})
+    report = report_lib.assemble(ctx, the_plan, [], [], model, None, {})
     report.params_after = report.params_before
     report.explained = True
     return report
@@ -249,71 +249,6 @@ def _unit_indices(name, g):
             f"Received: mappings={{{name!r}: {g!r:.80}}}. Fix: pass report.mappings() of "
             f"an earlier growth of the same teacher.")
     return array.astype(np.int64)
-
-
-def _group_rows(ctx, the_plan):
-    groups = ctx.groups
-    names = {}
-    for atom, paths in groups.producers.items():
-        names.setdefault(groups.find(atom), []).extend(paths)
-    on_request = {groups.find(a) for a in ctx.on_request}
-    rows = []
-    for root in groups.roots():
-        producers = names.get(root, [])
-        old = groups.widths[root]
-        g = the_plan.mappings[root]
-        rows.append({
-            "name": producers[0] if producers else f"group{root}",
-            "producers": producers,
-            "members": sorted(groups.members.get(root, set())),
-            "old_width": old, "new_width": int(len(g)),
-            "frozen": groups.is_frozen(root),
-            "reasons": groups.frozen_reasons(root),
-            "mapping": g.tolist() if len(g) != old else [],
-            "on_request": root in on_request,
-        })
-    return rows
-
-
-def _inner_rows(ctx, the_plan):
-    """Old and new widths inside layers (attention heads, head dims), by the
-    config keys that hold them."""
-    rows = []
-    for layer_id, io in ctx.io.items():
-        layer = ctx.graph.layers.get(layer_id)
-        rule = rules.rule_for(layer) if layer is not None else None
-        for key, role in getattr(rule, "inner_keys", {}).items():
-            layout = io.layouts.get(role)
-            if layout is not None:
-                rows.append({"layer": ctx.graph.paths[layer_id], "class": type(layer).__name__,
-                             "width": key, "old_width": int(layout.size),
-                             "new_width": int(the_plan.width(layout))})
-    return rows
-
-
-def _report(ctx, the_plan, insertions, skipped, teacher, student, options):
-    groups = ctx.groups
-    layers = []
-    for path, (layer, atom) in plan_lib.producers(ctx).items():
-        layers.append({"layer": path, "class": type(layer).__name__,
-                       "old_width": groups.widths[atom],
-                       "new_width": int(len(the_plan.mapping(atom)))})
-    inserted = [{"anchor": i.anchor.name, "mode": i.mode, "count": i.count,
-                 "layers": [l.name for block in i.layers for l in block],
-                 "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
-                 "note": i.note} for i in insertions]
-    return ExpansionReport(
-        layers=layers, groups=_group_rows(ctx, the_plan), inner=_inner_rows(ctx, the_plan),
-        skipped=[{"request": what, "reason": why} for what, why in skipped],
-        inserted=inserted,
-        barriers=[{"layer": p, "class": c, "reason": r} for p, c, r in ctx.barriers],
-        params_before=int(teacher.count_params()),
-        params_after=int(student.count_params()) if student is not None else 0,
-        options={k: v for k, v in options.items() if _jsonable(v)})
-
-
-def _jsonable(v):
-    return v is None or isinstance(v, (int, float, str, bool, list, dict))
 
 
 def _as_inputs(data):

@@ -5,6 +5,9 @@ import dataclasses
 import json
 import math
 
+from keras_net2net import plan as plan_lib
+from keras_net2net.rules import registry as rules_registry
+
 
 @dataclasses.dataclass
 class ExpansionReport:
@@ -151,3 +154,84 @@ def nan_max(values):
     if any(math.isnan(v) for v in values):
         return float("nan")
     return max(values, default=0.0)
+
+
+def _group_rows(ctx, the_plan):
+    groups = ctx.groups
+    names = {}
+    for atom, paths in groups.producers.items():
+        names.setdefault(groups.find(atom), []).extend(paths)
+    on_request = {groups.find(a) for a in ctx.on_request}
+    rows = []
+    for root in groups.roots():
+        producers = names.get(root, [])
+        old = groups.widths[root]
+        g = the_plan.mappings[root]
+        rows.append({
+            "name": producers[0] if producers else f"group{root}",
+            "producers": producers,
+            "members": sorted(groups.members.get(root, set())),
+            "old_width": old, "new_width": int(len(g)),
+            "frozen": groups.is_frozen(root),
+            "reasons": groups.frozen_reasons(root),
+            "mapping": g.tolist() if len(g) != old else [],
+            "on_request": root in on_request,
+        })
+    return rows
+
+
+def _inner_rows(ctx, the_plan):
+    """Old and new widths inside layers (attention heads, head dims), by the
+    config keys that hold them."""
+    rows = []
+    for layer_id, io in ctx.io.items():
+        layer = ctx.graph.layers.get(layer_id)
+        rule = rules_registry.rule_for(layer) if layer is not None else None
+        for key, role in getattr(rule, "inner_keys", {}).items():
+            layout = io.layouts.get(role)
+            if layout is not None:
+                rows.append({"layer": ctx.graph.paths[layer_id], "class": type(layer).__name__,
+                             "width": key, "old_width": int(layout.size),
+                             "new_width": int(the_plan.width(layout))})
+    return rows
+
+
+def assemble(ctx, the_plan, insertions, skipped, teacher, student, options):
+    """The `ExpansionReport` of one growth, from the analysis, the plan and
+    the insertions (verification is added by the caller).
+
+    Args:
+        ctx: the analysis `Context`.
+        the_plan: the `plan.Plan`.
+        insertions: what deepening inserted (objects with anchor, mode,
+            count, layers, activation, exact_activation, note).
+        skipped: [(request, reason)] of widths not applied.
+        teacher: the teacher model.
+        student: the student model, or None (explain_model).
+        options: the call's options; only JSON values are kept.
+
+    Returns:
+        An `ExpansionReport`.
+    """
+    groups = ctx.groups
+    layers = []
+    for path, (layer, atom) in plan_lib.producers(ctx).items():
+        layers.append({"layer": path, "class": type(layer).__name__,
+                       "old_width": groups.widths[atom],
+                       "new_width": int(len(the_plan.mapping(atom)))})
+    inserted = [{"anchor": i.anchor.name, "mode": i.mode, "count": i.count,
+                 "layers": [l.name for block in i.layers for l in block],
+                 "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
+                 "note": i.note} for i in insertions]
+    return ExpansionReport(
+        layers=layers, groups=_group_rows(ctx, the_plan), inner=_inner_rows(ctx, the_plan),
+        skipped=[{"request": what, "reason": why} for what, why in skipped],
+        inserted=inserted,
+        barriers=[{"layer": p, "class": c, "reason": r} for p, c, r in ctx.barriers],
+        params_before=int(teacher.count_params()),
+        params_after=int(student.count_params()) if student is not None else 0,
+        options={k: v for k, v in options.items() if _jsonable(v)})
+
+
+def _jsonable(v):
+    return v is None or isinstance(v, (int, float, str, bool, list, dict))

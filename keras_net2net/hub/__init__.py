@@ -22,8 +22,9 @@ _ACTIVE = []
 
 
 def activate():
-    """Registers the keras_hub rules once; returns the `backbone` module, or
-    None when keras_hub is not imported (or fails to import).
+    """Registers the keras_hub layer rules and backbone families once; returns
+    this package (its `handles` and `grow`), or None when keras_hub is not
+    imported (or fails to import).
 
     Example:
 
@@ -37,13 +38,54 @@ def activate():
     if sys.modules.get("keras_hub") is None:
         return None
     try:
-        from keras_net2net.hub import backbone
+        from keras_net2net.hub import albert
+        from keras_net2net.hub import alibi
+        from keras_net2net.hub import bert
+        from keras_net2net.hub import cnn
+        from keras_net2net.hub import electra
+        from keras_net2net.hub import families
+        from keras_net2net.hub import gemma
+        from keras_net2net.hub import gpt2
         from keras_net2net.hub import layers
+        from keras_net2net.hub import llama
+        from keras_net2net.hub import mistral
+        from keras_net2net.hub import mit
+        from keras_net2net.hub import mixtral
+        from keras_net2net.hub import moe
+        from keras_net2net.hub import neox
+        from keras_net2net.hub import opt
+        from keras_net2net.hub import phi3
+        from keras_net2net.hub import qwen
+        from keras_net2net.hub import qwen3
+        from keras_net2net.hub import roberta
+        from keras_net2net.hub import vit
     except ImportError:  # a keras_hub this package does not know
         return None
     from keras_net2net import rules
 
     rules.register_table(layers.TABLE)
-    backbone.families()  # registers the families' own layer rules
-    _ACTIVE.append(backbone)
-    return backbone
+    rules.register_table(cnn.TABLE)
+    for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
+                   moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
+        rules.register_table(getattr(module, "TABLE", {}))
+        families.register(module.FAMILIES)
+    _ACTIVE.append(sys.modules[__name__])
+    return _ACTIVE[0]
+
+
+def handles(model):
+    """Whether `model` is a keras_hub Backbone or Task (grown by `grow`)."""
+    from keras_net2net.hub import backbone
+
+    return backbone.handles(model)
+
+
+def grow(model, widen=None, deepen=None, **kwargs):
+    """Grows a keras_hub backbone or task into one of the same class: the
+    CNN backbones by `hub.cnn`, the others by `hub.backbone` (see their
+    `grow`). Call `activate()` first; `keras_net2net.expand_model` does."""
+    from keras_net2net.hub import backbone
+    from keras_net2net.hub import cnn
+
+    driver = cnn if cnn.handles(model) else backbone
+    return driver.grow(model, widen, deepen, **kwargs)

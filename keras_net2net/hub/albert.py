@@ -12,7 +12,7 @@ of a shared block's weights, which computes something else; grow it wider.
 
 import keras_hub
 
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.hub.bert import ZERO
 
 

@@ -25,8 +25,9 @@ from keras_hub.src.models.falcon import falcon_transformer_decoder
 from keras_net2net import errors
 from keras_net2net.channels import Product
 from keras_net2net.hub import backbone as hub_backbone
+from keras_net2net.hub import families
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -81,7 +82,7 @@ def _targets(family, config, widen):
             f"a slope fixed by the number of heads, so more heads would move the old ones to "
             f"other slopes. Received: widen={{{nk!r}: {widen[nk]!r}}}. Fix: grow {hk} (the head "
             f"dim grows with it) and intermediate_dim.")
-    if hub_backbone._number(widen):
+    if families.is_number(widen):
         if widen < 1:
             raise errors.PlanError(
                 f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "

@@ -34,118 +34,10 @@ from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
+from keras_net2net import report as report_lib
 from keras_net2net import verify as verify_lib
 from keras_net2net.graph import Graph
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """How one keras_hub backbone class grows.
-
-    Attributes:
-        backbone: the backbone class.
-        embedding: the layer that produces the model width.
-        block: name of the i-th block, with "{}" for i.
-        keys: {"hidden", "heads", "intermediate", "layers"}: the config keys.
-        also_hidden: other layers producing a group of the model width.
-        tied_norm: the norm a tied token embedding's reverse call reads.
-        rotary: rotary position embeddings: head dims keep their width.
-        identity: "pre" (zero the `zero` weights of a copied block), "post"
-            (LayerNorm hand-over, see `_post_norm_identity`), or the reason
-            no identity block exists.
-        zero: regexes of weight paths below a block zeroed in an inserted one.
-        extra: {config key: producing layer} of other widths that grow with
-            the factor (ALBERT's `embedding_dim`).
-        block_names: function config -> block names, where blocks are not
-            `block` formatted with 0..num_layers-1 (ALBERT's groups).
-        targets: function (family, config, widen) -> targets, where the
-            config does not derive the head dim as hidden // heads (Gemma).
-        request: function (ctx, family, config, targets) -> the layer request.
-        finish: function (ctx, plan, teacher backbone, student backbone) run
-            after the weights are written (Gemma's sqrt(hidden_dim) scaling).
-        append_blocks: function (task or None, student, inserts) -> a deeper
-            student, where the blocks live in one container layer (ViT's
-            encoder): the student is grown wider first, then rebuilt deeper.
-        pairs: function (ctx, family, student, inserts) -> {id(teacher layer):
-            student layer}, where layers do not pair by path (MiT's auto names).
-        deepen_config: function (config, new config, inserts) editing the new
-            config where it lists blocks by index (Qwen 3 MoE's dense layers).
-
-    Example:
-
-    ```python
-    Family(keras_hub.models.GPT2Backbone, embedding="token_embedding",
-           tied_norm="layer_norm", zero=(r"feedforward_output_dense/(kernel|bias)",))
-    ```
-    """
-
-    backbone: type
-    embedding: str
-    block: str = "transformer_layer_{}"
-    keys: dict = dataclasses.field(default_factory=lambda: {
-        "hidden": "hidden_dim", "heads": "num_heads", "intermediate": "intermediate_dim",
-        "layers": "num_layers"})
-    also_hidden: tuple = ()
-    tied_norm: str = None
-    rotary: bool = False
-    identity: str = "pre"
-    zero: tuple = ()
-    extra: dict = dataclasses.field(default_factory=dict)
-    block_names: object = None
-    targets: object = None
-    request: object = None
-    finish: object = None
-    append_blocks: object = None
-    pairs: object = None
-    deepen_config: object = None
-
-    def blocks(self, config):
-        """Names of the blocks (one per block layer, shared ones once)."""
-        if self.block_names is not None:
-            return self.block_names(config)
-        return [self.block.format(i) for i in range(config[self.keys["layers"]])]
-
-
-_FAMILIES = {}
-
-
-def families():
-    """{backbone class: Family} of every class that grows (registers the
-    families' layer rules on first use).
-
-    Example:
-
-    ```python
-    sorted(c.__name__ for c in families())
-    ```
-    """
-    if not _FAMILIES:
-        from keras_net2net import rules
-        from keras_net2net.hub import albert
-        from keras_net2net.hub import alibi
-        from keras_net2net.hub import bert
-        from keras_net2net.hub import electra
-        from keras_net2net.hub import gemma
-        from keras_net2net.hub import gpt2
-        from keras_net2net.hub import llama
-        from keras_net2net.hub import mistral
-        from keras_net2net.hub import mit
-        from keras_net2net.hub import mixtral
-        from keras_net2net.hub import moe
-        from keras_net2net.hub import neox
-        from keras_net2net.hub import opt
-        from keras_net2net.hub import phi3
-        from keras_net2net.hub import qwen
-        from keras_net2net.hub import qwen3
-        from keras_net2net.hub import roberta
-        from keras_net2net.hub import vit
-
-        for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
-                       moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
-            rules.register_table(getattr(module, "TABLE", {}))
-            for family in module.FAMILIES:
-                _FAMILIES[family.backbone] = family
-    return _FAMILIES
+from keras_net2net.hub import families
 
 
 def handles(model):
@@ -190,25 +82,19 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     student = n2n.expand_model(gpt2_backbone, widen={"hidden_dim": 32, "num_heads": 4})
     ```
     """
-    from keras_net2net.hub import cnn  # EfficientNet, MobileNet: their own driver
-
-    if cnn.handles(model):
-        return cnn.grow(model, widen, deepen, noise=noise, noise_mode=noise_mode,
-                        mapping=mapping, seed=seed, verify=verify, verify_data=verify_data,
-                        tolerance=tolerance, return_report=return_report)
     task = model if isinstance(model, keras_hub.models.Task) else None
     backbone = model.backbone if task is not None else model
     family = _family(backbone)
     config = backbone.get_config()
     keys = family.keys
-    targets = (family.targets or _targets)(family, config, widen)
+    targets = (family.targets or default_targets)(family, config, widen)
     inserts = _deepen(family, config, deepen)
     if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
         raise errors.PlanError(
             f"Expected at least one width or block to grow. Received: widen={widen!r} and "
             f"deepen={deepen!r}. Fix: e.g. widen=2.0 or deepen=[{family.block.format(0)!r}].")
     ctx = analysis.analyze(model, grow_outputs=task is None)
-    request = (family.request or _layer_request)(ctx, family, config, targets)
+    request = (family.request or layer_request)(ctx, family, config, targets)
     widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
     if skipped:
         what, why = skipped[0]
@@ -236,7 +122,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
         0 if appended else sum(inserts.values()))
     if family.deepen_config is not None and inserts and not appended:
         family.deepen_config(config, new_config, inserts)
-    student, made = _build(task, backbone, new_config)
+    student, made = build_student(task, backbone, new_config)
     carry.check_own_variables(model, student)  # before any write
     pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
@@ -251,32 +137,17 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     if appended and inserts:
         student = family.append_blocks(task, student, inserts)
         new_config = (student.backbone if task is not None else student).get_config()
-    report = _report(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
+    report = report_for(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
     if verify:
-        _verify(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
+        verify_student(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
                 noise_mode, task is None)
     return (student, report) if return_report else student
 
 
-def family_of(cls):
-    """The Family of a backbone class: its own, else its nearest base class's
-    (Llama3Backbone takes LlamaBackbone's, XLMRobertaBackbone RobertaBackbone's:
-    subclasses that change presets or tokenizers, not blocks); None if none.
-
-    Example:
-
-    ```python
-    family_of(keras_hub.models.Llama3Backbone).backbone  # LlamaBackbone
-    ```
-    """
-    table = families()
-    return next((table[c] for c in cls.__mro__ if c in table), None)
-
-
 def _family(backbone):
-    family = family_of(type(backbone))
+    family = families.family_of(type(backbone))
     if family is None:
-        names = sorted([c.__name__ for c in families()] +
+        names = sorted([c.__name__ for c in families.registered()] +
                        ["EfficientNetBackbone", "MobileNetBackbone"])  # hub/cnn.py
         raise errors.UnsupportedModelError(
             f"Expected a keras_hub backbone of a class that grows into its own class "
@@ -292,11 +163,7 @@ def _family(backbone):
     return family
 
 
-def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _targets(family, config, widen):
+def default_targets(family, config, widen):
     """{"hidden", "heads", "intermediate": new value} from `widen`."""
     keys = family.keys
     d, h, f = (config[keys[k]] for k in ("hidden", "heads", "intermediate"))
@@ -308,7 +175,7 @@ def _targets(family, config, widen):
         extras["query_heads"] = h * r
     if widen is None:
         return {"hidden": d, "heads": h, "intermediate": f, **extras}
-    if _number(widen):
+    if families.is_number(widen):
         if widen < 1:
             raise errors.PlanError(
                 f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
@@ -372,7 +239,7 @@ def requested_width(key, value, old):
     >>> requested_width("hidden_dim", 1.5, 16)
     24
     """
-    if not _number(value):
+    if not families.is_number(value):
         raise errors.PlanError(
             f"Expected a width (int) or a factor (float) for {key!r}. Received: "
             f"widen={{{key!r}: {value!r}}}.")
@@ -417,7 +284,7 @@ def _deepen(family, config, deepen):
     return out
 
 
-def _layer_request(ctx, family, config, targets):
+def layer_request(ctx, family, config, targets):
     """The per-layer widen request of the core (keras_net2net.plan)."""
     request = {family.embedding: targets["hidden"]}
     for name in family.also_hidden:
@@ -441,7 +308,7 @@ def _mark_tied_norm(ctx, family, backbone, task):
             ctx.io[layer_id].extra["tied_divide"] = True
 
 
-def _build(task, backbone, new_config):
+def build_student(task, backbone, new_config):
     for attribute in ("tie_word_embeddings",):
         if getattr(backbone, attribute, False) and attribute not in new_config:
             raise errors.UnsupportedModelError(
@@ -624,7 +491,7 @@ def readout(ctx, the_plan, key, student_value):
     return value
 
 
-def _verify(ctx, the_plan, teacher, student, report, verify_data, tolerance, noise,
+def verify_student(ctx, the_plan, teacher, student, report, verify_data, tolerance, noise,
             noise_mode, grown_outputs):
     tol = tolerance or verify_lib.TOLERANCES.get(verify_lib.compute_dtype(teacher), 1e-4)
     x = verify_data if verify_data is not None else probe(teacher)
@@ -653,12 +520,11 @@ def _verify(ctx, the_plan, teacher, student, report, verify_data, tolerance, noi
             f"it with the config. The teacher is unchanged.", report)
 
 
-def _report(ctx, the_plan, teacher, student, config, new_config, widen, deepen, inserts):
-    from keras_net2net import expand
-
-    report = expand._report(ctx, the_plan, [], [], teacher, student,
-                            dict(widen=widen if isinstance(widen, (int, float, dict)) else None,
-                                 deepen=deepen if isinstance(deepen, (list, dict, str)) else None))
+def report_for(ctx, the_plan, teacher, student, config, new_config, widen, deepen, inserts):
+    report = report_lib.assemble(
+        ctx, the_plan, [], [], teacher, student,
+        dict(widen=widen if isinstance(widen, (int, float, dict)) else None,
+             deepen=deepen if isinstance(deepen, (list, dict, str)) else None))
     report.options["config"] = {k: [config[k], new_config[k]] for k in new_config
                                 if k in config and new_config[k] != config[k]}
     report.inserted = [{"anchor": k, "mode": "identity block", "layers": [], "count": c}

@@ -10,7 +10,7 @@ epsilon = 1e-12).
 
 import keras_hub
 
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 
 ZERO = (r"self_attention_layer/attention_output/(kernel|bias)",
         r"feedforward_output_dense/(kernel|bias)")

@@ -225,7 +225,6 @@ TABLE = {_mbconv.MBConvBlock: MBConvRule(), _fused.FusedMBConvBlock: FusedMBConv
          _mob.InvertedResidualBlock: InvertedResidualRule(),
          _mob.ConvBnActBlock: ConvBnActRule()}
 
-_REGISTERED = []
 
 
 def handles(backbone):
@@ -238,8 +237,13 @@ def handles(backbone):
     ```
     """
     backbone = getattr(backbone, "backbone", backbone)  # a task on one: refused in grow
-    # By isinstance: a subclass takes its parent's driver (as hub.backbone.family_of).
-    return isinstance(backbone, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone))
+    return handles_class(type(backbone))
+
+
+def handles_class(cls):
+    """Whether backbones of class `cls` are grown here (a subclass takes its
+    parent's driver, as `hub.families.family_of` does)."""
+    return issubclass(cls, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone))
 
 
 # -- configs -------------------------------------------------------------
@@ -406,12 +410,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     student = n2n.expand_model(mobilenet_backbone, widen=1.5, deepen=["block_2_1"])
     ```
     """
-    from keras_net2net import rules
     from keras_net2net.hub import backbone as hub_backbone
 
-    if not _REGISTERED:
-        rules.register_table(TABLE)
-        _REGISTERED.append(True)
     name = type(model).__name__
     if not isinstance(model, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)):
         raise errors.UnsupportedModelError(
@@ -449,12 +449,12 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     counts = {}
     for anchor, _ in inserts:
         counts[anchor] = counts.get(anchor, 0) + 1
-    report = hub_backbone._report(ctx, the_plan, model, student, config, new_config, widen,
+    report = hub_backbone.report_for(ctx, the_plan, model, student, config, new_config, widen,
                                   deepen, counts)
     if verify:
         if verify_data is None:
             verify_data = probe(model)
-        hub_backbone._verify(ctx, the_plan, model, student, report, verify_data, tolerance,
+        hub_backbone.verify_student(ctx, the_plan, model, student, report, verify_data, tolerance,
                              noise, noise_mode, True)
     return (student, report) if return_report else student
 

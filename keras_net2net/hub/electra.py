@@ -13,12 +13,12 @@ model width itself.
 import keras_hub
 
 from keras_net2net.hub import backbone as hub_backbone
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.hub.bert import ZERO
 
 
 def _request(ctx, family, config, targets):
-    request = hub_backbone._layer_request(ctx, family, config, targets)
+    request = hub_backbone.layer_request(ctx, family, config, targets)
     if config["embedding_dim"] == config["hidden_dim"]:  # no projection layer
         del request[family.embedding]
     return request

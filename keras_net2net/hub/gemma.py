@@ -34,8 +34,8 @@ from keras_hub.src.models.gemma import rms_normalization
 from keras_net2net import errors
 from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
-from keras_net2net.hub.backbone import _number
+from keras_net2net.hub.families import Family
+from keras_net2net.hub.families import is_number
 from keras_net2net.hub.backbone import requested_width
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
@@ -130,7 +130,7 @@ def _targets(family, config, widen):
     out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f}
     if widen is None:
         return out
-    if _number(widen):
+    if is_number(widen):
         if widen < 1:
             raise errors.PlanError(
                 f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "

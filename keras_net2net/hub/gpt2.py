@@ -10,7 +10,7 @@ x + 0 + 0 = x.
 
 import keras_hub
 
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 
 ZERO = (r"self_attention/attention_output/(kernel|bias)",
         r"feedforward_output_dense/(kernel|bias)")

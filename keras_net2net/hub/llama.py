@@ -21,8 +21,9 @@ from keras_hub.src.models.llama import llama_layernorm
 
 from keras_net2net import errors
 from keras_net2net.hub import backbone as hub_backbone
+from keras_net2net.hub import families
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -146,7 +147,7 @@ def _targets(family, config, widen):
     head dim is kept (rotary), kv heads (with their query heads) and the
     widths grow by the factor each."""
     if not _own_head_dim(config):
-        return hub_backbone._targets(family, config, widen)
+        return hub_backbone.default_targets(family, config, widen)
     d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
                                       "intermediate_dim"))
     r = q // h
@@ -155,7 +156,7 @@ def _targets(family, config, widen):
     name = family.backbone.__name__
     if widen is None:
         return out
-    if hub_backbone._number(widen):
+    if families.is_number(widen):
         if widen < 1:
             raise errors.PlanError(
                 f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
@@ -195,7 +196,7 @@ def _request(ctx, family, config, targets):
     """The layer request; `family.extra` here are widths inside the blocks
     (mixture-of-experts FFN widths), requested of every block by config key."""
     if not _own_head_dim(config):
-        request = hub_backbone._layer_request(
+        request = hub_backbone.layer_request(
             ctx, dataclasses.replace(family, extra={}), config, targets)
     else:
         request = {family.embedding: targets["hidden"]}

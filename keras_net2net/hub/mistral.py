@@ -31,7 +31,7 @@ def _targets(family, config, widen):
             f"and num_query_heads={config['num_query_heads']}: a head dim free of the model "
             f"width is not grown for Mistral yet. Fix: grow a plain functional copy of it "
             f"(its blocks keep their width), or one with head_dim=None.")
-    return hub_backbone._targets(family, config, widen)
+    return hub_backbone.default_targets(family, config, widen)
 
 
 FAMILIES = [dataclasses.replace(llama.family(keras_hub.models.MistralBackbone),

@@ -33,8 +33,8 @@ from keras_net2net import lazy
 from keras_net2net.channels import Product
 from keras_net2net.graph import Graph
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
-from keras_net2net.hub.backbone import _number
+from keras_net2net.hub.families import Family
+from keras_net2net.hub.families import is_number
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -130,7 +130,7 @@ def _targets(family, config, widen):
     out = {"hidden_dims": dims, "layerwise_num_heads": heads}
     if widen is None:
         return out
-    if not _number(widen):
+    if not is_number(widen):
         raise errors.PlanError(
             f"Expected widen to be an integer factor (e.g. 2.0) for MiTBackbone, which grows "
             f"every stage's hidden_dims and layerwise_num_heads together. Received: "
@@ -192,7 +192,7 @@ def _append_blocks(task, student, inserts):
         depths[stage] += count
         anchors[names[index]] = count
     config["layerwise_depths"] = depths
-    deeper, made = hub_backbone._build(task, backbone, config)  # deferred: every value below
+    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
     old = [layer for _, layer in _weighted(Graph(student))]
     new = [layer for _, layer in _weighted(Graph(deeper))]
     j = 0

@@ -17,7 +17,7 @@ from keras_hub.src.models.gpt_neo_x import gpt_neo_x_decoder
 
 from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE

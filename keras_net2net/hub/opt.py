@@ -10,7 +10,7 @@ anchor with the attention and feed-forward output projections zero.
 
 import keras_hub
 
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.hub.gpt2 import ZERO
 
 FAMILIES = [Family(keras_hub.models.OPTBackbone, embedding="embeddings",

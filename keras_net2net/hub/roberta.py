@@ -10,7 +10,7 @@ keras_net2net.hub.backbone._post_norm_identity (exact to epsilon / var).
 
 import keras_hub
 
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.hub.bert import ZERO
 
 FAMILIES = [Family(keras_hub.models.RobertaBackbone, embedding="embeddings",

@@ -24,7 +24,7 @@ from keras_hub.src.models.vit import vit_layers
 from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net.hub import layers as hub_layers
-from keras_net2net.hub.backbone import Family
+from keras_net2net.hub.families import Family
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import IN
@@ -94,7 +94,7 @@ def _append_blocks(task, student, inserts):
     config = backbone.get_config()
     n = config["num_layers"]
     config["num_layers"] = n + sum(inserts.values())
-    deeper, made = hub_backbone._build(task, backbone, config)  # deferred: every value below
+    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
     source = {v.path: v for v in student.weights}
     pattern = re.compile(r"(.*/transformer_block_)(\d+)/(.*)")
     for variable in deeper.weights:
