@@ -27,6 +27,11 @@ class ExpansionReport:
             explains) compares float64 copies of the teacher and of a student
             grown from it the same way, and "float64_note" says why it could
             not run, where it could not.
+        inlined: [{"layer", "class", "layers"}]: custom layers that grew as
+            the plain Keras subgraph traced from their call (the student holds
+            a nested functional model of that name instead of the custom
+            class); custom layers that were not are among `barriers`, with
+            the reason.
         params_before, params_after: parameter counts.
         options: the options the call was made with.
     """
@@ -42,6 +47,7 @@ class ExpansionReport:
     params_after: int = 0
     options: dict = dataclasses.field(default_factory=dict)
     explained: bool = False
+    inlined: list = dataclasses.field(default_factory=list)
 
     @property
     def max_relative_error(self):
