@@ -440,7 +440,10 @@ def _verify(ctx, teacher, student, report, verify_data, data, tolerance, noise, 
             f"please report it with the model. The teacher is unchanged; verify=False "
             f"returns the student anyway.", report)
     if error > verify_lib.ROUNDING.get(dtype, 1e-6):
-        _second_look(teacher, report, inputs, names, dtype, error, regrow)
+        # The model the pipeline read: with custom layers inlined, its float64
+        # twin is made of plain layers, which a twin of the teacher's custom
+        # layers (sublayers made in __init__ at the default dtype) is not.
+        _second_look(ctx.graph.model, report, inputs, names, dtype, error, regrow)
 
 
 def _second_look(teacher, report, inputs, names, dtype, error, regrow):

@@ -347,3 +347,14 @@ def test_sum_over_channels_is_kept_with_the_reason_and_other_axes_grow():
     assert student.get_layer("fc").units == 12 and student.get_layer("side").units == 3
     reasons = [b["reason"] for b in report.barriers if b["class"] == "Sum"]
     assert any("count every copied channel again" in r for r in reasons), report.barriers
+
+
+@pytest.mark.parametrize("factory", [vit_model, text_model], ids=["vit", "text_transformer"])
+def test_second_look_in_float64_runs_on_inlined_models(factory, monkeypatch):
+    from keras_net2net import verify
+
+    monkeypatch.setitem(verify.ROUNDING, "float32", 0.0)  # every error gets the second look
+    teacher = randomize_state(factory())
+    _, report = n2n.expand_model(teacher, widen=2.0, seed=0, return_report=True)
+    assert "float64_note" not in report.verification, report.verification
+    assert verify.max_relative(report.verification["float64"]) <= verify.FLOAT64_TOLERANCE
