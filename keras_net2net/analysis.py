@@ -5,13 +5,15 @@ from keras_net2net import rules
 from keras_net2net.graph import Graph
 
 
-def analyze(model, grow_outputs=False):
+def analyze(model, grow_outputs=False, reasons=None):
     """Builds the `Graph` of `model` and its channel groups.
 
     Args:
         model: a Functional or Sequential model.
         grow_outputs: let the model's outputs grow (a keras_hub backbone's
             hidden states, read through the mapping, keras_net2net.hub).
+        reasons: {id(layer): why} for layers no rule knows, in place of
+            the generic reason (custom layers that could not be inlined).
 
     Returns:
         A `rules.Context`: per-tensor layouts, the union-find of groups with
@@ -26,7 +28,7 @@ def analyze(model, grow_outputs=False):
     for call in graph.calls:
         rule = rules.rule_for(call.op)
         if rule is None:
-            ctx.barrier(call, rules.unknown_reason(call.op))
+            ctx.barrier(call, (reasons or {}).get(id(call.op)) or rules.unknown_reason(call.op))
             continue
         try:
             rule.propagate(ctx, call)

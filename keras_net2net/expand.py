@@ -10,6 +10,7 @@ from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import graph as graph_lib
+from keras_net2net import inline as inline_lib
 from keras_net2net import optimizer_state
 from keras_net2net import padding
 from keras_net2net import plan as plan_lib
@@ -25,7 +26,8 @@ _NOISE_MODES = ("balanced", "additive")
 
 def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
                  mapping="random", seed=None, data=None, verify=True, verify_data=None,
-                 tolerance=None, strict=False, mappings=None, return_report=False):
+                 tolerance=None, strict=False, mappings=None, return_report=False,
+                 inline_custom_layers=True):
     """Grows a Keras model without changing what it computes (Net2Net).
 
     Widening copies units of each channel group and divides the weights that
@@ -73,6 +75,13 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
         mappings: {group name: mapping} from `ExpansionReport.mappings()` to
             replay an earlier growth exactly.
         return_report: also return the `ExpansionReport`.
+        inline_custom_layers: replace each custom `Layer` subclass whose
+            `call` is built from Keras layers and `keras.ops` by the plain
+            Keras subgraph traced from it (a nested functional model of the
+            same name holding its sublayers, `keras_net2net.inline`), so that
+            its channels grow. The student's layer classes then differ from
+            the teacher's. Custom layers that cannot be traced are carried as
+            they are, with the reason in the report. False carries them all.
 
     Returns:
         The student `keras.Model`, or `(student, report)` if `return_report`.
@@ -115,6 +124,9 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
         verify_lib.check_inputs(ctx, _as_inputs(verify_data), "verify_data")
     elif verify:
         verify_lib.check_probe(ctx)
+    chosen = verify_data if verify_data is not None else data
+    ctx, inlining = _inline(model, ctx, inline_custom_layers,
+                            None if chosen is None else _as_inputs(chosen))
     widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
     insertions = deepen_lib.plan_insertions(ctx, deepen)
     options = (widen, deepen)
@@ -135,25 +147,33 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
         _bn_statistics(student, insertions, data)
     report = report_lib.assemble(ctx, the_plan, insertions, skipped, model, student,
                      dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
-                          noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict))
+                          noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict,
+                          inline_custom_layers=inline_custom_layers))
     report.verification = _exactness(noise, noise_mode, insertions)
+    report.inlined = inlining.inlined
     _check_student_runs(ctx, student, verify_data, data)
     if verify:
         def regrow(twin):  # the same growth of a float64 copy of the teacher
             return expand_model(twin, widen, deepen, noise=noise, noise_mode=noise_mode,
                                 mapping=mapping, seed=seed, data=data, verify=False,
-                                strict=strict, mappings=report.mappings() or mappings)
+                                strict=strict, mappings=report.mappings() or mappings,
+                                inline_custom_layers=inline_custom_layers)
 
         _verify(ctx, model, student, report, verify_data, data, tolerance, regrow)
     return (student, report) if return_report else student
 
 
-def explain_model(model):
+def explain_model(model, inline_custom_layers=True):
     """Explains how a model would grow, without growing it.
 
     Returns an `ExpansionReport` with no growth applied: its `groups` list
     which layers each channel group couples, whether it can widen and, if
-    not, why; `barriers` lists layers growth cannot pass through.
+    not, why; `barriers` lists layers growth cannot pass through; `inlined`
+    the custom layers that would grow as plain Keras subgraphs.
+
+    Args:
+        model: a Functional or Sequential `keras.Model`.
+        inline_custom_layers: as for `expand_model`.
 
     Example:
 
@@ -163,13 +183,30 @@ def explain_model(model):
     """
     hub = _hub()
     # A keras_hub backbone grows its outputs (same class out); a task keeps them.
-    ctx = analysis.analyze(model, grow_outputs=hub is not None and hub.handles(model) and
-                           not hasattr(model, "backbone"))
+    handled = hub is not None and hub.handles(model)
+    ctx = analysis.analyze(model, grow_outputs=handled and not hasattr(model, "backbone"))
+    inlining = inline_lib.Inlining(model)
+    if not handled:
+        ctx, inlining = _inline(model, ctx, inline_custom_layers, None)
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
     report = report_lib.assemble(ctx, the_plan, [], [], model, None, {})
+    report.inlined = inlining.inlined
     report.params_after = report.params_before
     report.explained = True
     return report
+
+
+def _inline(model, ctx, enabled, inputs):
+    """The analysis of the model the pipeline reads: `model` with its custom
+    layers inlined where they can be (`keras_net2net.inline`), or `ctx` as it
+    is. Custom layers that stay are barriers whose reason says why."""
+    if not enabled or not any(inline_lib.is_custom_layer(c.op) for c in ctx.graph.calls):
+        return ctx, inline_lib.Inlining(model)
+    inlining = inline_lib.inline_custom_layers(model, inputs)
+    reasons = {layer_id: f"a custom layer that was not inlined: {why}; it keeps the width of "
+                         f"what it reads (or register a rule with keras_net2net.register_rule)"
+               for layer_id, why in inlining.kept.items()}
+    return analysis.analyze(inlining.model, reasons=reasons), inlining
 
 
 def _hub():
@@ -356,7 +393,10 @@ def _verify(ctx, teacher, student, report, verify_data, data, tolerance, regrow)
             f"please report it with the model. The teacher is unchanged; verify=False "
             f"returns the student anyway.", report)
     if error > verify_lib.ROUNDING.get(dtype, 1e-6):
-        _second_look(teacher, report, inputs, names, dtype, error, regrow)
+        # The model the pipeline read: with custom layers inlined, its float64
+        # twin is made of plain layers, which a twin of the teacher's custom
+        # layers (sublayers made in __init__ at the default dtype) is not.
+        _second_look(ctx.graph.model, report, inputs, names, dtype, error, regrow)
 
 
 def _second_look(teacher, report, inputs, names, dtype, error, regrow):

@@ -33,6 +33,11 @@ class ExpansionReport:
             "exact" is False (with "not_exact", why) where the student is not
             meant to compute the teacher's function (additive noise, stacked
             spans): its errors are measured only.
+        inlined: [{"layer", "class", "layers"}]: custom layers that grew as
+            the plain Keras subgraph traced from their call (the student holds
+            a nested functional model of that name instead of the custom
+            class); custom layers that were not are among `barriers`, with
+            the reason.
         params_before, params_after: parameter counts.
         options: the options the call was made with.
     """
@@ -48,6 +53,7 @@ class ExpansionReport:
     params_after: int = 0
     options: dict = dataclasses.field(default_factory=dict)
     explained: bool = False
+    inlined: list = dataclasses.field(default_factory=list)
 
     @property
     def exact(self):

@@ -752,7 +752,11 @@ def probe(model, batch=2, seed=1):
 def _find(model, path):
     layer = model
     for part in path.split("/"):
-        layer = layer.get_layer(part)
+        if isinstance(layer, keras.Model):
+            layer = layer.get_layer(part)
+        else:  # a custom layer the student holds inlined: its sublayer of that name
+            layer = next(l for l in layer._flatten_layers(include_self=False)
+                         if l.name == part)
     return layer
 
 

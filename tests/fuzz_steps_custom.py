@@ -86,6 +86,49 @@ def double(x):
     return x * 2.0
 
 
+class GatedDense(L.Layer):
+    """Built from Keras layers and keras.ops (issue 25): inlined into the
+    student as a plain subgraph, so its Dense grows."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.value = L.Dense(units)
+        self.gate = L.Dense(units, activation="sigmoid")
+        self.norm = L.LayerNormalization()
+
+    def call(self, x):
+        return self.norm(self.value(x) * self.gate(x) + ops.tanh(self.value(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class CumsumDense(L.Layer):
+    """A Dense followed by a non-Keras (TensorFlow) op: cannot be traced on
+    KerasTensors, so it is carried, and the report says why."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = L.Dense(units)
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.cumsum(self.dense(x), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def _composite_layer(b, t):
+    kind = b.draw(st.sampled_from(["GatedDense", "GatedDense", "CumsumDense"]))
+    units, out = b.draw(WIDTHS), b.var()
+    b.emit([f"{out} = custom.{kind}({units}, name={b.name(kind.lower())!r})({t.var})"],
+           [(out, t.fmt if t.rank == 2 else "channels_last")], [t])
+
+
 def _custom_layer(b, t):
     # ShiftNoConfig makes every growth a refusal: drawn rarely, so that the
     # generator's floor of preserved examples measures the rules.
@@ -112,8 +155,8 @@ def _regularised_dense(b, t):
            [(out, t.fmt if t.rank == 2 else "channels_last")], [t], {name: units}, [name])
 
 
-STEPS = [_custom_layer, _lambda, _regularised_dense]
+STEPS = [_custom_layer, _lambda, _regularised_dense, _composite_layer]
 # Names the generator must reach (tests/test_fuzz.py REQUIRED).
 REQUIRED = ["custom.ScaleNoKwargs", "custom.BiasNoKwargs", "custom.ShiftNoConfig",
             "custom.SquareNoConfig", "L.Lambda(custom.double", "L.Lambda(lambda",
-            "custom.L2NoConfig"]
+            "custom.L2NoConfig", "custom.GatedDense", "custom.CumsumDense"]

@@ -57,6 +57,8 @@ REQUIRED = [
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed", "MultiHeadAttention",
     "GroupQueryAttention", "EinsumDense", "Lambda", "custom.ScaleNoKwargs",
     "custom.BiasNoKwargs", "custom.SquareNoConfig", "custom.L2NoConfig",
+    # Custom layers built from Keras layers (inlined) and one that cannot be traced.
+    "custom.GatedDense", "custom.CumsumDense",
     # Activations passed as functions.
     "keras.ops.gelu",
 ]

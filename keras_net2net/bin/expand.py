@@ -67,6 +67,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_bool("strict", False, "Fail instead of leaving a layer at its "
                       "width when the width asked for is not exact.", **fv)
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output.", **fv)
+    flags.DEFINE_bool("inline_custom_layers", True, "Grow custom layers built from "
+                      "Keras layers as the plain Keras subgraph traced from their call "
+                      "(the student's layer classes then differ from the teacher's); "
+                      "--noinline_custom_layers keeps them as they are.", **fv)
     flags.DEFINE_integer(
         "num_examples", 256, "Training examples of --dataset used to set "
         "inserted BatchNormalization statistics and to verify the student.",
@@ -101,7 +105,7 @@ def define_flags(flag_values=FLAGS):
 
 def expand_file(input_path, output_path, *, widen=None, deepen=None,
                 noise=0.0, mapping="random", seed=0, strict=False,
-                data=None, overwrite=False):
+                data=None, overwrite=False, inline_custom_layers=True):
     """Reads a teacher, expands it and writes the student and its report.
 
     Args:
@@ -116,6 +120,7 @@ def expand_file(input_path, output_path, *, widen=None, deepen=None,
         data: optional input batch, for inserted BatchNormalization statistics
             and for verification.
         overwrite: replace an existing `output_path`.
+        inline_custom_layers: as for `keras_net2net.expand_model`.
 
     Returns:
         The `ExpansionReport`.
@@ -133,7 +138,7 @@ def expand_file(input_path, output_path, *, widen=None, deepen=None,
     student, report = n2n.expand_model(
         teacher, widen=widen, deepen=deepen, noise=noise, mapping=mapping,
         seed=seed, data=data, verify_data=data, strict=strict,
-        return_report=True)
+        return_report=True, inline_custom_layers=inline_custom_layers)
     # Write beside the target and rename, so that a failure midway never
     # leaves a truncated student where the user expects a good one.
     directory = os.path.dirname(os.path.abspath(output_path))
@@ -161,7 +166,8 @@ def main(argv):
             widen=shared_flags.parse_widen(FLAGS.widen),
             deepen=shared_flags.parse_deepen(FLAGS.deepen), noise=FLAGS.noise,
             mapping=FLAGS.mapping, seed=FLAGS.seed, strict=FLAGS.strict,
-            data=data, overwrite=FLAGS.overwrite)
+            data=data, overwrite=FLAGS.overwrite,
+            inline_custom_layers=FLAGS.inline_custom_layers)
     except (FileExistsError, ValueError) as error:
         sys.exit(f"net2net-expand: error: {error}")
     print(report)

@@ -6,6 +6,7 @@ read without importing this one) and re-exports its lookups.
 
 import keras
 from keras.src.ops import core as ops_core
+from keras.src.ops import image as ops_image
 from keras.src.ops import math as ops_math
 from keras.src.ops import nn as ops_nn
 from keras.src.ops import numpy as ops_numpy
@@ -16,6 +17,7 @@ from keras_net2net.rules import composite
 from keras_net2net.rules import merge
 from keras_net2net.rules import mixing
 from keras_net2net.rules import recurrent
+from keras_net2net.rules import reduce
 from keras_net2net.rules import shapes
 from keras_net2net.rules import tensor_ops
 from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
@@ -56,6 +58,7 @@ _TABLE = {
     L.RepeatVector: shapes.RepeatVectorRule(),
     L.Concatenate: merge.ConcatenateRule(),
     ops_numpy.Concatenate: merge.ConcatenateRule(),
+    ops_image.ExtractPatches: shapes.ExtractPatchesRule(),
 }
 for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
     _TABLE[_cls] = mixing.ConvRule()
@@ -126,5 +129,6 @@ if hasattr(L, "ReversibleEmbedding"):  # Keras >= 3.12
 _TABLE.update(attention.TABLE)
 _TABLE.update(recurrent.TABLE)
 _TABLE.update(tensor_ops.TABLE)
+_TABLE.update(reduce.TABLE)
 
 register_table(_TABLE)

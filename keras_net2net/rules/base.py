@@ -75,6 +75,9 @@ class Context:
         # agree inside a layer (keras_hub blocks derive the head dim from the
         # model width), checked once every group's width is resolved.
         self.width_checks = {}
+        # Tensors that do not depend on the model's inputs' values (what
+        # keras_net2net.inline derives position ids from): no channels.
+        self.constants = set()
 
     def layout(self, key):
         return self.layouts.get(key)

@@ -38,6 +38,11 @@ def merge_elementwise(ctx, call, operands):
             aligned.append(layout.moved(axis))
         elif operand is not None and not isinstance(operand, (str, bool)):
             constants.append(np.shape(operand))
+    tensors = [k for k in operands if isinstance(k, TensorKey)]
+    if not aligned and tensors and all(k in ctx.constants for k in tensors):
+        ctx.layouts[out_key] = None  # computed from constants alone: a constant
+        ctx.constants.add(out_key)
+        return
     if not aligned:
         ctx.fresh(out_key, rank - 1 if rank > 1 else None, call.path,
                   frozen=f"{where} output has no channels to follow")

@@ -126,3 +126,24 @@ class RepeatVectorRule(Rule):
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         ctx.layouts[call.outputs[0]] = layout.moved(2) if layout is not None else None
+
+
+class ExtractPatchesRule(Rule):
+    """`keras.ops.image.extract_patches` (channels_last): each output position
+    holds a patch, its channels tiled once per pixel of the patch. Only an input
+    that keeps its width (a model input, most often) passes: it stays the same
+    kept group, rather than a new group that could never grow. Growing through
+    it would depend on the order each backend lays a patch out in."""
+
+    def propagate(self, ctx, call):
+        layout = input_layout(ctx, call)
+        rank = ctx.rank(call.inputs[0])
+        size = call.op.size
+        pixels = math.prod(size) if isinstance(size, (list, tuple)) else size * size
+        if layout is None or layout.axis != rank - 1 or \
+                getattr(call.op, "data_format", None) == "channels_first" or \
+                not all(ctx.groups.is_frozen(s.atom) for s in layout.segments) or \
+                ctx.shape(call.outputs[0])[-1] != pixels * layout.size:
+            ctx.barrier(call, "it mixes pixels of a patch into the channel axis")
+            return
+        ctx.layouts[call.outputs[0]] = Layout(rank - 1, layout.segments * pixels)
