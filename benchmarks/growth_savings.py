@@ -13,8 +13,10 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   `noise_0.5` (balanced symmetry-breaking noise 0.5 instead of 0.05),
   `fresh_optimizer` (a new Adam with warmup instead of the teacher's state),
   `no_rewarm` (the carried state without re-warmup);
-- growth time: `teacher_<T>` grows after T teacher steps instead of the
-  baseline's.
+- growth time: `teacher_half` / `teacher_double` grow after half / twice
+  the baseline's teacher steps;
+- `both` (the baseline's arm alone) and `noise_0.5_fresh` (noise 0.5 and a
+  fresh optimizer together), for a several-seed look at the best changes.
 
 Prints one line per recipe (compute saved at scratch's best quality and at its
 half-compute quality, teacher counted; quality gain at equal compute per
@@ -48,7 +50,7 @@ PROFILES = {
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
 RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
-           "teacher_double")
+           "teacher_double", "both", "noise_0.5_fresh")
 
 
 def define_flags():
@@ -88,6 +90,11 @@ def _recipes(profile):
         "no_rewarm": (both, {**base, "rewarm_steps": 0}),
         "teacher_half": (both, {**base, "teacher_steps": teacher // 2}),
         "teacher_double": (both, {**base, "teacher_steps": teacher * 2}),
+        # The baseline's `both` arm alone, and the two best single changes of
+        # the quick profile together.
+        "both": (both, base),
+        "noise_0.5_fresh": (both, {**base, "noise": 0.5, "carry_optimizer": False,
+                                   "rewarm_steps": 0}),
     }
 
 
