@@ -41,9 +41,10 @@ QUICK = {
     "01_widen_a_cnn": "TEACHER_EPOCHS = 3\nFINE_TUNE_EPOCHS = 1",
     "02_deepen_and_widen_a_resnet": "TEACHER_EPOCHS = 2\nFINE_TUNE_EPOCHS = 1",
     "03_net2net_vs_scratch": (
-        "TEACHER_STEPS, STUDENT_STEPS, EVERY = 20, 10, 10\n"
-        "SEEDS = 2  # seed 0 sweeps the learning rate, later seeds reuse it\n"
-        "COMPARE_TEACHER_STEPS, COMPARE_STUDENT_STEPS, COMPARE_EVERY = 20, 10, 10"),
+        "TEACHER_STEPS = 40\nBUDGETS = (20, 40, 60)\n"
+        "SEEDS = 2  # seed 1 takes the rates chosen on seed 0\n"
+        "LR_SWEEP = (1.0,)  # one rate; the choice on the selection half still runs\n"
+        "COMPARE_TEACHER_STEPS, COMPARE_BUDGETS, COMPARE_SEEDS = 40, (30, 60, 90), 1"),
     "04_grow_keras_applications": "PROBE_IMAGES = 8",
     "05_distributed_fine_tuning": (
         "TEACHER_STEPS = 10\nSTUDENT_STEPS = 10\nMORE_STEPS = 5\nEVAL_EVERY, LOG_EVERY = 5, 5"),

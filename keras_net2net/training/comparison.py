@@ -38,7 +38,7 @@ report["arms"]["wider"]["compute_saved"]["mean"]
 ```
 
 `speedup` and `steps_to_reach` are the previous protocol's race to one point
-on a learning curve (tutorial 03 uses them on its own curves).
+on a learning curve, kept for curves measured that way.
 """
 
 import dataclasses
