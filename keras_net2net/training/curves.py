@@ -106,7 +106,7 @@ def plot_frontier(report, path):
                           alpha=0.6 if style == ":" else 1.0, label=label)
     seeds = len(report["seeds"])
     axes.set(xlabel="compute (student-step equivalents)", ylabel=_ylabel(metric),
-             title=f"Quality against compute, each run ending in its own decay "
+             title=f"Quality against compute, each run ending in its own decay\n"
                    f"(mean ± s.e., {seeds} seed{'s' if seeds > 1 else ''})")
     _limits(axes, values, metric)
     _save(figure, axes, path, metric)
