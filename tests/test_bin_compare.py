@@ -114,7 +114,8 @@ def test_demo_defaults_are_compare_flags():
     assert flag_values.seeds == 2
     lm = demo.lm_flag_values(flag_values)
     assert (lm.teacher_model, lm.dataset) == ("gpt", "stdlib_bytes")
-    assert lm.seed == flag_values.seed and lm.carry_optimizer
+    assert lm.seed == flag_values.seed and lm.carry_optimizer == demo.LM_SETTINGS[
+        "carry_optimizer"] and lm.noise == demo.LM_SETTINGS["noise"]
     assert compare.metric_from_flags(lm) == "loss"
     assert flag_values.arms == ["wider", "both"] and len(flag_values.budgets) >= 3
     assert lm.budgets == demo.LM_SETTINGS["budgets"] and lm.lr_sweep == ["1", "2"]
