@@ -5,7 +5,7 @@ from keras_net2net import rules
 from keras_net2net.graph import Graph
 
 
-def analyze(model, grow_outputs=False, reasons=None):
+def analyze(model, grow_outputs=False, reasons=None, opaque_subclassed=False):
     """Builds the `Graph` of `model` and its channel groups.
 
     Args:
@@ -14,12 +14,14 @@ def analyze(model, grow_outputs=False, reasons=None):
             hidden states, read through the mapping, keras_net2net.hub).
         reasons: {id(layer): why} for layers no rule knows, in place of
             the generic reason (custom layers that could not be inlined).
+        opaque_subclassed: read a nested subclassed model as one call (a
+            barrier) instead of refusing the model (explain_model).
 
     Returns:
         A `rules.Context`: per-tensor layouts, the union-find of groups with
         freeze reasons and constraints, and each layer's role layouts.
     """
-    graph = Graph(model)
+    graph = Graph(model, opaque_subclassed)
     ctx = rules.Context(graph)
     for tensor, key in zip(_flat_inputs(graph.model), graph.inputs):
         rank = len(graph.shapes[key])

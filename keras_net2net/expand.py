@@ -184,10 +184,13 @@ def explain_model(model, inline_custom_layers=True):
     hub = _hub()
     # A keras_hub backbone grows its outputs (same class out); a task keeps them.
     handled = hub is not None and hub.handles(model)
-    ctx = analysis.analyze(model, grow_outputs=handled and not hasattr(model, "backbone"))
+    # Read-only: a nested subclassed model is listed as a barrier, not refused.
+    ctx = analysis.analyze(model, grow_outputs=handled and not hasattr(model, "backbone"),
+                           opaque_subclassed=True)
     inlining = inline_lib.Inlining(model)
     if not handled:
-        ctx, inlining = _inline(model, ctx, inline_custom_layers, None)
+        ctx, inlining = _inline(model, ctx, inline_custom_layers, None,
+                                opaque_subclassed=True)
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
     report = report_lib.assemble(ctx, the_plan, [], [], model, None, {})
     report.inlined = inlining.inlined
@@ -196,7 +199,7 @@ def explain_model(model, inline_custom_layers=True):
     return report
 
 
-def _inline(model, ctx, enabled, inputs):
+def _inline(model, ctx, enabled, inputs, opaque_subclassed=False):
     """The analysis of the model the pipeline reads: `model` with its custom
     layers inlined where they can be (`keras_net2net.inline`), or `ctx` as it
     is. Custom layers that stay are barriers whose reason says why."""
@@ -206,7 +209,8 @@ def _inline(model, ctx, enabled, inputs):
     reasons = {layer_id: f"a custom layer that was not inlined: {why}; it keeps the width of "
                          f"what it reads (or register a rule with keras_net2net.register_rule)"
                for layer_id, why in inlining.kept.items()}
-    return analysis.analyze(inlining.model, reasons=reasons), inlining
+    return (analysis.analyze(inlining.model, reasons=reasons,
+                             opaque_subclassed=opaque_subclassed), inlining)
 
 
 def _hub():

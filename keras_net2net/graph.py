@@ -47,8 +47,11 @@ class Call:
 class Graph:
     """An inlined, ordered view of a Functional or Sequential model."""
 
-    def __init__(self, model):
+    def __init__(self, model, opaque_subclassed=False):
         self.model = model
+        # Read a nested subclassed model as one call, like a layer's (for
+        # explaining); growth refuses it instead (its copy has no graph).
+        self.opaque_subclassed = opaque_subclassed
         self.calls = []
         self.shapes = {}  # TensorKey -> static shape tuple (batch first)
         self.dtypes = {}
@@ -95,7 +98,10 @@ class Graph:
             kwargs = keras.tree.map_structure(
                 lambda a: key(a) if _is_tensor(a) else a, node.arguments.kwargs)
             inputs = [key(t) for t in node.arguments.keras_tensors]
-            if isinstance(op, keras.Model):
+            # A nested Functional or Sequential model is walked into; a
+            # subclassed one hides its graph: refused, or read as one call
+            # (a barrier) when explaining.
+            if isinstance(op, keras.Model) and (is_readable(op) or not self.opaque_subclassed):
                 inner = _functional_of(op, prefix + op.name, top=False)
                 inner_ctx = context + (len(self.calls), id(op))
                 inner_alias = {id(t): k for t, k in zip(inner.inputs, inputs)}
@@ -164,6 +170,12 @@ def _functional_of(model, path, top):
         f"{path!r} of class {type(model).__name__} (a subclassed model, whose "
         f"graph is hidden in Python code). Fix: rebuild it with the functional "
         f"API, e.g. keras.Model(inputs, outputs).")
+
+
+def is_readable(model):
+    """Whether a Keras model has a graph to read: Functional or Sequential (an
+    unbuilt Sequential is refused when read); not a subclassed model."""
+    return isinstance(model, keras.Sequential) or _is_functional(model)
 
 
 def _is_functional(model):

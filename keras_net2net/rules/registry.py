@@ -41,6 +41,10 @@ def rule_for(op):
 
 
 def unknown_reason(op):
+    if isinstance(op, keras.Model):
+        return (f"{type(op).__name__} is a subclassed keras.Model, whose graph is hidden in "
+                "Python code; it keeps the width of what it reads (rebuild it with the "
+                "functional API to grow through it)")
     if isinstance(op, keras.layers.Lambda):
         return "Lambda layers hide their computation; they keep the width of what they read"
     return (f"{type(op).__name__} is not a layer kind the toolkit knows; "
