@@ -83,10 +83,7 @@ def _targets(family, config, widen):
             f"other slopes. Received: widen={{{nk!r}: {widen[nk]!r}}}. Fix: grow {hk} (the head "
             f"dim grows with it) and intermediate_dim.")
     if families.is_number(widen):
-        if widen < 1:
-            raise errors.PlanError(
-                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
-                f"Fix: pass a factor such as 1.5 or 2.0.")
+        families.check_factor(widen)
         hidden = n * math.ceil(d // n * widen - 1e-9)
         return {"hidden": hidden, "heads": n, "intermediate": math.ceil(f * widen - 1e-9)}
     out = {"hidden": d, "heads": n, "intermediate": f}

@@ -176,10 +176,7 @@ def default_targets(family, config, widen):
     if widen is None:
         return {"hidden": d, "heads": h, "intermediate": f, **extras}
     if families.is_number(widen):
-        if widen < 1:
-            raise errors.PlanError(
-                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
-                f"Fix: pass a factor such as 1.5 or 2.0.")
+        families.check_factor(widen)
         heads = math.ceil(h * widen - 1e-9)
         # The blocks derive the head dim as width // heads: keep it.
         return {"hidden": heads * r * k, "heads": heads,

@@ -54,6 +54,7 @@ from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
+from keras_net2net.hub import families
 from keras_net2net.graph import Graph
 from keras_net2net.rules import composite
 from keras_net2net.rules.base import COPY
@@ -257,10 +258,7 @@ def _factor(widen, name):
             f"Expected widen to be a factor >= 1 for {name} (it scales every width of the "
             f"config). Received: widen={widen!r} ({type(widen).__name__}). Fix: e.g. "
             f"widen=2.0 or widen=1.5.")
-    if widen < 1:
-        raise errors.PlanError(
-            f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
-            f"Fix: pass a factor such as 1.5 or 2.0.")
+    families.check_factor(widen)
     return float(widen)
 
 

@@ -9,6 +9,8 @@ module and the driver's helpers; neither imports a family module.
 import dataclasses
 import math
 
+from keras_net2net import errors
+
 _FAMILIES = {}
 
 
@@ -120,3 +122,15 @@ def family_of(cls):
 def is_number(x):
     """A real, finite int or float (not a bool)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_factor(widen):
+    """Raises `PlanError` for a widening factor below 1.
+
+    Args:
+        widen: a number (see `is_number`).
+    """
+    if widen < 1:
+        raise errors.PlanError(
+            f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
+            f"Fix: pass a factor such as 1.5 or 2.0.")

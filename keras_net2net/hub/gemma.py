@@ -35,6 +35,7 @@ from keras_net2net import errors
 from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub.families import Family
+from keras_net2net.hub.families import check_factor
 from keras_net2net.hub.families import is_number
 from keras_net2net.hub.backbone import requested_width
 from keras_net2net.rules import composite
@@ -131,10 +132,7 @@ def _targets(family, config, widen):
     if widen is None:
         return out
     if is_number(widen):
-        if widen < 1:
-            raise errors.PlanError(
-                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
-                f"Fix: pass a factor such as 1.5 or 2.0.")
+        check_factor(widen)
         heads = math.ceil(h * widen - 1e-9)
         out = {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
                "intermediate": 2 * math.ceil(f // 2 * widen - 1e-9)}

@@ -157,10 +157,7 @@ def _targets(family, config, widen):
     if widen is None:
         return out
     if families.is_number(widen):
-        if widen < 1:
-            raise errors.PlanError(
-                f"Expected widen >= 1: Net2WiderNet only adds units. Received: widen={widen!r}. "
-                f"Fix: pass a factor such as 1.5 or 2.0.")
+        families.check_factor(widen)
         heads = math.ceil(h * widen - 1e-9)
         return {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
                 "intermediate": math.ceil(f * widen - 1e-9),
