@@ -23,6 +23,7 @@ half-compute quality, teacher counted; quality gain at equal compute per
 budget) and writes every report to --out.
 
     python benchmarks/growth_savings.py --profile=quick      # ~10 min, 2 cores
+    python benchmarks/growth_savings.py --profile=medium     # ~30 min a recipe, 2 cores
     python benchmarks/growth_savings.py --profile=full       # hours on 2 cores
     python benchmarks/growth_savings.py --profile=full --recipes=arms,noise_0.5
 
@@ -46,6 +47,8 @@ PROFILES = {
     # Budgets in student-step equivalents of the x2-wide x2-deep student.
     "quick": dict(budgets=(90, 180, 360), teacher_steps=100, seeds=1,
                   eval_examples=1024, lr_sweep=(1.0, 2.0)),
+    "medium": dict(budgets=(360, 720, 1440), teacher_steps=200, seeds=2,
+                   eval_examples=1024, lr_sweep=(1.0, 2.0)),
     "full": dict(budgets=(360, 720, 1440, 2880), teacher_steps=400, seeds=3,
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
