@@ -57,11 +57,16 @@ def as_counts(deepen):
     return deepen
 
 
-def plan_insertions(ctx, deepen):
-    """Reads the `deepen` option into `Insertion`s; a (first, last) key names
-    a span to repeat (`keras_net2net.spans`)."""
-    from keras_net2net import spans  # spans builds on this module
+def plan_insertions(ctx, deepen, plan_span):
+    """Reads the `deepen` option into `Insertion`s, in its order.
 
+    Args:
+        ctx: the analysis `Context`.
+        deepen: as for `keras_net2net.expand_model`.
+        plan_span: `plan_span(ctx, (first, last), how)` -> the insertion of a
+            span to repeat (`keras_net2net.spans.plan_span`; spans build on
+            this module, so the pipeline hands it in).
+    """
     deepen = as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
@@ -71,7 +76,7 @@ def plan_insertions(ctx, deepen):
     out = []
     for name, how in deepen.items():
         if isinstance(name, tuple):
-            out.append(spans.plan_span(ctx, name, how))
+            out.append(plan_span(ctx, name, how))
             continue
         anchor = resolve_layer(ctx.graph, name, "deepen")
         mode, count = _mode_and_count(name, how)
@@ -302,18 +307,18 @@ def initial_weights(ins, stats):
     for block in ins.layers:
         if ins.mode == "identity":
             for layer in block:
-                _set_identity(layer, stats)
+                set_identity(layer, stats)
         else:
             _zero_last_scale(block)
 
 
-def _set_identity(layer, stats):
+def set_identity(layer, stats):
     if isinstance(layer, L.BatchNormalization):
         width = layer.gamma.shape[0]
         mean, var = stats if stats is not None else (np.zeros(width), np.ones(width))
         values = {"gamma": np.sqrt(var + layer.epsilon), "beta": mean,
                   "moving_mean": mean, "moving_variance": var}
-        _assign(layer, values)
+        assign(layer, values)
         return
     if isinstance(layer, L.Activation):
         return
@@ -330,18 +335,18 @@ def _set_identity(layer, stats):
     else:
         values["kernel"] = ops.identity_kernel(layer.kernel_size, layer.filters,
                                                per_group=layer.kernel.shape[-2])
-    _assign(layer, values)
+    assign(layer, values)
 
 
 def _zero_last_scale(block):
     last = block[-2]
     if isinstance(last, L.BatchNormalization):
-        _assign(last, {"gamma": 0.0, "beta": 0.0})
+        assign(last, {"gamma": 0.0, "beta": 0.0})
     else:
-        _assign(last, {"kernel": 0.0, "bias": 0.0})
+        assign(last, {"kernel": 0.0, "bias": 0.0})
 
 
-def _assign(layer, values):
+def assign(layer, values):
     for v in layer.weights:
         name = v.name
         if name in values:

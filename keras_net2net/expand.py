@@ -128,7 +128,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     ctx, inlining = _inline(model, ctx, inline_custom_layers,
                             None if chosen is None else _as_inputs(chosen))
     widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
-    insertions = deepen_lib.plan_insertions(ctx, deepen)
+    insertions = deepen_lib.plan_insertions(ctx, deepen, spans.plan_span)
     options = (widen, deepen)
     if any(map(_empty, options)) and all(o is None or _empty(o) for o in options) \
             and not mappings:
@@ -324,7 +324,7 @@ def _bn_statistics(student, insertions, data):
                 "BatchNorm statistics from data in inference mode: the teacher's training-mode "
                 "values are far larger, and using them would lose precision")
         for bn in bns:
-            deepen_lib._set_identity(bn, stats)
+            deepen_lib.set_identity(bn, stats)
 
 
 def _channel_stats(probe, feed, axis, training):

@@ -441,5 +441,5 @@ def _zero(layer):
         layer = layer._output_dense
     names = ("pointwise_kernel", "bias") if isinstance(layer, _SEPARABLE) else (
         "gamma", "beta", "scale") if isinstance(layer, _NORMS) else ("kernel", "bias")
-    deepen._assign(layer, {name: 0.0 for name in names})
+    deepen.assign(layer, {name: 0.0 for name in names})
     return [v for v in layer.weights if v.name in names]

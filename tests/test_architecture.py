@@ -41,3 +41,14 @@ def test_a_wrong_way_import_breaks_a_contract(tmp_path):
     assert result.returncode != 0, result.stdout[-3000:]
     assert "Growth rules never import training" in result.stdout
     assert "BROKEN" in result.stdout
+
+
+def test_no_import_cycle_among_package_modules():
+    """Function-level imports count too (grimp reads them all)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("keras_net2net")
+    cycles = sorted({tuple(sorted((a, b))) for a in graph.modules
+                     for b in graph.find_modules_directly_imported_by(a)
+                     if b.startswith("keras_net2net") and
+                     graph.chain_exists(importer=b, imported=a)})
+    assert not cycles, cycles
