@@ -109,16 +109,20 @@ def plot_frontier(report, path):
              title=f"Quality against compute, each run ending in its own decay\n"
                    f"(mean ± s.e., {seeds} seed{'s' if seeds > 1 else ''})")
     _limits(axes, values, metric)
-    _save(figure, axes, path, metric)
+    _save(figure, axes, path, metric, legend_below=True)
 
 
-def _save(figure, axes, path, metric):
-    """Grid, legend where the curves are not, the file, and the figure freed."""
+def _save(figure, axes, path, metric, legend_below=False):
+    """Grid, legend where the curves are not (or below the axes), the file,
+    and the figure freed."""
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right" if metric == "accuracy"
-                else "upper right")
+    if legend_below:  # many entries: beside the points they would hide
+        axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    else:
+        axes.legend(fontsize="small", loc="lower right" if metric == "accuracy"
+                    else "upper right")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, bbox_inches="tight")  # the legend below included
     pyplot.close(figure)
 
 
