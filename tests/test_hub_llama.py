@@ -25,13 +25,17 @@ def llama(scale=0.2, **kwargs):
     return perturb(keras_hub.models.LlamaBackbone(**{**TINY, **kwargs}), scale=scale)
 
 
-@pytest.mark.parametrize("kwargs,expected", [
+# (expand_model arguments, the student's config) for the Llama-shaped tiny teachers.
+GROWTH_CASES = [
     (dict(widen=2.0), dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
                            intermediate_dim=48)),
     (dict(widen=1.5, deepen=["transformer_layer_0"]),
      dict(hidden_dim=24, num_query_heads=6, num_key_value_heads=3, intermediate_dim=36,
           num_layers=3)),
-])
+]
+
+
+@pytest.mark.parametrize("kwargs,expected", GROWTH_CASES)
 def test_llama_backbone_grows_into_its_class(kwargs, expected, tmp_path):
     teacher = llama()
     student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
@@ -90,13 +94,7 @@ LIKE = {
 
 
 @pytest.mark.parametrize("name", sorted(LIKE))
-@pytest.mark.parametrize("kwargs,expected", [
-    (dict(widen=2.0), dict(hidden_dim=32, num_query_heads=8, num_key_value_heads=4,
-                           intermediate_dim=48)),
-    (dict(widen=1.5, deepen=["transformer_layer_0"]),
-     dict(hidden_dim=24, num_query_heads=6, num_key_value_heads=3, intermediate_dim=36,
-          num_layers=3)),
-])
+@pytest.mark.parametrize("kwargs,expected", GROWTH_CASES)
 def test_llama_like_backbones_grow_into_their_class(name, kwargs, expected, tmp_path):
     make, _, tied = LIKE[name]
     keras.utils.set_random_seed(0)
