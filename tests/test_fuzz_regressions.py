@@ -72,3 +72,22 @@ def test_asking_a_coupled_layer_to_keep_its_width_is_a_conflict(widen):
     _, report = _grow(_squeeze_excite(), widen={"conv": 5, "expand": 5, "reduce": 4})
     widths = {r["layer"]: r["new_width"] for r in report.layers}
     assert widths == {"conv": 5, "expand": 5, "reduce": 4, "out": 2}
+
+
+def test_refusal_inside_an_inlined_custom_layer_names_its_path():
+    """Fuzz seed 0, example 453: a LayerNormalization inside an inlined custom
+    layer refuses a fractional factor. The message names it by its path in the
+    inlined view ('gated/...'), which the teacher's own layer list lacks; the
+    fuzz's refusal check now reads the inlined view's names too."""
+    from tests import fuzz_models
+    from tests import fuzz_steps_custom
+
+    inp = keras.Input((6,))
+    x = fuzz_steps_custom.GatedDense(5, name="gated")(inp)
+    teacher = factories.randomize_state(keras.Model(inp, L.Dense(3, name="out")(x)))
+    snap = snapshot(teacher)
+    with pytest.raises(errors.FrozenGroupError, match=r"LayerNormalization 'gated/") as caught:
+        n2n.expand_model(teacher, widen=2.176, strict=True)
+    assert_unchanged(teacher, snap)
+    case = fuzz_models.Case(code="", widen=2.176, strict=True)
+    fuzz_models.check_refusal(teacher, case, caught.value)  # raises FuzzFailure if not
