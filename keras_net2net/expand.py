@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
@@ -311,8 +312,7 @@ def _bn_statistics(student, insertions, data):
         bns = [b for b in ins.identity_bns if id(b) in top_level]
         if not bns:
             continue
-        functional = getattr(student, "_functional", None) or student
-        probe = keras.Model(functional._inputs_struct, bns[0].input)
+        probe = keras.Model(_keras.inputs_struct(student), bns[0].input)
         feed = graph_lib.pack_inputs(probe, inputs)
         axis = bns[0].axis
         train = _channel_stats(probe, feed, axis, training=True)

@@ -14,6 +14,7 @@ first values (`keras_net2net.lazy`: no initial value is drawn to be overwritten)
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import carry
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
@@ -146,17 +147,17 @@ class Rebuilder:
         return out
 
     def _clone_nested(self, model):
-        functional = getattr(model, "_functional", None) or model
+        functional = _keras.functional_of(model)
         outer_keys = self.graph.nested_inputs[id(model)]
         inputs = [keras.Input(batch_shape=self.plan.new_shape(k), dtype=t.dtype, name=t.name)
                   for t, k in zip(functional.inputs, outer_keys)]
         if isinstance(model, keras.Sequential) and self._sequential_ok():
             return self._clone_sequential(model, inputs[0])
-        inputs = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
+        inputs = keras.tree.pack_sequence_as(_keras.inputs_struct(functional), inputs)
         return self._clone_functional(model, inputs)
 
     def _clone_functional(self, model, input_tensors=None):
-        functional = getattr(model, "_functional", None) or model
+        functional = _keras.functional_of(model)
         clone = keras.models.clone_model(functional, input_tensors=input_tensors,
                                          clone_function=self._clone, call_function=self._call)
         if clone.name != model.name:

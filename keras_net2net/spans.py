@@ -29,11 +29,12 @@ import dataclasses
 
 import keras
 import numpy as np
-from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net import _keras
 from keras_net2net import carry
 from keras_net2net import deepen
 from keras_net2net import errors
+from keras_net2net._keras import ops_numpy
 from keras_net2net.graph import TensorKey
 from keras_net2net.plan import resolve_layer
 from keras_net2net.rules import IDEMPOTENT
@@ -438,7 +439,7 @@ def initial_weights(ins, writer_noise=None):
 def _zero(layer):
     """Zeroes a writer's last scale; returns the variables zeroed."""
     if isinstance(layer, _ATTENTION):
-        layer = layer._output_dense
+        layer = _keras.attention_output_dense(layer)
     names = ("pointwise_kernel", "bias") if isinstance(layer, _SEPARABLE) else (
         "gamma", "beta", "scale") if isinstance(layer, _NORMS) else ("kernel", "bias")
     deepen.assign(layer, {name: 0.0 for name in names})
