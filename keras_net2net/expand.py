@@ -13,6 +13,7 @@ from keras_net2net import errors
 from keras_net2net import graph as graph_lib
 from keras_net2net import inline as inline_lib
 from keras_net2net import optimizer_state
+from keras_net2net import options as options_lib
 from keras_net2net import padding
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
@@ -147,7 +148,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     if data is not None:
         _bn_statistics(student, insertions, data)
     report = report_lib.assemble(ctx, the_plan, insertions, skipped, model, student,
-                     dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
+                     dict(widen=widen, deepen=options_lib.jsonable(deepen), noise=noise,
                           noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict,
                           inline_custom_layers=inline_custom_layers))
     report.verification = _exactness(noise, noise_mode, insertions)

@@ -30,9 +30,9 @@ import numpy as np
 from keras_net2net import _keras
 from keras_net2net import analysis
 from keras_net2net import carry
-from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
+from keras_net2net import options
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import report as report_lib
@@ -255,7 +255,7 @@ def _factor(config, keys, targets):
 
 def _deepen(family, config, deepen):
     """{block index: count} of identity blocks to insert after it."""
-    deepen = deepen_lib.as_counts(deepen)
+    deepen = options.as_counts(deepen)
     names = family.blocks(config)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
