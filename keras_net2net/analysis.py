@@ -1,5 +1,6 @@
 """Walks the graph once and asks each op's rule how channels flow through it."""
 
+from keras_net2net import _keras
 from keras_net2net import padding
 from keras_net2net import rules
 from keras_net2net.graph import Graph
@@ -47,5 +48,5 @@ def analyze(model, grow_outputs=False, reasons=None, opaque_subclassed=False):
 
 
 def _flat_inputs(model):
-    functional = getattr(model, "_functional", None) or model
+    functional = _keras.functional_of(model)
     return functional.inputs

@@ -41,8 +41,8 @@ import types
 
 import keras
 import numpy as np
-from keras.src.saving.serialization_lib import SafeModeScope
 
+from keras_net2net import _keras
 from keras_net2net import errors
 
 _OBJECT_KINDS = (keras.regularizers.Regularizer, keras.constraints.Constraint,
@@ -94,7 +94,7 @@ def recreate(layer, edit=None):
     cls = type(layer)
     # The config comes from the user's in-memory teacher, not from a file, so
     # a Lambda's Python function may be rebuilt from it.
-    with SafeModeScope(False):
+    with _keras.SafeModeScope(False):
         try:
             new = cls.from_config(config)
         except Exception as first:  # noqa: BLE001 - retried below, then reported
@@ -258,8 +258,8 @@ def carry_state(teacher, student):
 
 
 def _sublayer_pairs(teacher, student):
-    olds = list(teacher._flatten_layers(include_self=True))
-    news = list(student._flatten_layers(include_self=True))
+    olds = list(_keras.sublayers(teacher, include_self=True))
+    news = list(_keras.sublayers(student, include_self=True))
     if len(olds) == len(news) and all(type(a) is type(b) for a, b in zip(olds, news)):
         return list(zip(olds, news))
     return [(teacher, student)]

@@ -1,5 +1,6 @@
 """Net2DeeperNet: where identity layers and zero-initialised residual blocks
-go, and how they are built at the student's width."""
+go, and how they are built at the student's width (`LayerInsertion`, an
+insertion of `keras_net2net.insertions`)."""
 
 import dataclasses
 
@@ -7,7 +8,12 @@ import keras
 import numpy as np
 
 from keras_net2net import errors
+from keras_net2net import insertions
 from keras_net2net import ops
+from keras_net2net import options
+from keras_net2net.insertions import activation_of
+from keras_net2net.insertions import assign
+from keras_net2net.insertions import unique_name
 from keras_net2net.plan import resolve_layer
 from keras_net2net.rules import IDEMPOTENT
 
@@ -23,38 +29,33 @@ _ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
 @dataclasses.dataclass
-class Insertion:
-    """New layers to insert after the call of `after` (end of the anchor's
-    Conv[-BN][-activation] pattern)."""
+class LayerInsertion(insertions.Insertion):
+    """Identity layers ("identity") or zero-initialised residual blocks
+    ("residual") after the call of `after`, the end of the anchor's
+    Conv[-BN][-activation] pattern (`pattern`: the teacher layers copied)."""
 
-    anchor: object
-    after: object
-    mode: str  # "identity" or "residual"
-    count: int
-    pattern: list  # teacher layers copied: anchor[, bn][, activation layer]
-    activation: str  # activation of the inserted block
-    exact_activation: bool
-    note: str = ""
-    tensor: object = None  # TensorKey at the insertion point
-    layers: list = dataclasses.field(default_factory=list)  # built layers, in order
-    identity_bns: list = dataclasses.field(default_factory=list)
+    def build(self, maker):
+        layout = maker.ctx.layout(self.tensor)
+        width = maker.plan.new_shape(self.tensor)[layout.axis if layout else -1]
+        build_layers(self, width, maker.taken)
+
+    def apply(self, x, maker):
+        for block in self.layers:
+            x = apply_block(self.mode, block, x)
+        return x
+
+    def initial_weights(self, maker):
+        initial_weights(self, None)
+
+    def chain(self):
+        if self.mode != "identity":
+            return None
+        return [layer for block in self.layers for layer in block]
 
     def anchored_variables(self):
         """[(teacher variables, new variables)] for the optimizer's new slots."""
         return [(self.anchor.trainable_variables,
                  [v for block in self.layers for layer in block for v in layer.trainable_variables])]
-
-
-def as_counts(deepen):
-    """`deepen=` as {name: how}: None -> {}, a name or a list of names -> one
-    each; anything else is returned as given, for the caller to refuse."""
-    if deepen is None:
-        return {}
-    if isinstance(deepen, str):
-        deepen = [deepen]
-    if isinstance(deepen, (list, tuple)):
-        return {name: 1 for name in deepen}
-    return deepen
 
 
 def plan_insertions(ctx, deepen, plan_span):
@@ -67,7 +68,7 @@ def plan_insertions(ctx, deepen, plan_span):
             span to repeat (`keras_net2net.spans.plan_span`; spans build on
             this module, so the pipeline hands it in).
     """
-    deepen = as_counts(deepen)
+    deepen = options.as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a list of layer names or a dict {{name: count | "
@@ -100,15 +101,15 @@ def plan_insertions(ctx, deepen, plan_span):
         note = "; ".join(n for n in (note, act_note) if n)
         if isinstance(anchor, _RECURRENT):  # the block's own nonlinearity
             activation = activation_of(getattr(anchor, "forward_layer", anchor))
-        out.append(Insertion(anchor, pattern[-1], mode, count, pattern, activation,
-                             exact, note, key))
+        out.append(LayerInsertion(anchor, pattern[-1], mode, count, pattern, activation,
+                                  exact, note, key))
     _check_one_per_point(ctx, out)
     return out
 
 
-def _check_one_per_point(ctx, insertions):
+def _check_one_per_point(ctx, planned):
     seen = {}
-    for ins in insertions:
+    for ins in planned:
         other = seen.setdefault(id(ins.after), ins)
         if other is not ins:
             path = ctx.graph.paths[id(ins.after)]
@@ -172,22 +173,6 @@ def _pattern(ctx, anchor):
     return pattern, key
 
 
-def activation_of(layer):
-    """Name of the activation a layer applies ('linear' if none)."""
-    if type(layer) is L.ReLU:
-        if layer.negative_slope or layer.threshold:
-            return "leaky_relu"
-        return "relu6" if layer.max_value == 6 else ("relu" if layer.max_value is None else "clipped_relu")
-    if type(layer) is L.LeakyReLU:
-        return "leaky_relu"
-    if type(layer) is L.ELU:
-        return "elu"
-    if isinstance(layer, L.BatchNormalization):
-        return "linear"
-    fn = getattr(layer, "activation", None)
-    return getattr(fn, "__name__", "linear") if fn is not None else "linear"
-
-
 def _inserted_activation(pattern, mode):
     last = pattern[-1]
     act = activation_of(last)
@@ -199,15 +184,6 @@ def _inserted_activation(pattern, mode):
     return "linear", False, (
         f"inserted linear: the values reaching it come from {act!r}, which is not "
         f"idempotent, so a copy of that activation would change them")
-
-
-def unique_name(base, taken):
-    name, k = base, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    taken.add(name)
-    return name
 
 
 def build_layers(ins, width, taken):
@@ -344,10 +320,3 @@ def _zero_last_scale(block):
         assign(last, {"gamma": 0.0, "beta": 0.0})
     else:
         assign(last, {"kernel": 0.0, "bias": 0.0})
-
-
-def assign(layer, values):
-    for v in layer.weights:
-        name = v.name
-        if name in values:
-            v.assign(np.broadcast_to(values[name], v.shape).astype(v.dtype))

@@ -6,12 +6,14 @@ import warnings
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import analysis
 from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import graph as graph_lib
 from keras_net2net import inline as inline_lib
 from keras_net2net import optimizer_state
+from keras_net2net import options as options_lib
 from keras_net2net import padding
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
@@ -146,7 +148,7 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     if data is not None:
         _bn_statistics(student, insertions, data)
     report = report_lib.assemble(ctx, the_plan, insertions, skipped, model, student,
-                     dict(widen=widen, deepen=spans.jsonable(deepen), noise=noise,
+                     dict(widen=widen, deepen=options_lib.jsonable(deepen), noise=noise,
                           noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict,
                           inline_custom_layers=inline_custom_layers))
     report.verification = _exactness(noise, noise_mode, insertions)
@@ -311,8 +313,7 @@ def _bn_statistics(student, insertions, data):
         bns = [b for b in ins.identity_bns if id(b) in top_level]
         if not bns:
             continue
-        functional = getattr(student, "_functional", None) or student
-        probe = keras.Model(functional._inputs_struct, bns[0].input)
+        probe = keras.Model(_keras.inputs_struct(student), bns[0].input)
         feed = graph_lib.pack_inputs(probe, inputs)
         axis = bns[0].axis
         train = _channel_stats(probe, feed, axis, training=True)

@@ -1,15 +1,16 @@
-"""The one module that reads Keras internals (Nodes, KerasTensors).
+"""Reads a model's graph (Nodes, KerasTensors) into plain calls.
 
 A model is flattened into a topologically ordered list of `Call`s: one per
 node of every operation, nested Functional/Sequential models inlined, so the
-rest of the package sees plain operations wired by tensor keys. A Keras upgrade
-that changes the graph internals should break this file and nothing else.
+rest of the package sees plain operations wired by tensor keys. The private
+Keras attributes it reads go through `keras_net2net._keras`.
 """
 
 import dataclasses
 
 import keras
 
+from keras_net2net import _keras
 from keras_net2net import errors
 
 
@@ -132,8 +133,7 @@ def pack_inputs(model, arrays):
     """`arrays` (one per model input, in `Graph.inputs` order) in the structure
     the model was built with: a dict for dict inputs (keras_hub backbones), a
     list for several, the array itself for one."""
-    functional = getattr(model, "_functional", None) or model
-    struct = getattr(functional, "_inputs_struct", None)
+    struct = _keras.inputs_struct(model)
     if isinstance(struct, dict):
         return keras.tree.pack_sequence_as(struct, list(arrays))
     return list(arrays) if len(arrays) > 1 else arrays[0]
@@ -145,7 +145,7 @@ def _is_tensor(x):
 
 def _ordered_nodes(functional):
     """Nodes of one Functional graph, inputs first, skipping input nodes."""
-    by_depth = functional._nodes_by_depth
+    by_depth = _keras.nodes_by_depth(functional)
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
             if node.operation is not None and not node.is_input:
@@ -155,7 +155,7 @@ def _ordered_nodes(functional):
 def _functional_of(model, path, top):
     """The Functional graph behind a Functional or built Sequential model."""
     if isinstance(model, keras.Sequential):
-        functional = getattr(model, "_functional", None)
+        functional = _keras.hidden_functional(model)
         if functional is None:
             raise errors.UnsupportedModelError(
                 f"Expected a built Sequential model with a known input shape. "
@@ -179,9 +179,7 @@ def is_readable(model):
 
 
 def _is_functional(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
+    return _keras.is_functional(model)
 
 
 def channels_axis(layer, rank):

@@ -53,6 +53,7 @@ import inspect
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import graph as graph_lib
 from keras_net2net import rules
 
@@ -166,7 +167,7 @@ def inline_custom_layers(model, inputs=None):
 def _trace(layer, calls, graph):
     """The nested functional model computing `layer`'s call (first call's
     argument structure), or `_CannotInline` with the reason."""
-    sublayers = list(layer._flatten_layers(include_self=False))
+    sublayers = list(_keras.sublayers(layer))
     own = {id(v) for s in sublayers for v in s.variables}
     mine = [v for v in layer.variables if id(v) not in own]
     if mine:
@@ -254,7 +255,7 @@ def _trace_once(layer, call, specs, sublayers, training):
     except Exception as e:  # noqa: BLE001
         raise _CannotInline(f"its traced graph is not a valid model ({_describe(e)})") from e
     for op in sub.operations:
-        for node in op._inbound_nodes:
+        for node in _keras.inbound_nodes(op):
             leaves = keras.tree.flatten((node.arguments.args, node.arguments.kwargs))
             held = [x for x in leaves if isinstance(x, keras.Variable)]
             if held:
@@ -285,9 +286,7 @@ class _Recorder:
 
     def __enter__(self):
         layer_cls = keras.layers.Layer
-        from keras.src.backend.common import variables
-
-        var_cls = variables.Variable
+        var_cls = _keras.VARIABLE_BASE
         call, value = layer_cls.__call__, var_cls.value
         recorder = self
 
@@ -396,7 +395,7 @@ def _view(model, traced):
             return layer(flat[0] if len(flat) == 1 else flat)
         return layer(*args, **kwargs)
 
-    functional = getattr(model, "_functional", None) or model
+    functional = _keras.functional_of(model)
     view = keras.models.clone_model(functional, clone_function=clone, call_function=call)
     return keras.Model(view.input, view.output, name=model.name, trainable=model.trainable)
 

@@ -32,21 +32,20 @@ import random
 
 import keras
 import numpy as np
-from keras.src.backend.common import global_state
-from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+from keras_net2net import _keras
+from keras_net2net._keras import in_stateless_scope
 
 # Off: every student is built eagerly, as before (the tests compare the two).
 ENABLED = True
 
-_LIST = "uninitialized_variables"  # Keras' global list of deferred variables
 _SUPPORTED = []
 
 
 def _supported():
     """Whether this Keras defers a variable's value the way this module
-    relies on (private hooks: `_value` None, `_initializer` kept,
-    `_deferred_initialize`). Checked once, on a probe variable. TensorFlow
-    and JAX only: those are the backends it was checked against (a torch
+    relies on (private hooks, read through `keras_net2net._keras`). Checked
+    once, on a probe variable. TensorFlow and JAX only: those are the backends it was checked against (a torch
     layer registers its parameters when built, which a stateless scope skips)."""
     if not _SUPPORTED:
         ok = False
@@ -55,9 +54,7 @@ def _supported():
                 raise NotImplementedError(keras.backend.backend())
             with keras.StatelessScope(initialize_variables=False):
                 probe = keras.Variable(initializer="zeros", shape=(1,), name="lazy_probe")
-            ok = (probe._value is None and callable(probe._initializer)
-                  and callable(getattr(probe, "_deferred_initialize", None))
-                  and any(v is probe for v in _pending()))
+            ok = _keras.defers_values(probe) and any(v is probe for v in _pending())
             _forget({id(probe)})
         except Exception:  # noqa: BLE001 - any other Keras: build eagerly
             ok = False
@@ -66,7 +63,7 @@ def _supported():
 
 
 def _pending():
-    return global_state.get_global_attribute(_LIST) or []
+    return _keras.pending_variables()
 
 
 def _forget(ids):
@@ -79,8 +76,7 @@ def _forget(ids):
 
 
 def _is_deferred(variable):
-    return getattr(variable, "_value", 0) is None and \
-        getattr(variable, "_initializer", None) is not None
+    return _keras.is_deferred(variable)
 
 
 class Made:
@@ -186,13 +182,12 @@ def set_value(variable, value):
     if not _is_deferred(variable) or in_stateless_scope():
         variable.assign(value)
         return
-    value = variable._convert_to_tensor(value, dtype=variable._dtype)
+    value = _keras.convert_for(variable, value)
     if tuple(value.shape) != tuple(variable.shape):
         raise ValueError(
             f"Expected a value of the variable's shape. Received: value.shape={value.shape} "
             f"for variable {variable.path!r} of shape {variable.shape}.")
-    variable._initializer = lambda shape, dtype=None, **kwargs: value
-    variable._deferred_initialize()
+    _keras.initialize_deferred(variable, value)
     # Off Keras' list at once: its next initialize_all_variables() (any
     # stateless scope's exit) raises on an initialized variable.
     pending = _pending()
@@ -223,5 +218,5 @@ def initialize_rest(variables):
             continue
         ids.add(id(variable))
         if _is_deferred(variable):
-            variable._deferred_initialize()
+            _keras.initialize_deferred(variable)
     _forget(ids)

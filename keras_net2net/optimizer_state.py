@@ -38,6 +38,7 @@ import weakref
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import errors
 
 # How a slot variable relates to the gradient of its weight (its degree).
@@ -102,8 +103,8 @@ def _key_axes(model):
     axes = {}
     kinds = tuple(getattr(keras.layers, name) for name in
                   ("MultiHeadAttention", "GroupQueryAttention") if hasattr(keras.layers, name))
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        key_dense = getattr(layer, "_key_dense", None)
+    for layer in _keras.sublayers(model):
+        key_dense = _keras.attention_key_dense(layer)
         if isinstance(layer, kinds) and key_dense is not None:
             for v in key_dense.weights:
                 axes[id(v)] = len(v.shape) - 1
@@ -210,7 +211,7 @@ def expand_optimizer(optimizer, student, *, new_variables="warm"):
         new = type(optimizer).from_config(config)
         for level, new_level in zip(levels, _levels(new)):
             if _schedule(level) is not None:
-                new_level._learning_rate = _schedule(level)
+                _keras.set_learning_rate_object(new_level, _schedule(level))
         new.build(student.trainable_variables)
     new_levels = _levels(new)
     for level, new_level, rule in zip(levels, new_levels, rules):
@@ -222,7 +223,7 @@ def expand_optimizer(optimizer, student, *, new_variables="warm"):
 
 def _schedule(optimizer):
     """The optimizer's own `LearningRateSchedule` object, or None."""
-    rate = getattr(optimizer, "_learning_rate", None)
+    rate = _keras.learning_rate_object(optimizer)
     return rate if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) \
         else None
 
@@ -267,8 +268,7 @@ def _teacher_variables(growth, optimizer):
         if dead:
             raise _foreign(optimizer, 0, len(alive), "the teacher no longer exists")
         return {}
-    known = optimizer._trainable_variables_indices
-    missing = [v for v in trainable if optimizer._var_key(v) not in known]
+    missing = [v for v in trainable if not _keras.optimizer_holds(optimizer, v)]
     if missing or dead:
         raise _foreign(optimizer, len(trainable) - len(missing), len(trainable) + dead,
                        f"e.g. {missing[0].path!r} is not among its variables"
@@ -294,7 +294,7 @@ class _NoScope:
 
 def _scope(optimizer):
     """The teacher optimizer's tf.distribute scope, unless one is active."""
-    strategy = getattr(optimizer, "_distribution_strategy", None)
+    strategy = _keras.distribution_strategy(optimizer)
     if strategy is None or keras.config.backend() != "tensorflow":
         return _NoScope()
     import tensorflow as tf
@@ -314,8 +314,8 @@ def _slot_ids(optimizer, rule):
 def _copy_globals(old, new, rule):
     """Step counts, learning-rate variables, loss scales, Nadam's product:
     every variable that is not a per-weight slot, in creation order."""
-    old_globals = [v for v in old._variables if id(v) not in _slot_ids(old, rule)]
-    new_globals = [v for v in new._variables if id(v) not in _slot_ids(new, rule)]
+    old_globals = [v for v in _keras.optimizer_variables(old) if id(v) not in _slot_ids(old, rule)]
+    new_globals = [v for v in _keras.optimizer_variables(new) if id(v) not in _slot_ids(new, rule)]
     if len(old_globals) != len(new_globals) or any(
             tuple(a.shape) != tuple(b.shape) for a, b in zip(old_globals, new_globals)):
         raise errors.PlanError(
@@ -340,18 +340,18 @@ def _carry_slots(old, new, rule, growth, teacher_vars, new_variables):
     for attribute, kind in rule.items():
         new_slots = getattr(new, attribute, None) or []
         old_slots = getattr(old, attribute, None) or []
-        for variable, slot in zip(new._trainable_variables, new_slots):
+        for variable, slot in zip(_keras.optimizer_trainable_variables(new), new_slots):
             teacher_var, transforms = index.get(id(variable), (None, None))
             if slot is None or teacher_var is None or id(teacher_var) not in teacher_vars:
                 continue
-            old_slot = old_slots[old._get_variable_index(teacher_var)]
+            old_slot = old_slots[_keras.slot_index(old, teacher_var)]
             if old_slot is not None:
                 value = _map(np.asarray(old_slot.numpy(), np.float64), transforms, kind,
                              growth.key_axes.get(id(variable)), new_variables == "warm")
                 slot.assign(value.astype(slot.dtype))
         # After the carried slots: inserted variables start from their
         # anchor's slots as they are in the student (already mapped).
-        for variable, slot in zip(new._trainable_variables, new_slots):
+        for variable, slot in zip(_keras.optimizer_trainable_variables(new), new_slots):
             if slot is not None and id(variable) in inserted:
                 value = _new_slot(kind, variable, inserted[id(variable)], new, new_slots,
                                   new_variables)
@@ -366,8 +366,8 @@ def _new_slot(kind, variable, anchor, optimizer, slots, new_variables):
         return np.asarray(variable.numpy())
     if new_variables != "warm" or kind not in (SECOND, ABS):
         return None
-    pairs = [(v, slots[optimizer._get_variable_index(v)]) for v in anchor
-             if optimizer._var_key(v) in optimizer._trainable_variables_indices]
+    pairs = [(v, slots[_keras.slot_index(optimizer, v)]) for v in anchor
+             if _keras.optimizer_holds(optimizer, v)]
     pairs = [(v, s) for v, s in pairs if s is not None]
     if not pairs:
         return None

@@ -178,7 +178,7 @@ class _Solver:
         return is_writer(self.ctx, call.op)
 
     def _elementwise(self, call, name, ins, outs, where):
-        constants = [a for a in merge._operands(call)
+        constants = [a for a in merge.operands(call)
                      if a is not None and not isinstance(a, (str, bool, TensorKey))]
         if name in _SUMS or name == "Concatenate":  # (Concatenate on another axis)
             self.same(ins + outs, where)

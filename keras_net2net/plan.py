@@ -3,6 +3,7 @@ the old-position index (`src`) of every layout. Serialisable to JSON."""
 
 import difflib
 import math
+import weakref
 
 import numpy as np
 
@@ -248,13 +249,16 @@ def _resolve_widths(ctx, widen, strict):
 def _grown_roots(ctx):
     """Roots of groups that a global factor grows: those some layer produces
     (others are inputs etc.) and the inner widths not kept for requests."""
-    if not hasattr(ctx, "_grown_roots"):
+    if ctx not in _GROWN_ROOTS:  # once per analysis, kept off the Context
         inner = [a for atoms in ctx.inner_atoms.values() for a in atoms.values()
                  if a not in ctx.on_request]
-        ctx._grown_roots = {ctx.groups.find(leaf)
-                            for a in list(ctx.producer_atoms.values()) + inner
-                            for leaf in ctx.groups.leaves(a)}
-    return ctx._grown_roots
+        _GROWN_ROOTS[ctx] = {ctx.groups.find(leaf)
+                             for a in list(ctx.producer_atoms.values()) + inner
+                             for leaf in ctx.groups.leaves(a)}
+    return _GROWN_ROOTS[ctx]
+
+
+_GROWN_ROOTS = weakref.WeakKeyDictionary()  # Context -> roots (_grown_roots)
 
 
 def _fits_blocks(ctx, root, old, new):

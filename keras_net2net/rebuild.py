@@ -4,7 +4,8 @@
 it each layer as `keras_net2net.carry` made it (from its edited config, so no
 constructor argument is ever re-listed by hand, or reused where it holds no
 state and does not change), `call_function` threads inserted layers after their
-anchors. Every student layer is made before any is called, so a layer that
+anchors (each an insertion of `keras_net2net.insertions`, made through its
+protocol). Every student layer is made before any is called, so a layer that
 cannot be copied is reported before any work. Nested models are cloned the same
 way with inputs of their new shapes. Weights are then computed in float64 from
 the teacher's and cast once to each variable's dtype; they are the variables'
@@ -14,14 +15,14 @@ first values (`keras_net2net.lazy`: no initial value is drawn to be overwritten)
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import carry
-from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
+from keras_net2net import insertions as insertions_lib
 from keras_net2net import lazy
 from keras_net2net import ops
 from keras_net2net import padding
 from keras_net2net import rules
-from keras_net2net import spans
 
 
 class Rebuilder:
@@ -33,10 +34,10 @@ class Rebuilder:
         self.student_of = {}  # id(teacher layer) -> student layer
         self.teacher_of = {}  # id(student layer) -> teacher layer
         self.taken = {layer.name for layer in self.graph.layers.values()}
-        # Calls of repeated spans, and the student tensors they read (spans.record).
-        self.span_calls = {id(c.op): c for i in insertions if isinstance(i, spans.BlockInsertion)
-                           for c in i.calls}
-        self.span_tensors = {}
+        # Calls insertions replay, and the student tensors they read
+        # (insertions.record): the maker's side of the insertion protocol.
+        self.watched = {id(c.op): c for i in insertions for c in i.watched_calls()}
+        self.recorded = {}
         # (teacher variable, student variable, [(axis, src, counts, mode)]) for
         # every weight carried over: how each student weight came from the
         # teacher's, for whatever must follow the same map (optimizer slots).
@@ -64,17 +65,12 @@ class Rebuilder:
     def _construct(self):
         # From scratch: lazy.build runs it a second time, eagerly, where the
         # deferred run fails.
-        self.student_of, self.teacher_of, self.span_tensors = {}, {}, {}
+        self.student_of, self.teacher_of, self.recorded = {}, {}, {}
         self.taken = {layer.name for layer in self.graph.layers.values()}
         teacher = self.graph.model
         self._make_layers()
         for ins in self.insertions.values():
-            if isinstance(ins, spans.BlockInsertion):
-                spans.build_copies(ins, self.student_of, self.graph, self.taken)
-                continue
-            layout = self.ctx.layout(ins.tensor)
-            width = self.plan.new_shape(ins.tensor)[layout.axis if layout else -1]
-            deepen_lib.build_layers(ins, width, self.taken)
+            ins.build(self)
         try:
             if isinstance(teacher, keras.Sequential) and self._sequential_ok():
                 return self._clone_sequential(teacher)
@@ -85,7 +81,7 @@ class Rebuilder:
             raise carry.build_failure(e) from e
 
     def _sequential_ok(self):
-        return all(i.mode == "identity" for i in self.insertions.values())
+        return all(i.chain() is not None for i in self.insertions.values())
 
     def _make_layers(self):
         """Makes every student layer up front (see `keras_net2net.carry`)."""
@@ -125,7 +121,9 @@ class Rebuilder:
         self.teacher_of[id(new)] = layer
         return new
 
-    def _call(self, layer, *args, **kwargs):
+    def call(self, layer, *args, **kwargs):
+        """Calls a student layer as the clone does (`call_function`): a
+        watched call is recorded, and the layer's insertion follows it."""
         teacher_layer = self.teacher_of.get(id(layer))
         try:
             out = layer(*args, **kwargs)
@@ -134,31 +132,26 @@ class Rebuilder:
         except Exception as e:  # noqa: BLE001 - reported typed, naming the layer
             path = self.graph.paths.get(id(teacher_layer), getattr(layer, "name", None))
             raise carry.build_failure(e, path, type(layer).__name__) from e
-        span_call = self.span_calls.get(id(teacher_layer))
-        if span_call is not None:
-            spans.record(span_call, args, kwargs, self.span_tensors)
+        watched = self.watched.get(id(teacher_layer))
+        if watched is not None:
+            insertions_lib.record(watched, args, kwargs, self.recorded)
         ins = self.insertions.get(id(teacher_layer))
-        if isinstance(ins, spans.BlockInsertion):
-            return spans.apply_copies(ins, out, self.span_tensors, self._call)
-        if ins is not None:
-            for block in ins.layers:
-                out = deepen_lib.apply_block(ins.mode, block, out)
-        return out
+        return ins.apply(out, self) if ins is not None else out
 
     def _clone_nested(self, model):
-        functional = getattr(model, "_functional", None) or model
+        functional = _keras.functional_of(model)
         outer_keys = self.graph.nested_inputs[id(model)]
         inputs = [keras.Input(batch_shape=self.plan.new_shape(k), dtype=t.dtype, name=t.name)
                   for t, k in zip(functional.inputs, outer_keys)]
         if isinstance(model, keras.Sequential) and self._sequential_ok():
             return self._clone_sequential(model, inputs[0])
-        inputs = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
+        inputs = keras.tree.pack_sequence_as(_keras.inputs_struct(functional), inputs)
         return self._clone_functional(model, inputs)
 
     def _clone_functional(self, model, input_tensors=None):
-        functional = getattr(model, "_functional", None) or model
+        functional = _keras.functional_of(model)
         clone = keras.models.clone_model(functional, input_tensors=input_tensors,
-                                         clone_function=self._clone, call_function=self._call)
+                                         clone_function=self._clone, call_function=self.call)
         if clone.name != model.name:
             # A Sequential's hidden Functional has a generated name; the clone
             # keeps the Sequential's, so that layer paths ("block/conv") hold.
@@ -174,7 +167,7 @@ class Rebuilder:
             layers.append(self._clone(layer))
             ins = self.insertions.get(id(layer))
             if ins is not None:
-                layers.extend(l for block in ins.layers for l in block)
+                layers.extend(ins.chain())
         return keras.Sequential(layers, name=model.name, trainable=model.trainable)
 
     # -- weights -----------------------------------------------------------
@@ -202,12 +195,14 @@ class Rebuilder:
             self._copy_rnn_states(teacher_layer, student_layer)
 
     def _initial_weights(self):
-        noise = self.zero_sum_noise if self.noise else None
         for ins in self.insertions.values():
-            if isinstance(ins, spans.BlockInsertion):
-                spans.initial_weights(ins, noise)
-            else:
-                deepen_lib.initial_weights(ins, None)
+            ins.initial_weights(self)
+
+    @property
+    def writer_noise(self):
+        """`zero_sum_noise` where growth adds noise, else None (insertions
+        that zero a copy's writers give them this noise)."""
+        return self.zero_sum_noise if self.noise else None
 
     def zero_sum_noise(self, source):
         """Symmetry-breaking noise for a zero-initialised copy of student

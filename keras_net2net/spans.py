@@ -29,12 +29,17 @@ import dataclasses
 
 import keras
 import numpy as np
-from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net import _keras
 from keras_net2net import carry
-from keras_net2net import deepen
 from keras_net2net import errors
+from keras_net2net import insertions
+from keras_net2net import options
+from keras_net2net._keras import ops_numpy
 from keras_net2net.graph import TensorKey
+from keras_net2net.insertions import activation_of
+from keras_net2net.insertions import assign
+from keras_net2net.insertions import unique_name
 from keras_net2net.plan import resolve_layer
 from keras_net2net.rules import IDEMPOTENT
 
@@ -58,8 +63,9 @@ _ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
 @dataclasses.dataclass
-class BlockInsertion(deepen.Insertion):
-    """`count` copies of a span, inserted after its last layer (`after`)."""
+class BlockInsertion(insertions.Insertion):
+    """`count` copies of a span, inserted after its last layer (`after`): an
+    insertion of `keras_net2net.insertions` that replays the span's calls."""
 
     span: str = ""  # "first..last", as the flags write it
     calls: list = dataclasses.field(default_factory=list)  # the span's Calls, in order
@@ -72,23 +78,23 @@ class BlockInsertion(deepen.Insertion):
     # function-preserving: the report says exact: false and verify measures.
     stack: bool = False
 
+    def build(self, maker):
+        build_copies(self, maker.student_of, maker.graph, maker.taken)
+
+    def apply(self, x, maker):
+        return apply_copies(self, x, maker.recorded, maker.call)
+
+    def initial_weights(self, maker):
+        initial_weights(self, maker.writer_noise)
+
+    def watched_calls(self):
+        return self.calls
+
     def anchored_variables(self):
         """Each copied variable anchored at the teacher variable it copies,
         so that its optimizer slots start from that variable's."""
         return [([t], [c]) for sources in self.sources for teacher, _, copy in sources
                 for t, c in zip(teacher.weights, copy.weights) if c.trainable]
-
-
-def text_key(key):
-    """A deepen key as the flags write it: ("a", "b") -> "a..b"."""
-    return "..".join(key) if isinstance(key, tuple) else key
-
-
-def jsonable(deepen_option):
-    """`deepen=` with span keys as text, for the report's options."""
-    if isinstance(deepen_option, dict):
-        return {text_key(k): v for k, v in deepen_option.items()}
-    return deepen_option
 
 
 def plan_span(ctx, key, how):
@@ -103,7 +109,7 @@ def plan_span(ctx, key, how):
         raise errors.PlanError(
             f"Expected a span key (first, last) of two layer names. Received: deepen key "
             f"{key!r}. Fix: e.g. deepen={{('block1_ln1', 'block1_res2'): 1}}.")
-    span = text_key(key)
+    span = options.span_text(key)
     stack = how == "stack"
     if how in ("block", "stack"):
         how = 1
@@ -198,7 +204,7 @@ def _is_add(call):
 def _idempotent(op):
     """The activation's name if `op` is an idempotent activation layer."""
     if type(op) in (L.Activation, L.ReLU):
-        name = deepen.activation_of(op)
+        name = activation_of(op)
         return name if name in IDEMPOTENT else None
     return None
 
@@ -338,7 +344,7 @@ def _check_writer(call, where, span):
     elif hasattr(op, "activation") and not isinstance(op, _ATTENTION):
         value = _value_at_zero(op.activation) if op.activation is not None else 0.0
         if value != 0:
-            problem = (f"applies activation {deepen.activation_of(op)!r}, which maps 0 to "
+            problem = (f"applies activation {activation_of(op)!r}, which maps 0 to "
                        f"{value:g}")
     if problem:
         raise errors.PlanError(
@@ -358,7 +364,7 @@ def build_copies(ins, student_of, graph, taken):
             teacher = call.op
             student = student_of[id(teacher)]
             if isinstance(student, keras.layers.Layer):
-                name = deepen.unique_name(f"{teacher.name}_deepen_{k}", taken)
+                name = unique_name(f"{teacher.name}_deepen_{k}", taken)
                 try:
                     new = carry.recreate(student, lambda config, name=name: {**config,
                                                                              "name": name})
@@ -373,16 +379,6 @@ def build_copies(ins, student_of, graph, taken):
         ins.copies.append(copy)
         ins.layers.append(layers)
         ins.sources.append(sources)
-
-
-def record(call, args, kwargs, tensors):
-    """Keeps the student tensors a span call reads, by teacher tensor key: a
-    copy reads the same ones where they come from outside the span."""
-    keys = keras.tree.flatten((call.args, call.kwargs))
-    values = keras.tree.flatten((args, kwargs))
-    for k, v in zip(keys, values):
-        if isinstance(k, TensorKey):
-            tensors[k] = v
 
 
 def apply_copies(ins, x, tensors, call_fn):
@@ -438,8 +434,8 @@ def initial_weights(ins, writer_noise=None):
 def _zero(layer):
     """Zeroes a writer's last scale; returns the variables zeroed."""
     if isinstance(layer, _ATTENTION):
-        layer = layer._output_dense
+        layer = _keras.attention_output_dense(layer)
     names = ("pointwise_kernel", "bias") if isinstance(layer, _SEPARABLE) else (
         "gamma", "beta", "scale") if isinstance(layer, _NORMS) else ("kernel", "bias")
-    deepen.assign(layer, {name: 0.0 for name in names})
+    assign(layer, {name: 0.0 for name in names})
     return [v for v in layer.weights if v.name in names]

@@ -15,6 +15,7 @@ import contextlib
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import carry
 from keras_net2net import errors
 from keras_net2net import report
@@ -86,8 +87,8 @@ def float64_twin(model):
         raise CannotTwin("its weights do not line up with the teacher's")
     for old, new in zip(olds, news):
         new.assign(np.asarray(old.numpy()).astype(new.dtype))
-    layers = [l for l in model._flatten_layers(include_self=False)]
-    copies = [l for l in twin._flatten_layers(include_self=False)]
+    layers = [l for l in _keras.sublayers(model)]
+    copies = [l for l in _keras.sublayers(twin)]
     if len(layers) == len(copies):
         for old, new in zip(layers, copies):
             if type(old) is type(new) and not isinstance(old, keras.Model):
@@ -167,7 +168,7 @@ def preserved_state(*models):
 
 
 def _rnn_states(model):
-    layers = model._flatten_layers(include_self=False)
+    layers = _keras.sublayers(model)
     return [v for layer in layers if getattr(layer, "stateful", False)
             for v in keras.tree.flatten(getattr(layer, "states", None) or [])
             if isinstance(v, keras.Variable)]

@@ -1,9 +1,12 @@
-"""The import contracts in setup.cfg ([importlinter]) hold, and they can fail.
+"""The import contracts in setup.cfg ([importlinter]) hold, and they can fail;
+no module imports another module's private names.
 
 import-linter reads the source statically (no TensorFlow import), so both
-checks take a second or two.
+checks take a second or two. (tests/test_keras_internals.py: private Keras
+attributes are read in keras_net2net/_keras.py only.)
 """
 
+import ast
 import os
 import pathlib
 import shutil
@@ -52,3 +55,36 @@ def test_no_import_cycle_among_package_modules():
                      if b.startswith("keras_net2net") and
                      graph.chain_exists(importer=b, imported=a)})
     assert not cycles, cycles
+
+
+def _private_imports(source, modules):
+    """`from keras_net2net.x import _name` in `source` where `_name` is not a
+    package module (`_keras`, `_lazy_exports` are package-private modules,
+    made to be imported by the package; a private function or class is not)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_net2net"):
+            found.extend(f"from {node.module} import {a.name}" for a in node.names
+                         if a.name.startswith("_") and not a.name.startswith("__")
+                         and f"{node.module}.{a.name}" not in modules)
+    return found
+
+
+def _package_modules():
+    names = set()
+    for path in (ROOT / "keras_net2net").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name another module needs is public; `module._name` reads are caught
+    by tests/test_keras_internals.py."""
+    modules = _package_modules()
+    bad = [f"{path.relative_to(ROOT)}: {text}"
+           for path in sorted((ROOT / "keras_net2net").rglob("*.py"))
+           for text in _private_imports(path.read_text(), modules)]
+    assert not bad, bad
+    assert _private_imports("from keras_net2net.rules.merge import _operands\n", modules)
+    assert not _private_imports("from keras_net2net import _keras\n", modules)

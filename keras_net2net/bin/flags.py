@@ -13,11 +13,9 @@ import sys
 from absl import flags
 
 from keras_net2net import choices
+from keras_net2net import options as growth_options
 from keras_net2net.training import config
 from keras_net2net.training import schedule_options
-
-_DEEPEN_KINDS = ("identity", "residual")
-_SPAN_KINDS = ("block", "stack")  # a span's copy: zeroed branches / trained weights
 
 
 def define_data_flags(flag_values=flags.FLAGS, default_dataset="digits",
@@ -288,90 +286,10 @@ def run_config(flag_values=flags.FLAGS, **overrides):
     return config.RunConfig(**fields)
 
 
-def parse_widen(text):
-    """Parses --widen: a factor ("1.5") or per-layer widths ("conv1=16,fc1=2.0").
-
-    Args:
-        text: the flag value, or None.
-
-    Returns:
-        None, a float, or {layer name: int width or float factor}.
-
-    Raises:
-        ValueError: if the text is neither form.
-
-    Example:
-    >>> parse_widen("conv1=16,fc1=1.5")
-    {'conv1': 16, 'fc1': 1.5}
-    """
-    if not text:
-        return None
-    if "=" not in text:
-        return float(text)
-    widths = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not (sep and name.strip()):
-            raise ValueError(f"Expected name=width. Received: {item!r}")
-        value = value.strip()
-        widths[name.strip()] = int(value) if value.isdigit() else float(value)
-    return widths
-
-
-def parse_deepen(text):
-    """Parses --deepen: names ("conv2,fc1") or name:count|kind pairs; a name
-    "first..last" is a span of residual blocks to repeat (key (first, last)).
-
-    Args:
-        text: the flag value, or None.
-
-    Returns:
-        None, a list of layer names, or {name: int count or "identity" or
-        "residual"} as soon as any entry has a ":"; a span takes a count,
-        "block" or "stack" (a copy with the trained weights, G_stack).
-
-    Raises:
-        ValueError: if an entry is malformed.
-
-    Example:
-    >>> parse_deepen("fc1:2,conv2:residual")
-    {'fc1': 2, 'conv2': 'residual'}
-    >>> parse_deepen("block1_ln1..block1_res2:1")
-    {('block1_ln1', 'block1_res2'): 1}
-    >>> parse_deepen("block1_ln1..block1_res2:stack")
-    {('block1_ln1', 'block1_res2'): 'stack'}
-    """
-    if not text:
-        return None
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise ValueError(f"Expected layer names separated by commas. "
-                         f"Received: {text!r}")
-    if not any(":" in item for item in items):
-        return [_deepen_key(item) for item in items]
-    plan = {}
-    for item in items:
-        name, _, how = item.partition(":")
-        name, how = _deepen_key(name.strip()), how.strip() or "1"
-        if how.isdigit() and int(how) > 0:
-            plan[name] = int(how)
-        elif how in _DEEPEN_KINDS or (how in _SPAN_KINDS and isinstance(name, tuple)):
-            plan[name] = how
-        else:
-            raise ValueError(f"Expected name:count or name:{'|'.join(_DEEPEN_KINDS)}, "
-                             f"or first..last:count|{'|'.join(_SPAN_KINDS)}. Received: "
-                             f"{item!r}")
-    return plan
-
-
-def _deepen_key(name):
-    """A span "first..last" as its key ("first", "last"); a name as it is."""
-    if ".." not in name:
-        return name
-    first, _, last = name.partition("..")
-    if not (first.strip() and last.strip()) or ".." in last:
-        raise ValueError(f"Expected a span first..last. Received: {name!r}")
-    return first.strip(), last.strip()
+# The option syntax lives in keras_net2net.options (one parser and formatter,
+# shared with reports); the binaries read it from here.
+parse_widen = growth_options.parse_widen
+parse_deepen = growth_options.parse_deepen
 
 
 def parses(parse):

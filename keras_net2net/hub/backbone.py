@@ -27,11 +27,12 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net import analysis
 from keras_net2net import carry
-from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
+from keras_net2net import options
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net import report as report_lib
@@ -155,7 +156,7 @@ def _family(backbone):
             f"which has no growth rule. Fix: use one of those classes, or grow a plain "
             f"functional copy of it (keras.Model(backbone.inputs, backbone.outputs)), whose "
             f"unknown layers keep their width.")
-    if not backbone.built or getattr(backbone, "_inputs_struct", None) is None:
+    if not backbone.built or _keras.inputs_struct(backbone) is None:
         raise errors.UnsupportedModelError(
             f"Expected a built keras_hub backbone. Received: {type(backbone).__name__} "
             f"{backbone.name!r}, not built. Fix: construct it with its config (or "
@@ -254,7 +255,7 @@ def _factor(config, keys, targets):
 
 def _deepen(family, config, deepen):
     """{block index: count} of identity blocks to insert after it."""
-    deepen = deepen_lib.as_counts(deepen)
+    deepen = options.as_counts(deepen)
     names = family.blocks(config)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
@@ -437,14 +438,14 @@ def probe(model, batch=2, length=8, seed=0):
             out[name] = rng.integers(0, vocab, size=shape).astype("int32")
         else:
             out[name] = rng.normal(size=shape).astype("float32")
-    if not isinstance(model._inputs_struct, dict):  # one image input (ViT, MiT)
+    if not isinstance(_keras.inputs_struct(model), dict):  # one image input (ViT, MiT)
         values = list(out.values())
         return values[0] if len(values) == 1 else values
     return out
 
 
 def _inputs(model):
-    struct = model._inputs_struct
+    struct = _keras.inputs_struct(model)
     if isinstance(struct, dict):
         return struct
     return {t.name: t for t in keras.tree.flatten(struct)}

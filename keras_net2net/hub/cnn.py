@@ -49,9 +49,9 @@ from keras_hub.src.models.mobilenet.util import adjust_channels
 
 from keras_net2net import analysis
 from keras_net2net import carry
-from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
 from keras_net2net import lazy
+from keras_net2net import options
 from keras_net2net import plan as plan_lib
 from keras_net2net import rebuild
 from keras_net2net.hub import families
@@ -264,7 +264,7 @@ def _factor(widen, name):
 
 def _deepen_names(deepen, names, cls):
     """{last block name of a stack: count} from deepen=."""
-    deepen = deepen_lib.as_counts(deepen)
+    deepen = options.as_counts(deepen)
     if not isinstance(deepen, dict):
         raise errors.PlanError(
             f"Expected deepen to be a block name, a list of them or {{name: count}}. "

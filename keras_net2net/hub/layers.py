@@ -19,6 +19,7 @@ from keras_hub.src.layers.modeling import token_and_position_embedding as _tpe
 from keras_hub.src.layers.modeling import transformer_decoder as _td
 from keras_hub.src.layers.modeling import transformer_encoder as _te
 
+from keras_net2net import _keras
 from keras_net2net.rules import attention
 from keras_net2net.rules import channelwise
 from keras_net2net.rules import composite
@@ -68,7 +69,7 @@ def ffn_specs(inner, outer):
 
 _BLOCK_INNER = {
     "num_heads": composite.Inner(HEADS, lambda l: l.num_heads, config_key="num_heads"),
-    "head_dim": composite.Inner(HEAD_DIM, lambda l: l._self_attention_layer.key_dim,
+    "head_dim": composite.Inner(HEAD_DIM, lambda l: _keras.self_attention(l).key_dim,
                                 on_request=True),
     "intermediate_dim": composite.Inner(FFN, lambda l: l.intermediate_dim,
                                         config_key="intermediate_dim"),
@@ -104,7 +105,7 @@ class TransformerBlockRule(composite.CompositeRule):
         if heads is None or dims is None:
             return []
         width = view.width(stream) if stream is not None else \
-            int(layer._self_attention_layer._query_dense.kernel.shape[0])
+            int(_keras.query_dense(_keras.self_attention(layer)).kernel.shape[0])
         h, asked, k = heads.size, view.width(heads), view.width(dims)
         if width // asked == k:
             return []
@@ -121,7 +122,7 @@ class TransformerBlockRule(composite.CompositeRule):
         return [(path, f"{why}: {h} heads of dim {width // h}")]
 
     def refuse(self, layer):
-        if getattr(layer, "_cross_attention_layer", None) is not None:
+        if _keras.cross_attention(layer) is not None:
             return ("a TransformerDecoder with cross-attention reads a second sequence; "
                     "it keeps its width")
         return None
@@ -186,7 +187,7 @@ class MaskedLMHeadRule(composite.CompositeRule):
 
     def propagate(self, ctx, call):
         layer = call.op
-        stream = composite._first_tensor(call)
+        stream = composite.first_tensor(call)
         for key in call.inputs:
             if key != stream:
                 ctx.groups.freeze_layout(ctx.layout(key), (
@@ -228,7 +229,7 @@ def _owner(ctx, embedding):
             return layer
     for layer in ctx.graph.layers.values():
         if not isinstance(layer, keras.Model) and isinstance(layer, keras.layers.Layer) and \
-                any(sub is embedding for sub in layer._flatten_layers(include_self=False)):
+                any(sub is embedding for sub in _keras.sublayers(layer)):
             return layer
     return embedding
 
@@ -259,7 +260,7 @@ class ReversibleEmbeddingRule(composite.ReversibleEmbeddingRule):
             ctx.groups.freeze_layout(layout, reason)
             ctx.groups.freeze_layout(forward, reason)
             return
-        reason = None if not layer.tie_weights else composite._tied_norm(ctx, key, call)
+        reason = None if not layer.tie_weights else composite.tied_norm(ctx, key, call)
         if reason:
             ctx.groups.freeze_layout(layout, reason)
             return
@@ -274,7 +275,7 @@ def _holder(ctx, layer):
     for other in ctx.graph.layers.values():
         if other is not layer and not isinstance(other, keras.Model) and \
                 isinstance(other, keras.layers.Layer) and \
-                any(sub is layer for sub in other._flatten_layers(include_self=False)):
+                any(sub is layer for sub in _keras.sublayers(other)):
             return other
     return None
 

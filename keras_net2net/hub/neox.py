@@ -15,6 +15,7 @@ output projections: x + 0 + 0 = x.
 import keras_hub
 from keras_hub.src.models.gpt_neo_x import gpt_neo_x_decoder
 
+from keras_net2net import _keras
 from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub.families import Family
@@ -35,7 +36,7 @@ class GPTNeoXDecoderRule(composite.CompositeRule):
     inner = {
         "num_heads": composite.Inner(HEADS, lambda l: l.num_heads, config_key="num_heads"),
         "head_dim": composite.Inner(
-            HEAD_DIM, lambda l: l._self_attention_layer.attn_head_size, on_request=True),
+            HEAD_DIM, lambda l: _keras.self_attention(l).attn_head_size, on_request=True),
         "intermediate_dim": composite.Inner(FFN, lambda l: l.intermediate_dim,
                                             config_key="intermediate_dim"),
     }

@@ -5,12 +5,13 @@ read without importing this one) and re-exports its lookups.
 """
 
 import keras
-from keras.src.ops import core as ops_core
-from keras.src.ops import image as ops_image
-from keras.src.ops import math as ops_math
-from keras.src.ops import nn as ops_nn
-from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net import _keras
+from keras_net2net._keras import ops_core
+from keras_net2net._keras import ops_image
+from keras_net2net._keras import ops_math
+from keras_net2net._keras import ops_nn
+from keras_net2net._keras import ops_numpy
 from keras_net2net.rules import attention
 from keras_net2net.rules import channelwise
 from keras_net2net.rules import composite
@@ -109,18 +110,13 @@ for _cls in _classes(ops_numpy, [
         ops_math, ["Rsqrt", "Erf", "Erfc"]):
     _TABLE[_cls] = _MERGE
 
-try:  # ConvNeXt's per-channel scale, a layer of keras.applications.
-    from keras.src.applications.convnext import LayerScale as _LayerScale
-
-    _TABLE[_LayerScale] = channelwise.LayerScaleRule()
-except ImportError:  # pragma: no cover - older Keras
-    pass
-try:  # InceptionResNetV2's residual scale: inputs[0] + inputs[1] * scale.
-    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer as _Scale
-
-    _TABLE[_Scale] = _MERGE
-except ImportError:  # pragma: no cover - older Keras
-    pass
+# ConvNeXt's per-channel scale and InceptionResNetV2's residual scale
+# (inputs[0] + inputs[1] * scale), layers of keras.applications.
+for _cls, _rule in ((_keras.application_layer("convnext", "LayerScale"),
+                     channelwise.LayerScaleRule()),
+                    (_keras.application_layer("inception_resnet_v2", "CustomScaleLayer"), _MERGE)):
+    if _cls is not None:
+        _TABLE[_cls] = _rule
 
 if hasattr(L, "ReversibleEmbedding"):  # Keras >= 3.12
     _TABLE[L.ReversibleEmbedding] = composite.ReversibleEmbeddingRule()

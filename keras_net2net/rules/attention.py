@@ -39,6 +39,7 @@ import re
 import keras
 import numpy as np
 
+from keras_net2net import _keras
 from keras_net2net.channels import Layout
 from keras_net2net.channels import Product
 from keras_net2net.channels import Segment
@@ -50,8 +51,8 @@ from keras_net2net.rules.base import QUERY_DIMS
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 from keras_net2net.rules.base import require_axis
-from keras_net2net.rules.mixing import _freeze_non_elementwise_activation
-from keras_net2net.rules.mixing import _refuse_special_kernels
+from keras_net2net.rules.mixing import freeze_non_elementwise_activation
+from keras_net2net.rules.mixing import refuse_special_kernels
 
 L = keras.layers
 
@@ -159,7 +160,7 @@ class MultiHeadAttentionRule(_AttentionRule):
         key_dim = ctx.inner(call, "key_dim", layer.key_dim, on_request=True)
         value_dim = ctx.inner(call, "value_dim", layer.value_dim, on_request=True)
         out_key = call.outputs[0]
-        shape = layer._output_shape
+        shape = _keras.attention_output_shape(layer)
         if shape is None or len(shape) == 1:
             out = ctx.produce(call, out_key, ctx.rank(out_key) - 1)
         else:
@@ -192,7 +193,7 @@ def _scores_heads_axis(layer, query_rank):
     """The heads axis of the scores, as Keras' _build_attention_equation lays
     them out: (batch dims, heads, query attention dims, key attention dims)."""
     rank = query_rank + 1  # projected: (batch, ..., heads, dim)
-    batch_dims = list(np.delete(np.arange(rank), tuple(layer._attention_axes) + (rank - 1,)))
+    batch_dims = list(np.delete(np.arange(rank), tuple(_keras.attention_axes(layer)) + (rank - 1,)))
     return batch_dims.index(rank - 2)
 
 
@@ -271,7 +272,7 @@ class EinsumDenseRule(Rule):
     """
 
     def propagate(self, ctx, call):
-        if _refuse_special_kernels(ctx, call):
+        if refuse_special_kernels(ctx, call):
             return
         spec = _einsum_axes(call.op.equation, ctx.rank(call.inputs[0]))
         if spec is None:
@@ -327,7 +328,7 @@ class EinsumDenseRule(Rule):
         if out is not None and outs[axis] in bias_axes:
             first = min(outs.index(c) for c in bias_axes)
             weights["bias"].append((axis - first, OUT, COPY))
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
         extra = ctx.io[id(call.op)].extra
         extra["weights"] = weights

@@ -127,7 +127,7 @@ class CompositeRule(Rule):
         if reason:
             ctx.barrier(call, reason)
             return
-        stream = _first_tensor(call)
+        stream = first_tensor(call)
         for key in call.inputs:
             if key != stream:
                 ctx.groups.freeze_layout(ctx.layout(key), (
@@ -198,7 +198,7 @@ class CompositeRule(Rule):
         return config
 
 
-def _first_tensor(call):
+def first_tensor(call):
     """The first tensor argument of a call (the stream a block reads)."""
     for arg in list(call.args) + list(call.kwargs.values()):
         if isinstance(arg, TensorKey):
@@ -247,7 +247,7 @@ class ReversibleEmbeddingRule(Rule):
             ctx.unify(layout, ctx.layouts[ctx.graph.calls_of(layer)[0].outputs[0]], call.path)
             ctx.io[id(layer)].extra["untied_reader"] = True
             return
-        reason = _tied_norm(ctx, key, call)
+        reason = tied_norm(ctx, key, call)
         if reason:
             ctx.groups.freeze_layout(layout, reason)
             return
@@ -262,7 +262,7 @@ class ReversibleEmbeddingRule(Rule):
         return axes
 
 
-def _tied_norm(ctx, key, call):
+def tied_norm(ctx, key, call):
     """Why a tied reverse call's input cannot take the division, or None."""
     producer = ctx.graph.producers.get(key)
     io = ctx.io.get(id(producer.op)) if producer is not None else None

@@ -9,7 +9,9 @@ from keras_net2net.graph import TensorKey
 from keras_net2net.rules.base import Rule
 
 
-def _operands(call):
+def operands(call):
+    """A call's arguments, lists and tuples flattened one level: the operands
+    of a merge or an element-wise op (tensor keys and constants)."""
     flat = []
     for a in list(call.args) + list(call.kwargs.values()):
         if isinstance(a, (list, tuple)):
@@ -65,12 +67,12 @@ class ElementwiseMergeRule(Rule):
     """Add, Subtract, Multiply, Average, Maximum, Minimum and element-wise ops."""
 
     def propagate(self, ctx, call):
-        merge_elementwise(ctx, call, _operands(call))
+        merge_elementwise(ctx, call, operands(call))
 
 
 class ConcatenateRule(Rule):
     def propagate(self, ctx, call):
-        inputs = [k for k in _operands(call) if isinstance(k, TensorKey)]
+        inputs = [k for k in operands(call) if isinstance(k, TensorKey)]
         rank = ctx.rank(call.outputs[0])
         axis = call.op.axis % rank
         layouts = [ctx.layout(k) for k in inputs]

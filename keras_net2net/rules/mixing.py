@@ -12,14 +12,14 @@ from keras_net2net.rules.base import input_layout
 from keras_net2net.rules.base import require_axis
 
 
-def _freeze_non_elementwise_activation(ctx, call, out):
+def freeze_non_elementwise_activation(ctx, call, out):
     name = activation_name(getattr(call.op, "activation", None))
     if name in NOT_ELEMENTWISE:
         ctx.groups.freeze_layout(
             out, f"{type(call.op).__name__} {call.path!r} applies {name} across its channels")
 
 
-def _refuse_special_kernels(ctx, call):
+def refuse_special_kernels(ctx, call):
     """LoRA and quantized kernels have extra weights that we do not rewrite."""
     layer = call.op
     if getattr(layer, "lora_enabled", False):
@@ -36,14 +36,14 @@ class DenseRule(Rule):
     weights = {"kernel": [(0, IN, True), (1, OUT, False)], "bias": [(0, OUT, False)]}
 
     def propagate(self, ctx, call):
-        if _refuse_special_kernels(ctx, call):
+        if refuse_special_kernels(ctx, call):
             return
         rank = ctx.rank(call.inputs[0])
         inp = input_layout(ctx, call)
         if not require_axis(ctx, call, inp, rank - 1):
             inp = None
         out = ctx.produce(call, call.outputs[0], rank - 1)
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
 
 
@@ -54,7 +54,7 @@ class ConvRule(Rule):
     weights = {"kernel": [(-2, IN, True), (-1, OUT, False)], "bias": [(0, OUT, False)]}
 
     def propagate(self, ctx, call):
-        if _refuse_special_kernels(ctx, call):
+        if refuse_special_kernels(ctx, call):
             return
         rank = ctx.rank(call.inputs[0])
         axis = graph.channels_axis(call.op, rank)
@@ -70,7 +70,7 @@ class ConvRule(Rule):
                       f"(groups={call.op.groups}); its groups are kept as they are")
             ctx.groups.freeze_layout(inp, reason)
             ctx.groups.freeze_layout(out, reason)
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
 
     def _depthwise(self, ctx, call, inp):
@@ -78,7 +78,7 @@ class ConvRule(Rule):
         reads input c alone, so it follows the input's layout like a depthwise."""
         out = inp.with_inner(call.op.filters // call.op.groups)
         ctx.layouts[call.outputs[0]] = out
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
         ctx.io[id(call.op)].extra["depthwise"] = True
 
@@ -115,7 +115,7 @@ class DepthwiseRule(Rule):
             return
         out = inp.with_inner(call.op.depth_multiplier)
         ctx.layouts[call.outputs[0]] = out
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, OUT: out})
 
 
@@ -137,7 +137,7 @@ class SeparableRule(Rule):
             inp = None
         mid = inp.with_inner(call.op.depth_multiplier) if inp is not None else None
         out = ctx.produce(call, call.outputs[0], axis)
-        _freeze_non_elementwise_activation(ctx, call, out)
+        freeze_non_elementwise_activation(ctx, call, out)
         ctx.record_io(call, **{IN: inp, MID: mid, OUT: out})
 
 
@@ -148,7 +148,7 @@ class EmbeddingRule(Rule):
     weights = {"embeddings": [(1, OUT, False)]}
 
     def propagate(self, ctx, call):
-        if _refuse_special_kernels(ctx, call):
+        if refuse_special_kernels(ctx, call):
             return
         out = ctx.produce(call, call.outputs[0], ctx.rank(call.outputs[0]) - 1)
         ctx.record_io(call, **{OUT: out})

@@ -14,8 +14,8 @@ element-wise ops compute from it alone, is a constant: it has no channels to
 follow and constrains none (`Context.constants`).
 """
 
-from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net._keras import ops_numpy
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 

@@ -11,8 +11,8 @@ the copy counts the way weights are), so there it is a barrier that says so.
 import string
 
 import keras
-from keras.src.ops import numpy as ops_numpy
 
+from keras_net2net._keras import ops_numpy
 from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
 from keras_net2net.graph import TensorKey
@@ -157,7 +157,7 @@ class StackRule(Rule):
     the channels."""
 
     def propagate(self, ctx, call):
-        operands = [k for k in merge._operands(call) if isinstance(k, TensorKey)]
+        operands = [k for k in merge.operands(call) if isinstance(k, TensorKey)]
         stack_axis = _norm(call.op.axis, ctx.rank(call.outputs[0]))
         layouts = [ctx.layout(k) for k in operands]
         if all(layout is None for layout in layouts):
@@ -253,7 +253,7 @@ class MatmulRule(Rule):
 
 class EinsumRule(Rule):
     def propagate(self, ctx, call):
-        operands = [k for k in merge._operands(call) if isinstance(k, TensorKey)]
+        operands = [k for k in merge.operands(call) if isinstance(k, TensorKey)]
         specs, out_spec = _einsum_specs(call.op.subscripts, [ctx.rank(k) for k in operands])
         if specs is None:
             ctx.barrier(call, "its equation could not be read")

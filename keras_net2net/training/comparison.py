@@ -52,7 +52,7 @@ import keras
 import numpy as np
 
 import keras_net2net as n2n
-from keras_net2net import spans
+from keras_net2net import options
 from keras_net2net.data import inputs
 from keras_net2net.training import comparison_options
 from keras_net2net.training import experiment
@@ -679,7 +679,7 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             teacher_flops_ratio=fact["ratio"], higher_is_better=higher)
         counted, sunk = views["teacher_counted"], views["teacher_sunk"]
         report["arms"][arm.name] = {
-            "widen": arm.widen, "deepen": spans.jsonable(arm.deepen),
+            "widen": arm.widen, "deepen": options.jsonable(arm.deepen),
             "params": fact["params"],
             "train_flops_per_step": fact["flops"],
             "teacher_flops_ratio": fact["ratio"],

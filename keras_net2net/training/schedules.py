@@ -27,6 +27,7 @@ import math
 import keras
 from keras import ops
 
+from keras_net2net import _keras
 from keras_net2net.training import schedule_options as options
 
 _PACKAGE = "keras_net2net"
@@ -311,7 +312,7 @@ def _inner(optimizer):
 def schedule_of(optimizer):
     """The optimizer's `LearningRateSchedule`, or None for a fixed rate
     (looking through a `LossScaleOptimizer`)."""
-    rate = _inner(optimizer)._learning_rate
+    rate = _keras.learning_rate_object(_inner(optimizer))
     return rate if isinstance(
         rate, keras.optimizers.schedules.LearningRateSchedule) else None
 
