@@ -8,8 +8,9 @@ import numpy as np
 
 from keras_net2net import errors
 from keras_net2net import ops
+from keras_net2net.activations import IDEMPOTENT
 from keras_net2net.plan import resolve_layer
-from keras_net2net.rules import IDEMPOTENT
+from keras_net2net.rules import registry
 
 L = keras.layers
 _CONVS = {L.Conv1D: 1, L.Conv2D: 2, L.Conv3D: 3}
@@ -18,7 +19,6 @@ _SEPARABLE = {L.SeparableConv1D: 1, L.SeparableConv2D: 2}
 # Recurrent anchors take zero-initialised residual blocks only: no recurrent
 # layer is the identity on its input.
 _RECURRENT = (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)
-DEEPENABLE = (L.Dense, *_CONVS, *_DEPTHWISE, *_SEPARABLE, *_RECURRENT)
 _ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
@@ -43,6 +43,12 @@ class Insertion:
         """[(teacher variables, new variables)] for the optimizer's new slots."""
         return [(self.anchor.trainable_variables,
                  [v for block in self.layers for layer in block for v in layer.trainable_variables])]
+
+
+def deepenable(layer):
+    """Whether layers can be inserted after `layer` (its rule's `deepenable`)."""
+    rule = registry.rule_for(layer)
+    return rule is not None and rule.deepenable
 
 
 def as_counts(deepen):
@@ -80,8 +86,8 @@ def plan_insertions(ctx, deepen, plan_span):
             continue
         anchor = resolve_layer(ctx.graph, name, "deepen")
         mode, count = _mode_and_count(name, how)
-        if type(anchor) not in DEEPENABLE:
-            kinds = ", ".join(sorted(c.__name__ for c in DEEPENABLE))
+        if not deepenable(anchor):
+            kinds = ", ".join(registry.kinds_where("deepenable"))
             raise errors.PlanError(
                 f"Expected deepen to name a layer after which an identity layer can be "
                 f"inserted ({kinds}). Received: deepen={{{name!r}: {how!r}}} for layer "

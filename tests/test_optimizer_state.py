@@ -17,6 +17,7 @@ import tensorflow as tf
 import keras_net2net as n2n
 from keras_net2net import errors
 from keras_net2net import optimizer_state
+from keras_net2net.rules.base import Mode
 from tests import factories
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
@@ -218,12 +219,12 @@ def test_fan_in_gradients_are_divided_by_the_copies_fan_out_unchanged(float64):
         expected = t_grads[id(old)]
         for axis, src, counts, divides in transforms:
             expected = np.take(expected, src, axis=axis)
-            if divides is False:
+            if divides is Mode.COPY:
                 shape = [1] * expected.ndim
                 shape[axis] = -1
                 expected = expected / counts[src].reshape(shape)
         np.testing.assert_allclose(s_grads[id(new)], expected, rtol=1e-9, atol=1e-14)
-        seen.add((new.path.split("/")[0], tuple(bool(t[3]) for t in transforms)))
+        seen.add((new.path.split("/")[0], tuple(t[3] is Mode.DIVIDE for t in transforms)))
     assert {("fc1", (False,)), ("bn1", (False,)), ("fc2", (True,)), ("logits", ())} <= seen
 
 

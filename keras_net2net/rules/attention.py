@@ -76,6 +76,19 @@ class _AttentionRule(Rule):
     """
 
     specs = {}
+    zeroable = True
+    # The sublayer whose weights' last axis holds the key-side key dims.
+    key_sublayer = "_key_dense"
+
+    def zeroing_problem(self, op):
+        return None  # its output projection is zeroed; no activation follows
+
+    def zeroed_weights(self, layer):
+        return layer._output_dense, ("kernel", "bias")
+
+    def key_dim_axes(self, layer):
+        sub = getattr(layer, self.key_sublayer, None)
+        return {id(v): len(v.shape) - 1 for v in sub.weights} if sub is not None else {}
 
     def _inputs(self, ctx, call):
         """Layouts of query, key and value (None where not on the last axis);
@@ -203,6 +216,9 @@ class GroupQueryAttentionRule(_AttentionRule):
     (grown on request). `num_query_heads` is their product."""
 
     QUERY_HEADS = "query_heads"
+    # Writes its output group through its output projection without producing
+    # it (query and output share one group): those columns make its pad kind.
+    writes = True
     inner_keys = {"num_query_heads": QUERY_HEADS, "num_key_value_heads": KV_HEADS,
                   "head_dim": KEY_DIM}
     specs = {
@@ -269,6 +285,8 @@ class EinsumDenseRule(Rule):
     input's channels keep their width. The bias follows the output letter when
     `bias_axes` names it.
     """
+
+    zeroable = True
 
     def propagate(self, ctx, call):
         if _refuse_special_kernels(ctx, call):
