@@ -51,9 +51,9 @@ def build(name, size=None, spread=0.2):
 
 def inner_convs(model, k=3):
     """k conv layers spread through the model, for deepen plans."""
-    from keras_net2net.deepen import DEEPENABLE
+    from keras_net2net.deepen import deepenable
 
-    names = [l.name for l in model._flatten_layers() if type(l) in DEEPENABLE
+    names = [l.name for l in model._flatten_layers() if deepenable(l)
              and not isinstance(l, keras.layers.Dense)]
     picks = np.linspace(1, len(names) - 2, k).astype(int)
     return [names[i] for i in picks]

@@ -14,8 +14,9 @@ from keras_net2net import options
 from keras_net2net.insertions import activation_of
 from keras_net2net.insertions import assign
 from keras_net2net.insertions import unique_name
+from keras_net2net.activations import IDEMPOTENT
 from keras_net2net.plan import resolve_layer
-from keras_net2net.rules import IDEMPOTENT
+from keras_net2net.rules import registry
 
 L = keras.layers
 _CONVS = {L.Conv1D: 1, L.Conv2D: 2, L.Conv3D: 3}
@@ -24,7 +25,6 @@ _SEPARABLE = {L.SeparableConv1D: 1, L.SeparableConv2D: 2}
 # Recurrent anchors take zero-initialised residual blocks only: no recurrent
 # layer is the identity on its input.
 _RECURRENT = (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)
-DEEPENABLE = (L.Dense, *_CONVS, *_DEPTHWISE, *_SEPARABLE, *_RECURRENT)
 _ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
@@ -58,6 +58,12 @@ class LayerInsertion(insertions.Insertion):
                  [v for block in self.layers for layer in block for v in layer.trainable_variables])]
 
 
+def deepenable(layer):
+    """Whether layers can be inserted after `layer` (its rule's `deepenable`)."""
+    rule = registry.rule_for(layer)
+    return rule is not None and rule.deepenable
+
+
 def plan_insertions(ctx, deepen, plan_span):
     """Reads the `deepen` option into `Insertion`s, in its order.
 
@@ -81,8 +87,8 @@ def plan_insertions(ctx, deepen, plan_span):
             continue
         anchor = resolve_layer(ctx.graph, name, "deepen")
         mode, count = _mode_and_count(name, how)
-        if type(anchor) not in DEEPENABLE:
-            kinds = ", ".join(sorted(c.__name__ for c in DEEPENABLE))
+        if not deepenable(anchor):
+            kinds = ", ".join(registry.kinds_where("deepenable"))
             raise errors.PlanError(
                 f"Expected deepen to name a layer after which an identity layer can be "
                 f"inserted ({kinds}). Received: deepen={{{name!r}: {how!r}}} for layer "

@@ -32,7 +32,6 @@ rows.
 """
 
 import dataclasses
-import math
 import weakref
 
 import keras
@@ -40,6 +39,9 @@ import numpy as np
 
 from keras_net2net import _keras
 from keras_net2net import errors
+from keras_net2net.rules import registry
+from keras_net2net.rules.base import FAN_IN
+from keras_net2net.rules.base import first_copy_mask
 
 # How a slot variable relates to the gradient of its weight (its degree).
 FIRST = "first"      # linear in g: momentum, EMA of g, accumulated gradients
@@ -50,8 +52,6 @@ WEIGHT = "weight"    # in weight units (SGD velocity): the weights' own transfor
 AVERAGE = "average"  # a moving average of the weights (EMA): their transform,
                      # and an inserted variable's own value
 
-_QUERY_DIMS = "query_dims"
-_NORM_SCALE = "norm_scale"
 _NEW_VARIABLES = ("warm", "fresh")
 
 # {class: {attribute holding a list of slots indexed like the trainable
@@ -98,16 +98,16 @@ def record(student, weight_map, insertions):
 
 
 def _key_axes(model):
-    """The key-side key dims of attention layers: their gradient is the
-    teacher's at the first copy of each dim and zero at the others."""
+    """The key-side key dims of attention layers (`Rule.key_dim_axes`): their
+    gradient is the teacher's at the first copy of each dim and zero at the
+    others. Layers inside composite layers count too, and a subclass of a
+    layer kind answers as that kind (keras_hub's attention subclasses Keras')."""
     axes = {}
-    kinds = tuple(getattr(keras.layers, name) for name in
-                  ("MultiHeadAttention", "GroupQueryAttention") if hasattr(keras.layers, name))
     for layer in _keras.sublayers(model):
-        key_dense = _keras.attention_key_dense(layer)
-        if isinstance(layer, kinds) and key_dense is not None:
-            for v in key_dense.weights:
-                axes[id(v)] = len(v.shape) - 1
+        rule = next((registry.rule_for_class(c) for c in type(layer).__mro__
+                     if registry.rule_for_class(c) is not None), None)
+        if rule is not None:
+            axes.update(rule.key_dim_axes(layer))
     return axes
 
 
@@ -401,32 +401,15 @@ def _map(value, transforms, kind, key_axis, warm):
     return value
 
 
-def _first_copies(src):
-    keep = np.zeros(len(src))
-    valid = np.flatnonzero(src >= 0)
-    keep[valid[np.unique(src[valid], return_index=True)[1]]] = 1.0
-    return keep
-
-
 def _factor(kind, src, counts, mode, key_dims):
-    """The per-position factor of one axis transform for a slot of `kind`."""
-    safe = np.where(src < 0, 0, src)
+    """The per-position factor of one axis transform for a slot of `kind`:
+    the weight's or the gradient's factor of its `rules.base.Mode`."""
     if kind in (WEIGHT, AVERAGE):  # the weights' own transform
-        if mode is True:
-            return 1.0 / counts[safe]
-        if mode == _QUERY_DIMS:
-            return _first_copies(src) * math.sqrt(len(src) / len(counts))
-        if mode == _NORM_SCALE:  # copies of a norm's scale next to pads
-            return np.full(len(src), math.sqrt(np.mean(src >= 0)))
-        return np.ones(len(src))
-    if mode is True:  # fan-out rows: gradient unchanged
-        grad = np.ones(len(src))
-    elif mode == _QUERY_DIMS:
-        grad = np.full(len(src), math.sqrt(len(counts) / len(src)))
-    elif key_dims:
-        grad = _first_copies(src)
-    else:  # fan-in copies (and a norm's scale): gradient / copies
-        grad = 1.0 / counts[safe]
+        return mode.weight_factor(src, counts)
+    if key_dims and mode.gradient == FAN_IN:
+        grad = first_copy_mask(src)
+    else:
+        grad = mode.gradient_factor(src, counts)
     if kind == FIRST:
         return grad
     if kind == SECOND:

@@ -24,33 +24,13 @@ channels that are concatenated or flattened, an op it does not know); such a
 group keeps growing by whole multiples only.
 """
 
-import keras
-
-from keras_net2net.graph import TensorKey
-from keras_net2net.rules import attention
-from keras_net2net.rules import channelwise
-from keras_net2net.rules import merge
+from keras_net2net import activations
 from keras_net2net.rules import rule_for
-from keras_net2net.rules import shapes
-from keras_net2net.rules import tensor_ops
+from keras_net2net.rules.base import MEAN_FILL
+from keras_net2net.rules.base import ZERO_FILL
 
 PAD = -1
-MEAN, ZERO = "mean", "zero"
-
-# Activations with f(0) == 0: a "zero" pad stays zero through them.
-ZERO_AT_ZERO = {"linear", "relu", "relu6", "gelu", "silu", "swish", "tanh", "elu", "selu",
-                "leaky_relu", "mish", "softsign", "hard_silu", "hard_swish", "celu",
-                "tanh_shrink", "soft_shrink", "hard_shrink", "hard_tanh", "sparse_plus"}
-_SUMS = {"Add", "Subtract", "Average"}
-_PRODUCTS = {"Multiply", "Maximum", "Minimum"}
-_SCALINGS = {"Multiply", "Divide", "TrueDivide", "Negative"}
-_PER_CHANNEL = (channelwise.BatchNormRule, channelwise.PReLURule, channelwise.LayerScaleRule)
-_MOVES = (channelwise.GlobalPoolRule, channelwise.SpatialRule, shapes.ReshapeRule,
-          shapes.PermuteRule, shapes.RepeatVectorRule, tensor_ops.TransposeRule,
-          tensor_ops.SwapaxesRule, tensor_ops.MoveaxisRule, tensor_ops.ExpandDimsRule,
-          tensor_ops.SqueezeRule, tensor_ops.GetItemRule, tensor_ops.PadRule)
-_MAX_POOLS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D",
-              "GlobalMaxPooling2D", "GlobalMaxPooling3D")
+MEAN, ZERO = MEAN_FILL, ZERO_FILL
 
 
 class _NoKinds(Exception):
@@ -130,80 +110,27 @@ class _Solver:
     def _constrain(self, call, ins, outs):
         op, rule = call.op, rule_for(call.op)
         where = f"{type(op).__name__} {call.path!r}"
-        name = type(op).__name__
-        if isinstance(rule, channelwise.LayerNormRule):
-            for key in ins:
-                self.require(key, ZERO if rule.reads_zero_pads(op) else MEAN, where)
-            for key in outs:
-                self.require(key, ZERO, where)
-        elif self._writes(call, rule):
-            act = getattr(getattr(op, "activation", None), "__name__", "linear")
+        if is_writer(self.ctx, op):  # its columns make the kind
+            fn = getattr(op, "activation", None)
+            act = getattr(fn, "__name__", "linear")
             if act != "linear":
-                if act not in ZERO_AT_ZERO:
+                if not activations.maps_zero_to_zero(fn):
                     raise _NoKinds(f"{where} writes into it through {act!r}, which maps "
                                    "neither a mean nor a zero pad to itself")
                 for key in outs:
                     self.require(key, ZERO, where)
-        elif isinstance(rule, merge.ElementwiseMergeRule) or name == "Concatenate":
-            self._elementwise(call, name, ins, outs, where)
-        elif isinstance(rule, channelwise.PassThroughRule):
-            act = getattr(getattr(op, "activation", None), "__name__", None)
-            if isinstance(op, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU)) \
-                    or (act not in (None, "linear")):
-                if act is not None and act not in ZERO_AT_ZERO:
-                    raise _NoKinds(f"{where} applies {act!r}, which keeps no pad kind")
-                for key in ins + outs:
-                    self.require(key, ZERO, where)
-            else:
-                self.same(ins + outs, where)  # dropout, noise, identity: inference identity
-        elif isinstance(rule, _PER_CHANNEL):
-            for key in ins + outs:
-                self.require(key, ZERO, where)  # pads get parameters that map 0 to 0
-        elif isinstance(rule, _MOVES):
-            if name in _MAX_POOLS:
-                for key in ins + outs:
-                    self.require(key, ZERO, where)
-            else:
-                self.same(ins + outs, where)
-        elif hasattr(rule, "pad_constraints"):  # composite layers say it themselves
-            try:
-                rule.pad_constraints(self, call, ins, outs, where)
-            except ValueError as e:
-                raise _NoKinds(str(e)) from e
-        else:
+            return
+        if rule is None:
             raise _NoKinds(f"{where} passes the group on, and padded channels through it "
                            "are not supported")
-
-    def _writes(self, call, rule):
-        return is_writer(self.ctx, call.op)
-
-    def _elementwise(self, call, name, ins, outs, where):
-        constants = [a for a in merge.operands(call)
-                     if a is not None and not isinstance(a, (str, bool, TensorKey))]
-        if name in _SUMS or name == "Concatenate":  # (Concatenate on another axis)
-            self.same(ins + outs, where)
-            if constants:  # x + c: the mean moves with it, a zero does not
-                self.require(outs[0], MEAN, where)
-        elif name in _SCALINGS and len(ins) == 1:
-            self.same(ins + outs, where)  # x * c, x / c, -x: linear
-        elif name in _PRODUCTS:
-            for key in ins + outs:
-                self.require(key, ZERO, where)
-        elif name.lower() in ZERO_AT_ZERO or _camel(name) in ZERO_AT_ZERO:
-            for key in ins + outs:
-                self.require(key, ZERO, where)
-        else:
-            raise _NoKinds(f"{where} keeps no pad kind")
+        try:  # the rule knows how pads pass its layer (rules.base.Rule.pad_constraints)
+            rule.pad_constraints(self, call, ins, outs, where)
+        except ValueError as e:
+            raise _NoKinds(str(e)) from e
 
 
 def is_writer(ctx, op):
     """Whether `op` writes its output group through weights of its own (whose
     pad columns then make the pad kind), rather than passing it on."""
     rule = rule_for(op)
-    return id(op) in ctx.producer_atoms or isinstance(
-        rule, attention.GroupQueryAttentionRule) or getattr(rule, "writes", False)
-
-
-def _camel(name):
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
+    return id(op) in ctx.producer_atoms or getattr(rule, "writes", False)

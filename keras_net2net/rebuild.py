@@ -23,6 +23,9 @@ from keras_net2net import lazy
 from keras_net2net import ops
 from keras_net2net import padding
 from keras_net2net import rules
+from keras_net2net import spans
+from keras_net2net.rules import base
+from keras_net2net.rules.base import Mode
 
 
 class Rebuilder:
@@ -220,7 +223,7 @@ class Rebuilder:
         if not hasattr(self, "_sources"):
             self._sources = {id(new): (old, t) for old, new, t in self.weight_map}
         old, transforms = self._sources.get(id(source), (None, ()))
-        axes = [(axis, src) for axis, src, _, divide in transforms if divide is True]
+        axes = [(axis, src) for axis, src, _, mode in transforms if mode is Mode.DIVIDE]
         if not axes:
             return None
         shape = tuple(source.shape)
@@ -252,23 +255,24 @@ class Rebuilder:
         if self.noise or not np.issubdtype(np.asarray(value).dtype, np.floating):
             return None
         steps = []
-        for axis, role, divide, *_ in axes:
+        for axis, role, mode, *_ in axes:
             layout = io.layouts.get(role)
             if layout is None:
                 continue
             src, counts, identity = self.plan.src(layout)
             if identity:
                 continue
-            if divide not in (True, False) or src.min() < 0:
+            mode = Mode.of(mode)
+            if mode not in (Mode.COPY, Mode.DIVIDE) or src.min() < 0:
                 return None
-            steps.append((axis, src, counts, divide))
-        if sum(divide for *_, divide in steps) > 1:
+            steps.append((axis, src, counts, mode))
+        if sum(mode.divides for *_, mode in steps) > 1:
             return None
         w = np.asarray(value)
-        for axis, src, counts, divide in steps:
-            transforms.append((axis, src, counts, divide))
+        for axis, src, counts, mode in steps:
+            transforms.append((axis, src, counts, mode))
             # In the weight's dtype: replicate divides in place.
-            w = ops.replicate(w, axis, src, counts if divide else None)
+            w = ops.replicate(w, axis, src, counts if mode.divides else None)
         return w
 
     def _pad_fill(self, layer, weight_name):
@@ -289,15 +293,12 @@ class Rebuilder:
             return fast
         w = np.asarray(value, dtype=np.float64)
         changed = False
-        base = rules.base
-        # A (1 + scale) norm: the scale modes act on 1 + scale (see rules.base).
-        one_plus = {base.NORM_SCALE_ONE_PLUS: base.NORM_SCALE,
-                    base.NORM_SCALE_DIVIDED_ONE_PLUS: base.NORM_SCALE_DIVIDED}
-        shift = 1.0 if any(a[2] in one_plus for a in axes if isinstance(a[2], str)) else 0.0
-        axes = [(a[0], a[1], one_plus.get(a[2], a[2]) if isinstance(a[2], str) else a[2],
-                 *a[3:]) for a in axes]
+        modes = [Mode.of(a[2]) for a in axes]
+        # A (1 + scale) norm: its scale modes act on 1 + scale (Mode.offset).
+        shift = next((mode.offset for mode in modes if mode.offset), 0.0)
+        axes = [(a[0], a[1], mode.base, *a[3:]) for a, mode in zip(axes, modes)]
         w = w + shift
-        for axis, role, divide, *own_fill in axes:
+        for axis, role, mode, *own_fill in axes:
             layout = io.layouts.get(role)
             if layout is None:
                 continue
@@ -305,22 +306,21 @@ class Rebuilder:
             if identity:
                 continue
             changed = True
-            transforms.append((axis, src, counts, divide))
+            transforms.append((axis, src, counts, mode))
             pad = own_fill[0] if own_fill else fill
-            tied = divide in (base.NORM_SCALE_DIVIDED, base.NORM_SHIFT_DIVIDED)
-            w = ops.replicate(w, axis, src, counts if divide is True or tied else None, pad)
+            w = ops.replicate(w, axis, src, counts if mode.divides else None, pad)
             shape = [1] * w.ndim
             shape[axis] = -1
-            if tied:  # the tied embedding's columns carry write_scale
+            if mode.tied:  # the tied embedding's columns carry write_scale
                 w /= self.plan.write_scale(layout)
-            if divide == base.QUERY_DIMS:
+            if mode.scale == base.QUERY:
                 w *= ops.first_copies(src, len(counts)).reshape(shape)
-            elif divide in (base.NORM_SCALE, base.NORM_SCALE_DIVIDED):
+            elif mode.scale == base.NORM:
                 w *= np.sqrt(self.plan.kept_fraction(layout))
                 continue  # a norm's scale takes no symmetry-breaking noise
-            elif divide is False and role == base.OUT and self.plan.keep_epsilon:
+            elif mode is Mode.COPY and role == base.OUT and self.plan.keep_epsilon:
                 w *= self.plan.write_scale(layout)  # a writer's columns (mean or zero pads)
-            if divide and self.noise and self.noise_mode == "balanced":
+            if mode.noise and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)
         if changed and self.noise and self.noise_mode == "additive":

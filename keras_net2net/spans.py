@@ -41,25 +41,11 @@ from keras_net2net.insertions import activation_of
 from keras_net2net.insertions import assign
 from keras_net2net.insertions import unique_name
 from keras_net2net.plan import resolve_layer
-from keras_net2net.rules import IDEMPOTENT
+from keras_net2net.activations import IDEMPOTENT
+from keras_net2net.rules import rule_for
 
 L = keras.layers
-_CONVS = (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose,
-          L.Conv3DTranspose, L.DepthwiseConv1D, L.DepthwiseConv2D)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_ATTENTION = tuple(getattr(L, n) for n in ("MultiHeadAttention", "GroupQueryAttention")
-                   if hasattr(L, n))
-_NORMS = (L.LayerNormalization, L.BatchNormalization, L.RMSNormalization,
-          L.GroupNormalization)
-_WRITERS = (L.Dense, L.EinsumDense, *_CONVS, *_SEPARABLE, *_ATTENTION, *_NORMS)
 _WRITER_KINDS = "Dense, EinsumDense, Conv*, MultiHeadAttention or a normalization layer"
-# Layers whose output is zero wherever their input is (in training mode too).
-_PASS_ZERO = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
-              L.GaussianDropout, L.Identity, L.Reshape, L.Permute, L.Flatten,
-              L.RepeatVector, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
-              L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
-              L.UpSampling2D, L.UpSampling3D, L.PReLU)
-_ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU)
 
 
 @dataclasses.dataclass
@@ -203,7 +189,8 @@ def _is_add(call):
 
 def _idempotent(op):
     """The activation's name if `op` is an idempotent activation layer."""
-    if type(op) in (L.Activation, L.ReLU):
+    rule = rule_for(op)
+    if rule is not None and rule.activation_layer:
         name = activation_of(op)
         return name if name in IDEMPOTENT else None
     return None
@@ -294,13 +281,14 @@ def _writers(graph, where_from, k, add, span):
             f"span. Received: {where} comes from {_name(call)}, outside it. Fix: choose a span "
             f"that holds the whole branch.")
     op = call.op
-    if type(op) in _WRITERS:
+    rule = rule_for(op)
+    if rule is not None and rule.zeroable:
         _check_writer(call, where, span)
         return [op]
     if _is_add(call):
         return [w for i in dict.fromkeys(call.inputs)
                 for w in _writers(graph, where_from, i, add, span)]
-    value = _at_zero(op)
+    value = rule.value_at_zero(op) if rule is not None else None
     inputs = list(dict.fromkeys(call.inputs))
     if value is None or value != 0 or len(inputs) != 1:
         why = (f"maps 0 to {value:g}" if value is not None and value != 0 else
@@ -319,33 +307,9 @@ def _name(call):
     return f"{call.path!r} ({type(call.op).__name__})" if call else "a model input"
 
 
-def _at_zero(op):
-    """max |f(0)| of a layer that acts on each element alone, or None."""
-    if type(op) in _PASS_ZERO:
-        return 0.0
-    if type(op) is L.Activation:
-        return _value_at_zero(op.activation)
-    if type(op) in _ACTIVATIONS:
-        return _value_at_zero(op.call)
-    return None
-
-
-def _value_at_zero(fn):
-    y = fn(keras.ops.zeros((1,), dtype="float32"))
-    return float(np.max(np.abs(keras.ops.convert_to_numpy(y))))
-
-
 def _check_writer(call, where, span):
     op = call.op
-    problem = None
-    if isinstance(op, _NORMS):
-        if type(op) is not L.RMSNormalization and not getattr(op, "scale", True):
-            problem = "has scale=False: no scale to zero"
-    elif hasattr(op, "activation") and not isinstance(op, _ATTENTION):
-        value = _value_at_zero(op.activation) if op.activation is not None else 0.0
-        if value != 0:
-            problem = (f"applies activation {activation_of(op)!r}, which maps 0 to "
-                       f"{value:g}")
+    problem = rule_for(op).zeroing_problem(op)
     if problem:
         raise errors.PlanError(
             f"Expected {where} of span {span!r} to end in a layer whose output is zero "
@@ -433,9 +397,6 @@ def initial_weights(ins, writer_noise=None):
 
 def _zero(layer):
     """Zeroes a writer's last scale; returns the variables zeroed."""
-    if isinstance(layer, _ATTENTION):
-        layer = _keras.attention_output_dense(layer)
-    names = ("pointwise_kernel", "bias") if isinstance(layer, _SEPARABLE) else (
-        "gamma", "beta", "scale") if isinstance(layer, _NORMS) else ("kernel", "bias")
+    layer, names = rule_for(layer).zeroed_weights(layer)
     assign(layer, {name: 0.0 for name in names})
     return [v for v in layer.weights if v.name in names]

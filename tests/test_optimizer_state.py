@@ -17,6 +17,7 @@ import tensorflow as tf
 import keras_net2net as n2n
 from keras_net2net import errors
 from keras_net2net import optimizer_state
+from keras_net2net.rules.base import Mode
 from tests import factories
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
@@ -218,12 +219,12 @@ def test_fan_in_gradients_are_divided_by_the_copies_fan_out_unchanged(float64):
         expected = t_grads[id(old)]
         for axis, src, counts, divides in transforms:
             expected = np.take(expected, src, axis=axis)
-            if divides is False:
+            if divides is Mode.COPY:
                 shape = [1] * expected.ndim
                 shape[axis] = -1
                 expected = expected / counts[src].reshape(shape)
         np.testing.assert_allclose(s_grads[id(new)], expected, rtol=1e-9, atol=1e-14)
-        seen.add((new.path.split("/")[0], tuple(bool(t[3]) for t in transforms)))
+        seen.add((new.path.split("/")[0], tuple(t[3] is Mode.DIVIDE for t in transforms)))
     assert {("fc1", (False,)), ("bn1", (False,)), ("fc2", (True,)), ("logits", ())} <= seen
 
 
@@ -451,3 +452,68 @@ def test_subclass_with_its_own_update_is_refused():
     same = SameAdam()
     same.build(teacher.trainable_variables)
     assert type(n2n.expand_optimizer(same, student)) is SameAdam
+
+
+# -- a norm tied to a reverse embedding (Mode.NORM_SCALE_DIVIDED) ------------------
+def tied_lm():
+    """A tied ReversibleEmbedding whose reverse call reads a final LayerNorm:
+    growing the width divides that norm's scale and shift by the copy counts
+    (rules.composite), so its gradient is the teacher's, not g / copies."""
+    tokens = keras.Input((6,), dtype="int32")
+    embed = L.ReversibleEmbedding(20, 8, name="embed")
+    x = embed(tokens)
+    h = L.Dense(12, activation="gelu", name="ffn_up")(x)
+    x = L.Add()([x, L.Dense(8, name="ffn_down")(h)])
+    x = L.LayerNormalization(name="final_ln")(x)
+    return keras.Model(tokens, embed(x, reverse=True))
+
+
+TIED = dict(widen={"embed": 16, "ffn_up": 20})
+
+
+def test_tied_norm_is_divided_and_its_slots_follow_the_division(float64):
+    student = n2n.expand_model(factories.randomize_state(tied_lm()), seed=0, **TIED)
+    modes = {new.path: [t[3] for t in transforms]
+             for _, new, transforms in optimizer_state.weight_map(student)}
+    assert modes["final_ln/gamma"] == [Mode.NORM_SCALE_DIVIDED]
+    assert modes["final_ln/beta"] == [Mode.NORM_SHIFT_DIVIDED]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_through_a_tied_norm_moves_the_function_as_the_teachers(float64,
+                                                                             nesterov):
+    """Velocity in weight units follows the weight's own transform: the tied
+    norm's scale and shift are divided by the copies, so are their
+    velocities (a plain copy would move the logits `copies` times too far)."""
+    optimizer = keras.optimizers.SGD(1e-2, momentum=0.9, nesterov=nesterov)
+    teacher = _teacher(tied_lm, optimizer)
+    optimizer.learning_rate = 0.0
+    student, new = _grow_and_carry(teacher, optimizer, TIED)
+    x, target = _batch(teacher, seed=5)
+    _step(student, new, x, target)
+    moved = _step(teacher, optimizer, x, target)
+    ln = teacher.get_layer("final_ln")
+    assert max(float(np.max(np.abs(moved[id(v)][1]))) for v in ln.weights) > 1e-4
+    assert_preserved(teacher, student, x, rtol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_adam_through_a_tied_norm_moves_every_copy_as_the_teachers_unit(float64, kind):
+    """The tied norm's gradient is the teacher's at every copy (its output is
+    read by the embedding's copied, undivided columns): its moments are
+    copied, not divided, and every copy steps as its unit."""
+    make = {"adam": lambda: keras.optimizers.Adam(1e-2, epsilon=EPS),
+            "adamw": lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1, epsilon=EPS)}[kind]
+    optimizer = make()
+    teacher = _teacher(tied_lm, optimizer)
+    student, new = _grow_and_carry(teacher, optimizer, TIED)
+    x, target = _batch(teacher, seed=5)
+    s_steps = _step(student, new, x, target)
+    t_steps = _step(teacher, optimizer, x, target)
+    decay = 1e-2 * 0.1 if kind == "adamw" else 0.0
+    ln = {id(v) for v in student.get_layer("final_ln").weights}
+    for old, var, transforms in optimizer_state.weight_map(student):
+        if id(var) in ln:  # the gradient itself: the teacher's, gathered
+            np.testing.assert_allclose(s_steps[id(var)][2],
+                                       _gather(t_steps[id(old)][2], transforms), rtol=1e-9)
+    _assert_each_copy_steps_as_its_unit(teacher, student, t_steps, s_steps, decay)

@@ -14,6 +14,7 @@ import keras_net2net as n2n
 from keras_net2net import optimizer_state
 from keras_net2net.bin import flags as shared_flags
 from keras_net2net.models import build_model
+from keras_net2net.rules.base import Mode
 from tests import factories
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
@@ -95,7 +96,7 @@ def _source_transforms(student):
 def _copy_axes(variable, transforms):
     """[(axis, src)] along which `variable` holds copies of units."""
     return [(axis % len(variable.shape), src) for axis, src, _, divide in transforms
-            if divide is False and len(variable.shape) >= 2 and
+            if divide is Mode.COPY and len(variable.shape) >= 2 and
             np.bincount(src[src >= 0]).max() > 1]
 
 

@@ -47,6 +47,7 @@ from keras_hub.src.models.efficientnet import mbconv as _mbconv
 from keras_hub.src.models.mobilenet import mobilenet_backbone as _mob
 from keras_hub.src.models.mobilenet.util import adjust_channels
 
+from keras_net2net import activations
 from keras_net2net import analysis
 from keras_net2net import carry
 from keras_net2net import errors
@@ -324,17 +325,12 @@ def _efficientnet_no_identity(config, i):
     if kind == "cba" or (kind == "fused" and config["stackwise_expansion_ratios"][i] == 1
                          and projection):
         fn = act if kind == "cba" else projection
-        if not _zero_at_zero(fn):
+        if not activations.maps_zero_to_zero(fn):
             return (f"its block ends in activation {fn!r} after the last BatchNorm, and "
                     f"{fn!r}(0) != 0")
-    if kind == "v1" and projection and not _zero_at_zero(projection):
+    if kind == "v1" and projection and not activations.maps_zero_to_zero(projection):
         return f"its block ends in projection activation {projection!r}, which is not 0 at 0"
     return None
-
-
-def _zero_at_zero(fn):
-    value = keras.activations.get(fn)(np.zeros((1,), "float32"))
-    return float(np.abs(np.asarray(value)).max()) == 0.0
 
 
 _MOB_LISTS = ("stackwise_expansion", "stackwise_num_filters", "stackwise_kernel_size",

@@ -23,6 +23,7 @@ from keras_net2net.rules import shapes
 from keras_net2net.rules import tensor_ops
 from keras_net2net.rules.base import IDEMPOTENT  # noqa: F401 (re-export)
 from keras_net2net.rules.base import Context  # noqa: F401 (re-export)
+from keras_net2net.rules.base import ZERO_PADS
 from keras_net2net.rules.base import Rule  # noqa: F401 (re-export)
 from keras_net2net.rules.registry import register_rule  # noqa: F401 (re-export)
 from keras_net2net.rules.registry import register_table
@@ -37,7 +38,11 @@ def _classes(module, names):
 
 
 _PASS = channelwise.PassThroughRule()
+_PASS_ZERO = channelwise.PassThroughRule(keeps_zero=True)
+_ACTIVATION = channelwise.ActivationRule()
 _SPATIAL = channelwise.SpatialRule()
+_SPATIAL_ZERO = channelwise.SpatialRule(keeps_zero=True)
+_MAX_POOL = channelwise.SpatialRule(pads=ZERO_PADS)
 _MERGE = merge.ElementwiseMergeRule()
 
 _TABLE = {
@@ -69,15 +74,21 @@ for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
     _TABLE[_cls] = mixing.DepthwiseRule()
 for _cls in (L.SeparableConv1D, L.SeparableConv2D):
     _TABLE[_cls] = mixing.SeparableRule()
-for _cls in (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D,
-             L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
-             L.AlphaDropout, L.Identity, L.ActivityRegularization, L.Masking):
+for _cls in (L.Activation, L.ReLU, L.LeakyReLU, L.ELU):
+    _TABLE[_cls] = _ACTIVATION
+# Zero in, zero out, in training mode too (a zeroed residual branch stays zero).
+for _cls in (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
+             L.GaussianDropout, L.Identity):
+    _TABLE[_cls] = _PASS_ZERO
+for _cls in (L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization, L.Masking):
     _TABLE[_cls] = _PASS
-for _cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
-             L.AveragePooling2D, L.AveragePooling3D, L.ZeroPadding1D, L.ZeroPadding2D,
-             L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D,
-             L.UpSampling2D, L.UpSampling3D):
+for _cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D):
+    _TABLE[_cls] = _MAX_POOL
+for _cls in (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D):
     _TABLE[_cls] = _SPATIAL
+for _cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+             L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D):
+    _TABLE[_cls] = _SPATIAL_ZERO
 # Augmentation and image preprocessing: the identity at inference; in training
 # one random draw per image acts on every channel alike (flips, zooms, crops,
 # contrast about each channel's own mean), so copies stay copies. Those that mix
@@ -89,9 +100,10 @@ for _cls in _classes(L, [
         "RandomFlip", "RandomZoom", "RandomRotation", "RandomTranslation", "RandomCrop",
         "RandomContrast", "RandomBrightness", "Resizing", "CenterCrop"]):
     _TABLE[_cls] = _SPATIAL
-for _cls in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-             L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D):
+for _cls in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D):
     _TABLE[_cls] = channelwise.GlobalPoolRule()
+for _cls in (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D):
+    _TABLE[_cls] = channelwise.GlobalPoolRule(pads=ZERO_PADS)
 for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
     _TABLE[_cls] = _MERGE
 # keras.ops calls that act on each element alone (scalars or broadcast allowed).

@@ -77,6 +77,17 @@ class _AttentionRule(Rule):
     """
 
     specs = {}
+    zeroable = True
+
+    def zeroing_problem(self, op):
+        return None  # its output projection is zeroed; no activation follows
+
+    def zeroed_weights(self, layer):
+        return _keras.attention_output_dense(layer), ("kernel", "bias")
+
+    def key_dim_axes(self, layer):
+        sub = _keras.attention_key_dense(layer)  # its weights' last axis: key dims
+        return {id(v): len(v.shape) - 1 for v in sub.weights} if sub is not None else {}
 
     def _inputs(self, ctx, call):
         """Layouts of query, key and value (None where not on the last axis);
@@ -204,6 +215,9 @@ class GroupQueryAttentionRule(_AttentionRule):
     (grown on request). `num_query_heads` is their product."""
 
     QUERY_HEADS = "query_heads"
+    # Writes its output group through its output projection without producing
+    # it (query and output share one group): those columns make its pad kind.
+    writes = True
     inner_keys = {"num_query_heads": QUERY_HEADS, "num_key_value_heads": KV_HEADS,
                   "head_dim": KEY_DIM}
     specs = {
@@ -270,6 +284,8 @@ class EinsumDenseRule(Rule):
     input's channels keep their width. The bias follows the output letter when
     `bias_axes` names it.
     """
+
+    zeroable = True
 
     def propagate(self, ctx, call):
         if refuse_special_kernels(ctx, call):

@@ -1,13 +1,18 @@
 """Layers that treat channels one at a time: outputs keep the input layout and
 any per-channel parameter is indexed with the group's mapping."""
 
+from keras_net2net import activations
 from keras_net2net import graph
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import MEAN_FILL
 from keras_net2net.rules.base import NORM_SCALE
 from keras_net2net.rules.base import NORM_SCALE_DIVIDED
 from keras_net2net.rules.base import NORM_SHIFT_DIVIDED
 from keras_net2net.rules.base import NOT_ELEMENTWISE
+from keras_net2net.rules.base import SAME_PADS
+from keras_net2net.rules.base import ZERO_FILL
+from keras_net2net.rules.base import ZERO_PADS
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import activation_name
 from keras_net2net.rules.base import input_layout
@@ -21,7 +26,36 @@ def _normalize_axes(axis, rank):
 
 class PassThroughRule(Rule):
     """Element-wise layers without per-channel parameters (activations, dropout,
-    noise, identity, masking)."""
+    noise, identity, masking).
+
+    Args:
+        keeps_zero: the layer's output is zero wherever its input is, in
+            training mode too (dropout, identity; not noise that adds).
+    """
+
+    def __init__(self, keeps_zero=False):
+        self.keeps_zero = keeps_zero
+
+    def activation(self, op):
+        """The function the layer applies, or None for an inference identity."""
+        fn = getattr(op, "activation", None)
+        return None if activation_name(fn) in (None, "linear") else fn
+
+    def value_at_zero(self, op):
+        fn = self.activation(op)
+        if fn is not None:
+            return activations.value_at_zero(fn)
+        return 0.0 if self.keeps_zero else None
+
+    def pad_constraints(self, pads, call, ins, outs, where):
+        fn = self.activation(call.op)
+        if fn is None:
+            pads.same(ins + outs, where)  # dropout, noise, identity: inference identity
+            return
+        if not activations.maps_zero_to_zero(fn):
+            raise ValueError(f"{where} applies {activations.name(fn)!r}, which keeps no pad kind")
+        for key in ins + outs:
+            pads.require(key, ZERO_FILL, where)
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -31,6 +65,24 @@ class PassThroughRule(Rule):
             ctx.groups.freeze_layout(
                 layout, f"{type(call.op).__name__} {call.path!r} applies {name} across channels")
         ctx.layouts[call.outputs[0]] = layout
+
+
+class ActivationRule(PassThroughRule):
+    """Activation layers: Activation, and those whose `call` is the
+    activation (ReLU, LeakyReLU, ELU)."""
+
+    activation_layer = True
+
+    @staticmethod
+    def function(op):
+        """The function the layer applies (its `call` for ReLU and kin)."""
+        return op.activation if hasattr(op, "activation") else op.call
+
+    def activation(self, op):
+        return super().activation(op) if hasattr(op, "activation") else op.call
+
+    def value_at_zero(self, op):
+        return activations.value_at_zero(self.function(op))
 
 
 class AcrossAxisRule(Rule):
@@ -62,9 +114,27 @@ class FrozenPassRule(Rule):
         ctx.layouts[call.outputs[0]] = layout
 
 
-class BatchNormRule(Rule):
-    weights = {name: [(0, IN, False)] for name in
+def _scale_problem(op):
+    """Why a norm's output is not zero with its weights zeroed, or None."""
+    return None if getattr(op, "scale", True) else "has scale=False: no scale to zero"
+
+
+class _Norm(Rule):
+    """Normalization layers: zeroing their scale and shift zeroes them."""
+
+    zeroable = True
+
+    def zeroing_problem(self, op):
+        return _scale_problem(op)
+
+    def zeroed_weights(self, layer):
+        return layer, ("gamma", "beta", "scale")
+
+
+class BatchNormRule(_Norm):
+    weights = {name: [(0, IN, COPY)] for name in
                ("gamma", "beta", "moving_mean", "moving_variance")}
+    pads = ZERO_PADS  # pads get parameters that map 0 to 0
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -74,16 +144,23 @@ class BatchNormRule(Rule):
         ctx.record_io(call, **{IN: layout if on_channels else None})
 
 
-class LayerNormRule(Rule):
+class LayerNormRule(_Norm):
     """Normalises over the channels themselves, so copies must be even: an
     integer factor, or (keras_net2net.padding) k copies of each channel plus
     pads, with gamma' = sqrt(s) * gamma and epsilon' = s * epsilon."""
 
     scale_name, shift_name = "gamma", "beta"
+    divides_for_tied_embedding = True
 
     def reads_zero_pads(self, op):
         """RMS scaling keeps zero pads at zero; a mean-centred norm needs mean pads."""
         return bool(getattr(op, "rms_scaling", False))
+
+    def pad_constraints(self, pads, call, ins, outs, where):
+        for key in ins:
+            pads.require(key, ZERO_FILL if self.reads_zero_pads(call.op) else MEAN_FILL, where)
+        for key in outs:
+            pads.require(key, ZERO_FILL, where)
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -134,14 +211,17 @@ class RMSNormRule(LayerNormRule):
     def reads_zero_pads(self, op):
         return True
 
+    def zeroing_problem(self, op):
+        return None  # always has a scale (its `scale` attribute is the variable)
 
-class GroupNormRule(Rule):
+
+class GroupNormRule(_Norm):
     """GroupNormalization: each group of channels is normalised alone, so
     copies must stay inside their group, equally many per channel. With one
     channel per group (`groups=-1`, instance norm) it is a per-channel layer
     and grows at any width."""
 
-    weights = {"gamma": [(0, IN, False)], "beta": [(0, IN, False)]}
+    weights = {"gamma": [(0, IN, COPY)], "beta": [(0, IN, COPY)]}
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -172,6 +252,11 @@ class GroupNormRule(Rule):
 
 
 class PReLURule(Rule):
+    pads = ZERO_PADS
+
+    def value_at_zero(self, op):
+        return 0.0
+
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         ctx.layouts[call.outputs[0]] = layout
@@ -184,11 +269,24 @@ class PReLURule(Rule):
     def weight_axes(self, layer, io):
         if io.layouts.get(IN) is None:
             return {}
-        return {"alpha": [(io.extra["alpha_axis"], IN, False)]}
+        return {"alpha": [(io.extra["alpha_axis"], IN, COPY)]}
 
 
 class SpatialRule(Rule):
-    """Pooling, padding, cropping, upsampling: channels stay on their axis."""
+    """Pooling, padding, cropping, upsampling: channels stay on their axis.
+
+    Args:
+        pads: SAME_PADS, or ZERO_PADS for a max that a per-token mean does
+            not pass (max pooling).
+        keeps_zero: the output is zero wherever the input is (padding,
+            cropping, upsampling; not augmentations that add).
+    """
+
+    def __init__(self, pads=SAME_PADS, keeps_zero=False):
+        self.pads, self.keeps_zero = pads, keeps_zero
+
+    def value_at_zero(self, op):
+        return 0.0 if self.keeps_zero else None
 
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
@@ -202,6 +300,11 @@ class SpatialRule(Rule):
 
 
 class GlobalPoolRule(Rule):
+    """Global pooling; `pads` as for `SpatialRule`."""
+
+    def __init__(self, pads=SAME_PADS):
+        self.pads = pads
+
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         axis = graph.channels_axis(call.op, rank)
@@ -229,9 +332,10 @@ class LayerScaleRule(Rule):
     """ConvNeXt's LayerScale: x * gamma, one gamma per channel."""
 
     width_key = "projection_dim"
+    pads = ZERO_PADS
     # Its weight is created without a name ("variable", "variable_1", ...):
     # keyed by position instead.
-    weights = {0: [(0, IN, False)]}
+    weights = {0: [(0, IN, COPY)]}
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)

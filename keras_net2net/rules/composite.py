@@ -23,7 +23,6 @@ import inspect
 import re
 
 from keras_net2net.graph import TensorKey
-from keras_net2net.rules import channelwise
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
@@ -266,7 +265,8 @@ def tied_norm(ctx, key, call):
     """Why a tied reverse call's input cannot take the division, or None."""
     producer = ctx.graph.producers.get(key)
     io = ctx.io.get(id(producer.op)) if producer is not None else None
-    if producer is None or not isinstance(rule_for(producer.op), channelwise.LayerNormRule) \
+    rule = rule_for(producer.op) if producer is not None else None
+    if rule is None or not rule.divides_for_tied_embedding \
             or io is None or io.layouts.get(IN) is None or \
             getattr(producer.op, "scale", True) is False:
         return (f"ReversibleEmbedding {call.path!r} is tied and reads a tensor that no "

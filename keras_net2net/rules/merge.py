@@ -4,9 +4,19 @@ axis joins its inputs' layouts end to end."""
 
 import numpy as np
 
+from keras_net2net import activations
 from keras_net2net.channels import Layout
 from keras_net2net.graph import TensorKey
+from keras_net2net.rules.base import MEAN_FILL
+from keras_net2net.rules.base import ZERO_FILL
 from keras_net2net.rules.base import Rule
+
+# Pad kinds through element-wise merges (keras_net2net.padding), by the
+# class name of the layer or op: sums keep "mean" and "zero" pads, products
+# and maxima keep "zero" pads, scalings by a constant keep both.
+_SUMS = {"Add", "Subtract", "Average"}
+_PRODUCTS = {"Multiply", "Maximum", "Minimum"}
+_SCALINGS = {"Multiply", "Divide", "TrueDivide", "Negative"}
 
 
 def operands(call):
@@ -63,14 +73,48 @@ def merge_elementwise(ctx, call, operands):
     ctx.layouts[out_key] = base
 
 
+def elementwise_pad_constraints(pads, call, ins, outs, where):
+    """Pad kinds through an element-wise merge or op (see `_SUMS`); an op
+    named after an activation keeps zero pads if it maps 0 to 0."""
+    name = type(call.op).__name__
+    constants = [a for a in _operands(call)
+                 if a is not None and not isinstance(a, (str, bool, TensorKey))]
+    if name in _SUMS or name == "Concatenate":  # (Concatenate on another axis)
+        pads.same(ins + outs, where)
+        if constants:  # x + c: the mean moves with it, a zero does not
+            pads.require(outs[0], MEAN_FILL, where)
+    elif name in _SCALINGS and len(ins) == 1:
+        pads.same(ins + outs, where)  # x * c, x / c, -x: linear
+    elif name in _PRODUCTS or activations.maps_zero_to_zero(name.lower()) or \
+            activations.maps_zero_to_zero(_snake(name)):
+        for key in ins + outs:
+            pads.require(key, ZERO_FILL, where)
+    else:
+        raise ValueError(f"{where} keeps no pad kind")
+
+
+def _snake(name):
+    """"LeakyRelu" -> "leaky_relu": the activation an op class is named after."""
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
 class ElementwiseMergeRule(Rule):
     """Add, Subtract, Multiply, Average, Maximum, Minimum and element-wise ops."""
 
     def propagate(self, ctx, call):
         merge_elementwise(ctx, call, operands(call))
 
+    def pad_constraints(self, pads, call, ins, outs, where):
+        elementwise_pad_constraints(pads, call, ins, outs, where)
+
 
 class ConcatenateRule(Rule):
+    def pad_constraints(self, pads, call, ins, outs, where):
+        # On the channel axis the group is concatenated, which padding refuses
+        # before asking; on another axis it is a merge.
+        elementwise_pad_constraints(pads, call, ins, outs, where)
+
     def propagate(self, ctx, call):
         inputs = [k for k in operands(call) if isinstance(k, TensorKey)]
         rank = ctx.rank(call.outputs[0])

@@ -2,6 +2,8 @@
 divide by copy counts) and produce a group of their own (copy columns)."""
 
 from keras_net2net import graph
+from keras_net2net.rules.base import COPY
+from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import MID
 from keras_net2net.rules.base import NOT_ELEMENTWISE
@@ -33,7 +35,9 @@ def refuse_special_kernels(ctx, call):
 
 class DenseRule(Rule):
     width_key = "units"
-    weights = {"kernel": [(0, IN, True), (1, OUT, False)], "bias": [(0, OUT, False)]}
+    deepenable = True
+    zeroable = True
+    weights = {"kernel": [(0, IN, DIVIDE), (1, OUT, COPY)], "bias": [(0, OUT, COPY)]}
 
     def propagate(self, ctx, call):
         if refuse_special_kernels(ctx, call):
@@ -51,7 +55,9 @@ class ConvRule(Rule):
     """Conv1D/2D/3D: kernel (*window, in / groups, out)."""
 
     width_key = "filters"
-    weights = {"kernel": [(-2, IN, True), (-1, OUT, False)], "bias": [(0, OUT, False)]}
+    weights = {"kernel": [(-2, IN, DIVIDE), (-1, OUT, COPY)], "bias": [(0, OUT, COPY)]}
+    deepenable = True
+    zeroable = True
 
     def propagate(self, ctx, call):
         if refuse_special_kernels(ctx, call):
@@ -89,20 +95,23 @@ class ConvRule(Rule):
 
     def weight_axes(self, layer, io):
         if io.extra.get("depthwise"):
-            return {"kernel": [(-1, OUT, False)], "bias": [(0, OUT, False)]}
+            return {"kernel": [(-1, OUT, COPY)], "bias": [(0, OUT, COPY)]}
         return self.weights
 
 
 class ConvTransposeRule(ConvRule):
     """Conv*DTranspose: kernel (*window, out, in)."""
 
-    weights = {"kernel": [(-2, OUT, False), (-1, IN, True)], "bias": [(0, OUT, False)]}
+    weights = {"kernel": [(-2, OUT, COPY), (-1, IN, DIVIDE)], "bias": [(0, OUT, COPY)]}
+    deepenable = False  # no identity transposed conv is inserted (keras_net2net.deepen)
 
 
 class DepthwiseRule(Rule):
     """DepthwiseConv1D/2D: per-channel; output channel c*m+k comes from input c."""
 
-    weights = {"kernel": [(-2, IN, False)], "bias": [(0, OUT, False)]}
+    weights = {"kernel": [(-2, IN, COPY)], "bias": [(0, OUT, COPY)]}
+    deepenable = True
+    zeroable = True
 
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
@@ -124,10 +133,15 @@ class SeparableRule(Rule):
 
     width_key = "filters"
     weights = {
-        "depthwise_kernel": [(-2, IN, False)],
-        "pointwise_kernel": [(-2, MID, True), (-1, OUT, False)],
-        "bias": [(0, OUT, False)],
+        "depthwise_kernel": [(-2, IN, COPY)],
+        "pointwise_kernel": [(-2, MID, DIVIDE), (-1, OUT, COPY)],
+        "bias": [(0, OUT, COPY)],
     }
+    deepenable = True
+    zeroable = True
+
+    def zeroed_weights(self, layer):
+        return layer, ("pointwise_kernel", "bias")  # the depthwise part stays as it is
 
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
@@ -145,7 +159,7 @@ class EmbeddingRule(Rule):
     """Embedding: a producer; its integer input carries no channels."""
 
     width_key = "output_dim"
-    weights = {"embeddings": [(1, OUT, False)]}
+    weights = {"embeddings": [(1, OUT, COPY)]}
 
     def propagate(self, ctx, call):
         if refuse_special_kernels(ctx, call):

@@ -27,6 +27,8 @@ from keras_net2net.channels import Segment
 from keras_net2net.graph import Call
 from keras_net2net.graph import TensorKey
 from keras_net2net.rules import registry
+from keras_net2net.rules.base import COPY
+from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import Rule
@@ -89,10 +91,15 @@ class RecurrentRule(Rule):
     its units, a mixing consumer of its input and of its own units."""
 
     weights = {
-        "kernel": [(0, IN, True), (1, GATES, False)],
-        "recurrent_kernel": [(0, OUT, True), (1, GATES, False)],
-        "bias": [(-1, GATES, False)],
+        "kernel": [(0, IN, DIVIDE), (1, GATES, COPY)],
+        "recurrent_kernel": [(0, OUT, DIVIDE), (1, GATES, COPY)],
+        "bias": [(-1, GATES, COPY)],
     }
+
+    def __init__(self, deepenable=True):
+        # Recurrent anchors take zero-initialised residual blocks
+        # (keras_net2net.deepen); RNN(cell) of any cell does not.
+        self.deepenable = deepenable
 
     def propagate(self, ctx, call):
         directions = _directions(call.op)
@@ -220,9 +227,9 @@ class ConvLSTMRule(Rule):
     inside every gate block, divided on the recurrent rows, exact as LSTM."""
 
     weights = {
-        "kernel": [(-2, IN, True), (-1, GATES, False)],
-        "recurrent_kernel": [(-2, OUT, True), (-1, GATES, False)],
-        "bias": [(-1, GATES, False)],
+        "kernel": [(-2, IN, DIVIDE), (-1, GATES, COPY)],
+        "recurrent_kernel": [(-2, OUT, DIVIDE), (-1, GATES, COPY)],
+        "bias": [(-1, GATES, COPY)],
     }
     width_key = "filters"
 
@@ -260,7 +267,7 @@ TABLE = {
     L.LSTM: _RECURRENT,
     L.GRU: _RECURRENT,
     L.SimpleRNN: _RECURRENT,
-    L.RNN: _RECURRENT,
+    L.RNN: RecurrentRule(deepenable=False),
     L.Bidirectional: _RECURRENT,
     L.TimeDistributed: TimeDistributedRule(),
 }

@@ -40,6 +40,19 @@ def rule_for(op):
     return _USER_TABLE.get(cls) or _TABLE.get(cls)
 
 
+def kinds_where(fact):
+    """Sorted class names of the layers whose rule has `fact` set (e.g.
+    "deepenable"), for messages that list what would do."""
+    table = {**_TABLE, **_USER_TABLE}
+    return sorted({cls.__name__ for cls, rule in table.items()
+                   if rule_for_class(cls) is rule and getattr(rule, fact, False)})
+
+
+def rule_for_class(cls):
+    """The rule registered for exactly `cls`, or None."""
+    return _USER_TABLE.get(cls) or _TABLE.get(cls)
+
+
 def unknown_reason(op):
     if isinstance(op, keras.Model):
         return (f"{type(op).__name__} is a subclassed keras.Model, whose graph is hidden in "

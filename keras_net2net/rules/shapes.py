@@ -7,6 +7,7 @@ import math
 from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
 from keras_net2net.rules.base import OUT
+from keras_net2net.rules.base import SAME_PADS
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 
@@ -23,7 +24,22 @@ def flatten_layout(layout, shape, perm):
     return Layout(1, tiled * math.prod(before))
 
 
+class _Moves(Rule):
+    """Moves values around without changing any: pads pass as they are, and
+    zeros stay zeros."""
+
+    pads = SAME_PADS
+
+    def value_at_zero(self, op):
+        return 0.0
+
+
 class FlattenRule(Rule):
+    pads = None  # pads would be tiled with the spatial positions (keras_net2net.padding)
+
+    def value_at_zero(self, op):
+        return 0.0
+
     def propagate(self, ctx, call):
         shape = ctx.shape(call.inputs[0])
         rank = len(shape)
@@ -39,7 +55,7 @@ class FlattenRule(Rule):
         ctx.layouts[call.outputs[0]] = out
 
 
-class ReshapeRule(Rule):
+class ReshapeRule(_Moves):
     """Reshapes that keep each channel's values together, as the layer
     (`target_shape`, batch excluded) or as `keras.ops.reshape` (`newshape`):
 
@@ -112,7 +128,7 @@ def _common_prefix(a, b):
     return n
 
 
-class PermuteRule(Rule):
+class PermuteRule(_Moves):
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         dims = list(call.op.dims)
@@ -122,7 +138,7 @@ class PermuteRule(Rule):
         ctx.layouts[call.outputs[0]] = layout.moved(dims.index(layout.axis) + 1)
 
 
-class RepeatVectorRule(Rule):
+class RepeatVectorRule(_Moves):
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         ctx.layouts[call.outputs[0]] = layout.moved(2) if layout is not None else None

@@ -17,6 +17,7 @@ from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
 from keras_net2net.graph import TensorKey
 from keras_net2net.rules import merge
+from keras_net2net.rules.base import SAME_PADS
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 
@@ -41,6 +42,8 @@ def _follow(ctx, call, axis_map):
 
 
 class TransposeRule(Rule):
+    pads = SAME_PADS  # a move: pads pass as they are
+
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         axes = call.op.axes
@@ -49,6 +52,8 @@ class TransposeRule(Rule):
 
 
 class SwapaxesRule(Rule):
+    pads = SAME_PADS  # a move: pads pass as they are
+
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         a, b = _norm(call.op.axis1, rank), _norm(call.op.axis2, rank)
@@ -56,6 +61,8 @@ class SwapaxesRule(Rule):
 
 
 class MoveaxisRule(Rule):
+    pads = SAME_PADS  # a move: pads pass as they are
+
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         source = [_norm(a, rank) for a in call.op.source]
@@ -67,6 +74,8 @@ class MoveaxisRule(Rule):
 
 
 class ExpandDimsRule(Rule):
+    pads = SAME_PADS  # a move: pads pass as they are
+
     def propagate(self, ctx, call):
         out_rank = ctx.rank(call.outputs[0])
         axes = call.op.axis if isinstance(call.op.axis, (list, tuple)) else [call.op.axis]
@@ -76,6 +85,8 @@ class ExpandDimsRule(Rule):
 
 
 class SqueezeRule(Rule):
+    pads = SAME_PADS  # a move: pads pass as they are
+
     def propagate(self, ctx, call):
         shape = ctx.shape(call.inputs[0])
         axis = call.op.axis
@@ -90,6 +101,8 @@ class SqueezeRule(Rule):
 
 class PadRule(Rule):
     """Padding other axes than the channels (sequence, spatial)."""
+
+    pads = SAME_PADS  # a move: pads pass as they are
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
@@ -106,6 +119,8 @@ class PadRule(Rule):
 class GetItemRule(Rule):
     """`x[key]` with ints, slices, None and Ellipsis: the channel axis must be
     taken whole (`:`); its new position follows from the key."""
+
+    pads = SAME_PADS  # a move: pads pass as they are
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
