@@ -1,8 +1,10 @@
 """Same class out: a keras_hub Backbone (or a Task on one) grown into one of
 its own class.
 
-The backbone's graph goes through the core pipeline (analysis with the
-keras_hub rules, plan); its config is edited (`hidden_dim`, `num_heads`,
+`BackboneMaker` is how the one pipeline (`keras_net2net.expand_model`,
+`keras_net2net.makers`) makes the student of every registered family
+(`keras_net2net.hub.families`): the backbone's graph goes through the core's
+analysis (with the keras_hub rules) and plan; its config is edited (`hidden_dim`, `num_heads`,
 `intermediate_dim`, `num_layers`), the student is `type(backbone).from_config`
 (and the task `type(task)(backbone=..., preprocessor=...)`), and every teacher
 layer's weights are rewritten into the student layer of the same path. Nothing
