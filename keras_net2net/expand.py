@@ -1,26 +1,16 @@
-"""The public pipeline: graph -> channel groups -> plan -> rebuild -> verify."""
+"""The public pipeline: graph -> channel groups -> plan -> make the student ->
+write weights -> report -> verify, one for every model; how the student is
+made is the one step that differs (`keras_net2net.makers`)."""
 
 import math
-import warnings
 
-import keras
 import numpy as np
 
-from keras_net2net import _keras
-from keras_net2net import analysis
-from keras_net2net import deepen as deepen_lib
 from keras_net2net import errors
-from keras_net2net import graph as graph_lib
-from keras_net2net import inline as inline_lib
-from keras_net2net import optimizer_state
-from keras_net2net import options as options_lib
-from keras_net2net import padding
+from keras_net2net import makers
 from keras_net2net import plan as plan_lib
-from keras_net2net import rebuild
-from keras_net2net import rules
-from keras_net2net import spans
-from keras_net2net import verify as verify_lib
 from keras_net2net import report as report_lib
+from keras_net2net import verify as verify_lib
 
 _MAPPINGS = ("random", "round_robin")
 _NOISE_MODES = ("balanced", "additive")
@@ -108,61 +98,32 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     ```
     """
     _check_options(mapping, noise, noise_mode, tolerance, seed)
-    hub = _hub()
-    if hub is not None and hub.handles(model):
-        if data is not None or mappings:
-            raise errors.PlanError(
-                f"Expected no data= or mappings= for a keras_hub model (its blocks insert no "
-                f"BatchNorm, and replays are for plain models). Received: "
-                f"{'data=' if data is not None else 'mappings='} for "
-                f"{type(model).__name__}. Fix: drop it.")
-        return hub.grow(model, widen, deepen, noise=noise, noise_mode=noise_mode,
-                        mapping=mapping, seed=seed, verify=verify, verify_data=verify_data,
-                        tolerance=tolerance, return_report=return_report)
-    ctx = analysis.analyze(model)
-    if data is not None:
-        verify_lib.check_inputs(ctx, _as_inputs(data), "data")
-    if verify_data is not None:
-        verify_lib.check_inputs(ctx, _as_inputs(verify_data), "verify_data")
-    elif verify:
-        verify_lib.check_probe(ctx)
-    chosen = verify_data if verify_data is not None else data
-    ctx, inlining = _inline(model, ctx, inline_custom_layers,
-                            None if chosen is None else _as_inputs(chosen))
-    widths, skipped = plan_lib.resolve_widths(ctx, widen, strict)
-    insertions = deepen_lib.plan_insertions(ctx, deepen, spans.plan_span)
-    options = (widen, deepen)
-    if any(map(_empty, options)) and all(o is None or _empty(o) for o in options) \
-            and not mappings:
-        raise errors.PlanError(
-            f"Expected at least one layer to widen or deepen. Received: widen={widen!r} "
-            f"and deepen={deepen!r}. Fix: name layers, e.g. widen={{'conv1': 32}}.")
-    replay = _replay_mappings(ctx, mappings)
-    if replay:
-        widths.update({root: len(g) for root, g in replay.items()})
-    the_plan = plan_lib.Plan(ctx, widths, mapping, seed, replay)
-    builder = rebuild.Rebuilder(ctx, the_plan, insertions, noise, noise_mode, seed)
-    student = builder.build()
-    # Kept beside the student, not on it, for expand_optimizer.
-    optimizer_state.record(student, builder.weight_map, insertions)
-    if data is not None:
-        _bn_statistics(student, insertions, data)
-    report = report_lib.assemble(ctx, the_plan, insertions, skipped, model, student,
-                     dict(widen=widen, deepen=options_lib.jsonable(deepen), noise=noise,
-                          noise_mode=noise_mode, mapping=mapping, seed=seed, strict=strict,
-                          inline_custom_layers=inline_custom_layers))
-    report.verification = _exactness(noise, noise_mode, insertions)
-    report.inlined = inlining.inlined
-    _check_student_runs(ctx, student, verify_data, data)
+    request = makers.Request(widen, deepen, noise, noise_mode, mapping, seed, data, verify,
+                             verify_data, tolerance, strict, mappings, inline_custom_layers)
+    maker = makers.maker_for(model)  # clone-based, or a registered one (keras_hub)
+    growth = maker.plan(model, request)  # analyse -> channel groups -> plan
+    growth.student = maker.make(growth)  # make the student, write its weights
+    report = maker.report(growth)
+    report.verification = verify_lib.exactness(noise, noise_mode, growth.insertions)
     if verify:
-        def regrow(twin):  # the same growth of a float64 copy of the teacher
-            return expand_model(twin, widen, deepen, noise=noise, noise_mode=noise_mode,
-                                mapping=mapping, seed=seed, data=data, verify=False,
-                                strict=strict, mappings=report.mappings() or mappings,
-                                inline_custom_layers=inline_custom_layers)
+        checks = maker.verification(growth)
+        twin = checks.pop("twin")
+        second_look = None if twin is None else (twin, _regrow(request, report))
+        verify_lib.check(model, growth.student, report, tolerance=tolerance,
+                         second_look=second_look, **checks)
+    return (growth.student, report) if return_report else growth.student
 
-        _verify(ctx, model, student, report, verify_data, data, tolerance, regrow)
-    return (student, report) if return_report else student
+
+def _regrow(request, report):
+    """The same growth of a float64 copy of the teacher (the second look)."""
+    r = request
+
+    def regrow(twin):
+        return expand_model(twin, r.widen, r.deepen, noise=r.noise, noise_mode=r.noise_mode,
+                            mapping=r.mapping, seed=r.seed, data=r.data, verify=False,
+                            strict=r.strict, mappings=report.mappings() or r.mappings,
+                            inline_custom_layers=r.inline_custom_layers)
+    return regrow
 
 
 def explain_model(model, inline_custom_layers=True):
@@ -183,48 +144,13 @@ def explain_model(model, inline_custom_layers=True):
     print(n2n.explain_model(model))
     ```
     """
-    hub = _hub()
-    # A keras_hub backbone grows its outputs (same class out); a task keeps them.
-    handled = hub is not None and hub.handles(model)
-    # Read-only: a nested subclassed model is listed as a barrier, not refused.
-    ctx = analysis.analyze(model, grow_outputs=handled and not hasattr(model, "backbone"),
-                           opaque_subclassed=True)
-    inlining = inline_lib.Inlining(model)
-    if not handled:
-        ctx, inlining = _inline(model, ctx, inline_custom_layers, None,
-                                opaque_subclassed=True)
+    ctx, inlining = makers.maker_for(model).explain(model, inline_custom_layers)
     the_plan = plan_lib.Plan(ctx, {}, "round_robin", 0)
     report = report_lib.assemble(ctx, the_plan, [], [], model, None, {})
     report.inlined = inlining.inlined
     report.params_after = report.params_before
     report.explained = True
     return report
-
-
-def _inline(model, ctx, enabled, inputs, opaque_subclassed=False):
-    """The analysis of the model the pipeline reads: `model` with its custom
-    layers inlined where they can be (`keras_net2net.inline`), or `ctx` as it
-    is. Custom layers that stay are barriers whose reason says why."""
-    if not enabled or not any(inline_lib.is_custom_layer(c.op) for c in ctx.graph.calls):
-        return ctx, inline_lib.Inlining(model)
-    inlining = inline_lib.inline_custom_layers(model, inputs)
-    reasons = {layer_id: f"a custom layer that was not inlined: {why}; it keeps the width of "
-                         f"what it reads (or register a rule with keras_net2net.register_rule)"
-               for layer_id, why in inlining.kept.items()}
-    return (analysis.analyze(inlining.model, reasons=reasons,
-                             opaque_subclassed=opaque_subclassed), inlining)
-
-
-def _hub():
-    """keras_net2net.hub's backbone module once keras_hub is imported (its
-    layer rules registered), else None: the core never imports keras_hub."""
-    from keras_net2net import hub
-
-    return hub.activate()
-
-
-def _empty(option):
-    return isinstance(option, (dict, list, tuple)) and not option
 
 
 def _number(x):
@@ -248,186 +174,3 @@ def _check_options(mapping, noise, noise_mode, tolerance, seed):
                              not isinstance(seed, (int, np.integer)) or seed < 0):
         raise errors.PlanError(
             f"Expected seed to be None or an integer >= 0. Received: seed={seed!r}.")
-
-
-def _replay_mappings(ctx, mappings):
-    if mappings is None or _empty(mappings):
-        return {}
-    if not isinstance(mappings, dict):
-        raise errors.PlanError(
-            f"Expected mappings to be a dict {{group name: list of unit indices}}, as "
-            f"ExpansionReport.mappings() returns. Received: mappings={mappings!r:.80} "
-            f"({type(mappings).__name__}).")
-    groups = ctx.groups
-    names = {p: groups.find(a) for a, paths in groups.producers.items()
-             if a not in groups.parts for p in paths}
-    out = {}
-    for name, g in mappings.items():
-        if name not in names:
-            raise errors.PlanError(
-                f"Expected mappings keyed by group names of this model. Received: a mapping "
-                f"for {name!r}, which produces no group here. Fix: replay on the same teacher.")
-        root, g = names[name], _unit_indices(name, g)
-        old = ctx.groups.widths[root]
-        # Pads (-1, keras_net2net.padding) only where the group can take them.
-        low = padding.PAD if root in ctx.pad_kinds else 0
-        if ctx.groups.is_frozen(root) or g.min() < low or g.max() >= old or \
-                not np.array_equal(np.unique(g[g >= 0]), np.arange(old)):
-            raise errors.PlanError(
-                f"Expected a mapping onto all {old} units of group {name!r} that can grow. "
-                f"Received: a mapping of length {len(g)} with values in "
-                f"[{g.min()}, {g.max()}]. Fix: replay on the same teacher.")
-        out[root] = g
-    return out
-
-
-def _unit_indices(name, g):
-    try:
-        array = np.asarray(g)
-    except (TypeError, ValueError):  # ragged or odd objects
-        array = np.zeros((0, 0))
-    if array.ndim != 1 or not array.size or not np.issubdtype(array.dtype, np.integer):
-        raise errors.PlanError(
-            f"Expected the mapping of group {name!r} to be a list of unit indices. "
-            f"Received: mappings={{{name!r}: {g!r:.80}}}. Fix: pass report.mappings() of "
-            f"an earlier growth of the same teacher.")
-    return array.astype(np.int64)
-
-
-def _as_inputs(data):
-    if isinstance(data, dict):  # dict inputs: flattened in key order, as Keras does
-        return [np.asarray(d) for d in keras.tree.flatten(data)]
-    return [np.asarray(d) for d in data] if isinstance(data, (list, tuple)) else [np.asarray(data)]
-
-
-def _bn_statistics(student, insertions, data):
-    """Sets inserted identity BatchNorms to the population statistics of what
-    they will see in training, so that training mode is close to the identity
-    too. Inference mode is exact either way, up to rounding of order
-    eps * |mean|: where the inference-mode values are far smaller than the
-    training-mode mean (BatchNorms whose moving statistics were never
-    trained), the inference-mode statistics are used instead, with a note."""
-    inputs = _as_inputs(data)
-    top_level = {id(l) for l in student.layers}
-    for ins in insertions:
-        bns = [b for b in ins.identity_bns if id(b) in top_level]
-        if not bns:
-            continue
-        probe = keras.Model(_keras.inputs_struct(student), bns[0].input)
-        feed = graph_lib.pack_inputs(probe, inputs)
-        axis = bns[0].axis
-        train = _channel_stats(probe, feed, axis, training=True)
-        infer = _channel_stats(probe, feed, axis, training=False)
-        stats = train
-        if np.max(np.abs(train[0])) > 1e3 * (np.max(np.abs(infer[0])) + np.sqrt(np.max(infer[1]))):
-            stats = infer
-            ins.note = (ins.note + "; " if ins.note else "") + (
-                "BatchNorm statistics from data in inference mode: the teacher's training-mode "
-                "values are far larger, and using them would lose precision")
-        for bn in bns:
-            deepen_lib.set_identity(bn, stats)
-
-
-def _channel_stats(probe, feed, axis, training):
-    with verify_lib.preserved_state(probe):
-        x = np.asarray(probe(feed, training=training), dtype=np.float64)
-    reduce = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
-    return x.mean(axis=reduce), x.var(axis=reduce)
-
-
-def _check_student_runs(ctx, student, verify_data, data):
-    """Calls the student once, so that a student that cannot run (a carried
-    layer whose code fails on the student's tensors) fails here, typed, and
-    not on the user's first call, whatever `verify` says."""
-    chosen = verify_data if verify_data is not None else data
-    if chosen is not None:
-        inputs = _as_inputs(chosen)
-    else:
-        try:
-            inputs = verify_lib.probe_inputs(ctx)
-        except errors.UnsupportedModelError:
-            return  # Inputs we cannot draw (strings): nothing to call it on.
-    try:
-        with verify_lib.preserved_state(student):
-            student(graph_lib.pack_inputs(student, inputs), training=False)
-    except Exception as e:  # noqa: BLE001 - any failure of user code, reported typed
-        lines = [line for line in str(e).splitlines() if line.strip()]
-        raise errors.UnsupportedModelError(
-            f"Expected the student to run on the teacher's inputs. Received: "
-            f"{type(e).__name__} when calling it: {lines[0][:300] if lines else ''}. A layer "
-            f"carried over from the teacher fails on the student's tensors. Fix: make that "
-            f"layer serialisable (get_config) or register a rule for it with "
-            f"keras_net2net.register_rule. The teacher is unchanged.") from e
-
-
-def _exactness(noise, noise_mode, insertions):
-    """{"exact": whether the student is meant to compute the teacher's
-    function} and, where not, {"not_exact": why}."""
-    why = []
-    if noise and noise_mode == "additive":
-        why.append(f"additive noise {noise:g}")
-    stacked = [i.anchor.name for i in insertions if getattr(i, "stack", False)]
-    if stacked:
-        why.append(f"stacked spans after {', '.join(stacked)} (G_stack: copies of trained "
-                   f"blocks)")
-    return {"exact": not why, **({"not_exact": "; ".join(why)} if why else {})}
-
-
-def _verify(ctx, teacher, student, report, verify_data, data, tolerance, regrow):
-    dtype = verify_lib.compute_dtype(teacher)
-    tol = tolerance or verify_lib.TOLERANCES.get(dtype, 1e-4)
-    inputs = _as_inputs(verify_data) if verify_data is not None else verify_lib.probe_inputs(ctx)
-    names = ctx.graph.output_names
-    report.verification.update(dtype=dtype, tolerance=tol,
-                               inference=verify_lib.compare(teacher, student, inputs, names))
-    if data is not None:
-        batch = _as_inputs(data)
-        report.verification["training"] = verify_lib.compare(
-            teacher, student, batch, names, training=True)
-    # Additive noise and stacked spans (G_stack) change the function by
-    # design: their difference is measured and reported, never held to `tol`.
-    if not report.verification["exact"]:
-        return
-    error = report.max_relative_error
-    if not error <= tol:  # NaN fails too
-        raise errors.VerificationError(
-            f"Expected the student to reproduce the teacher within relative error {tol:g} "
-            f"({dtype}). Received: max |d|/max |y| = {error:.3g}. If the "
-            f"teacher amplifies rounding (untrained BatchNorms, very deep nets), check in "
-            f"float64 or pass a larger tolerance=; otherwise this is a bug in keras-net2net: "
-            f"please report it with the model. The teacher is unchanged; verify=False "
-            f"returns the student anyway.", report)
-    if error > verify_lib.ROUNDING.get(dtype, 1e-6):
-        # The model the pipeline read: with custom layers inlined, its float64
-        # twin is made of plain layers, which a twin of the teacher's custom
-        # layers (sublayers made in __init__ at the default dtype) is not.
-        _second_look(ctx.graph.model, report, inputs, names, dtype, error, regrow)
-
-
-def _second_look(teacher, report, inputs, names, dtype, error, regrow):
-    """Within tolerance, but above what rounding explains: a change of
-    function as small as 1e-4 hides there. The same growth, run on a float64
-    copy of the teacher, must reproduce it to float64 precision."""
-    try:
-        twin = verify_lib.float64_twin(teacher)
-        student64 = regrow(twin)
-    except (verify_lib.CannotTwin, errors.Net2NetError) as e:
-        note = (f"the {dtype} error {error:.3g} is above what rounding explains "
-                f"({verify_lib.ROUNDING.get(dtype, 1e-6):g}), and a float64 copy to check it "
-                f"could not be made: {e}")
-        report.verification["float64_note"] = note
-        warnings.warn(f"keras-net2net: {note}. Check the student on your data.", stacklevel=3)
-        return
-    rows = verify_lib.compare(twin, student64, inputs, names)
-    report.verification["float64"] = rows
-    error64 = verify_lib.max_relative(rows)
-    if not error64 <= verify_lib.FLOAT64_TOLERANCE:  # NaN fails too
-        raise errors.VerificationError(
-            f"Expected the student to compute the teacher's function: an error above "
-            f"{dtype} rounding ({verify_lib.ROUNDING.get(dtype, 1e-6):g}) must vanish in "
-            f"float64. Received: max |d|/max |y| = {error:.3g} in {dtype}, and "
-            f"{error64:.3g} (> {verify_lib.FLOAT64_TOLERANCE:g}) for the same growth of a float64 "
-            f"copy of the teacher: the student computes another function, which tolerance= "
-            f"does not excuse. This is a bug in keras-net2net (or a layer it copies wrongly): "
-            f"please report it with the model. The teacher is unchanged; verify=False "
-            f"returns the student anyway.", report)

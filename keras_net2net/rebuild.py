@@ -52,7 +52,7 @@ class Rebuilder:
         # are their first, with no random draw thrown away.
         student, made = lazy.build(self._construct)
         carry.check_own_variables(self.graph.model, student)  # before any write
-        self._write_weights()
+        self.write_weights()
         # What the teacher gives no value (inserted layers, span copies, seed
         # states) draws its own, before the insertions read or overwrite it.
         lazy.initialize_rest(student.variables + made)
@@ -174,7 +174,26 @@ class Rebuilder:
         return keras.Sequential(layers, name=model.name, trainable=model.trainable)
 
     # -- weights -----------------------------------------------------------
-    def _write_weights(self):
+    def write_weights(self, student_of=None):
+        """Writes every teacher layer's weights, rewritten by its rule for the
+        plan, into its student layer (as their first values, see
+        `keras_net2net.lazy`), and records how in `weight_map`.
+
+        Args:
+            student_of: None (the layers `build` made), or {id(teacher
+                layer): student layer} for a student made another way
+                (`keras_net2net.makers.ConfigMaker`: the same class from a
+                grown config, layers paired by path).
+
+        Example:
+
+        ```python
+        builder = Rebuilder(ctx, plan, [])
+        builder.write_weights(makers.pair_by_path(ctx, student))
+        ```
+        """
+        if student_of is not None:
+            self.student_of = dict(student_of)
         for layer_id, teacher_layer in self.graph.layers.items():
             if isinstance(teacher_layer, keras.Model) or \
                     not isinstance(teacher_layer, keras.layers.Layer) or not teacher_layer.weights:

@@ -202,7 +202,8 @@ def _inner_rows(ctx, the_plan):
     return rows
 
 
-def assemble(ctx, the_plan, insertions, skipped, teacher, student, options):
+def assemble(ctx, the_plan, insertions, skipped, teacher, student, options, *,
+             configs=None, blocks=None):
     """The `ExpansionReport` of one growth, from the analysis, the plan and
     the insertions (verification is added by the caller).
 
@@ -215,9 +216,20 @@ def assemble(ctx, the_plan, insertions, skipped, teacher, student, options):
         teacher: the teacher model.
         student: the student model, or None (explain_model).
         options: the call's options; only JSON values are kept.
+        configs: None, or (teacher config, student config) of a student made
+            from a grown config (`keras_net2net.makers.ConfigMaker`): the
+            keys that changed go to `options["config"]` as [old, new].
+        blocks: None, or {anchor: count} of whole blocks a config-made
+            student inserted (instead of `insertions`).
 
     Returns:
         An `ExpansionReport`.
+
+    Example:
+
+    ```python
+    report = assemble(ctx, plan, [], [], teacher, student, {"widen": 2.0})
+    ```
     """
     groups = ctx.groups
     layers = []
@@ -229,7 +241,10 @@ def assemble(ctx, the_plan, insertions, skipped, teacher, student, options):
                  "layers": [l.name for block in i.layers for l in block],
                  "activation": i.activation, "exact": i.exact_activation or i.mode == "residual",
                  "note": i.note} for i in insertions]
-    return ExpansionReport(
+    if blocks is not None:
+        inserted += [{"anchor": k, "mode": "identity block", "layers": [], "count": c}
+                     for k, c in blocks.items()]
+    report = ExpansionReport(
         layers=layers, groups=_group_rows(ctx, the_plan), inner=_inner_rows(ctx, the_plan),
         skipped=[{"request": what, "reason": why} for what, why in skipped],
         inserted=inserted,
@@ -237,6 +252,11 @@ def assemble(ctx, the_plan, insertions, skipped, teacher, student, options):
         params_before=int(teacher.count_params()),
         params_after=int(student.count_params()) if student is not None else 0,
         options={k: v for k, v in options.items() if _jsonable(v)})
+    if configs is not None:
+        config, new_config = configs
+        report.options["config"] = {k: [config[k], new_config[k]] for k in new_config
+                                    if k in config and new_config[k] != config[k]}
+    return report
 
 
 def _jsonable(v):

@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -44,6 +45,51 @@ def test_a_wrong_way_import_breaks_a_contract(tmp_path):
     assert result.returncode != 0, result.stdout[-3000:]
     assert "Growth rules never import training" in result.stdout
     assert "BROKEN" in result.stdout
+
+
+def test_a_core_module_importing_hub_breaks_a_contract(tmp_path):
+    """keras_hub support plugs in through keras_net2net.makers: a core module
+    that imports the hub package again (as expand.py once did) fails."""
+    shutil.copytree(ROOT / "keras_net2net", tmp_path / "keras_net2net",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    expand = tmp_path / "keras_net2net" / "expand.py"
+    expand.write_text(expand.read_text() + "\nfrom keras_net2net import hub\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "The core never imports keras_net2net.hub" in result.stdout
+    assert "BROKEN" in result.stdout
+
+
+def test_the_core_loads_hub_only_once_keras_hub_is_imported():
+    """Importing and running the core imports no keras_net2net.hub module;
+    importing keras_hub and growing a keras_hub model loads it (by name,
+    through keras_net2net.makers)."""
+    pytest.importorskip("keras_hub")
+    code = textwrap.dedent("""
+        import sys
+        import keras
+        import keras_net2net as n2n
+        from keras_net2net import expand, makers
+        x = keras.Input((4,))
+        m = keras.Model(x, keras.layers.Dense(2)(keras.layers.Dense(3, name="h")(x)))
+        n2n.expand_model(m, widen=2.0)
+        n2n.explain_model(m)
+        loaded = sorted(n for n in sys.modules if n.startswith("keras_net2net.hub"))
+        assert not loaded and "keras_hub" not in sys.modules, loaded
+        import keras_hub
+        assert makers.maker_for(m) is makers.CLONE
+        assert "keras_net2net.hub.backbone" in sys.modules
+        b = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2,
+                                          hidden_dim=8, intermediate_dim=16,
+                                          max_sequence_length=8)
+        assert type(makers.maker_for(b)).__name__ == "BackboneMaker"
+        print("ok")
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), \
+        result.stdout[-1000:] + result.stderr[-2000:]
 
 
 def test_no_import_cycle_among_package_modules():

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 import keras_net2net as n2n
@@ -126,3 +127,28 @@ def test_a_functional_copy_of_dfine_grows_and_keeps_the_teacher():
     student = n2n.expand_model(teacher, widen=2.0, seed=0)
     assert_unchanged(dfine, snap)
     assert_preserved(teacher, student, probe(teacher))
+
+
+def test_a_nan_in_a_second_backbone_output_fails_verification(monkeypatch):
+    """BERT returns the sequence and the pooled output; a NaN in the second,
+    as read back through the mapping, fails the one verification."""
+    from keras_net2net import makers
+
+    read_back = makers.read_back
+    keys = []
+
+    def nan_in_second(ctx, the_plan, key, value):
+        keys.append(key)
+        out = read_back(ctx, the_plan, key, value)
+        return out * np.nan if key == ctx.graph.outputs[1] else out
+
+    monkeypatch.setattr(makers, "read_back", nan_in_second)
+    teacher = perturb(keras_hub.models.BertBackbone(**TINY))
+    snap = snapshot(teacher)
+    with pytest.raises(errors.VerificationError) as info:
+        n2n.expand_model(teacher, widen=2.0, seed=0)
+    assert_unchanged(teacher, snap)
+    rows = info.value.report.verification["inference"]
+    assert len(rows) == 2 and len(keys) == 2, rows
+    assert rows[0]["max_rel"] < 1e-5 and rows[1]["max_rel"] == float("inf"), rows
+    assert "max |d|/max |y| = inf" in str(info.value), str(info.value)

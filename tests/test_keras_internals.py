@@ -26,11 +26,7 @@ _ALLOWED_SOURCE_IMPORTS = (
 
 # Private attribute reads allowed outside _keras.py: (module, expression),
 # each with its reason beside it.
-_ALLOWED_READS = {
-    # issue 24 item 1 replaces these with a public write_weights (another branch).
-    ("hub/backbone.py", "builder._write_weights"),
-    ("hub/cnn.py", "builder._write_weights"),
-}
+_ALLOWED_READS = set()  # none left: hub drivers call Rebuilder.write_weights
 
 _OWN = ("self", "cls")
 

@@ -56,7 +56,7 @@ def _zero_grown_bias(monkeypatch):
 def _bn_mean_not_remapped(monkeypatch):
     """A grown BatchNorm's extra channels keep Keras' fresh moving mean (0)
     instead of their source channel's."""
-    write = rebuild.Rebuilder._write_weights
+    write = rebuild.Rebuilder.write_weights
 
     def broken(self):
         write(self)
@@ -67,7 +67,7 @@ def _bn_mean_not_remapped(monkeypatch):
                 value[layer.moving_mean.shape[0]:] = 0.0
                 grown.assign(value)
 
-    monkeypatch.setattr(rebuild.Rebuilder, "_write_weights", broken)
+    monkeypatch.setattr(rebuild.Rebuilder, "write_weights", broken)
 
 
 def _flatten_in_blocks(monkeypatch):

@@ -141,6 +141,42 @@ def test_a_nan_in_the_second_output_fails_verification(monkeypatch):
     assert "max |d|/max |y| = nan" in str(info.value), str(info.value)
 
 
+def _nan_bias(layer):
+    layer.bias.assign(np.full(layer.bias.shape, np.nan, layer.bias.dtype))
+
+
+def test_compare_and_check_take_every_output():
+    """Not the rows patched: a student whose second output really is NaN."""
+    teacher = two_outputs()
+    student = n2n.expand_model(teacher, widen=2.0, seed=0)
+    _nan_bias(student.get_layer("b"))
+    x = probe(teacher)
+    rows = verify_lib.compare(teacher, student, x, ["a", "b"])
+    assert [r["output"] for r in rows] == ["a", "b"]
+    assert rows[0]["max_rel"] < 1e-5 and rows[1]["max_rel"] == float("inf"), rows
+    report = ExpansionReport(verification=verify_lib.exactness(0.0, "balanced"))
+    with pytest.raises(errors.VerificationError) as info:
+        verify_lib.check(teacher, student, report, x, ["a", "b"])
+    assert info.value.report is report
+    assert report.max_relative_error == float("inf"), report.verification
+
+
+def test_a_grown_nan_in_the_second_output_fails_the_pipeline(monkeypatch):
+    write = rebuild.Rebuilder.write_weights
+
+    def nan_in_b(self, student_of=None):
+        write(self, student_of)
+        for layer_id, layer in self.graph.layers.items():
+            if layer.name == "b":
+                _nan_bias(self.student_of[layer_id])
+
+    monkeypatch.setattr(rebuild.Rebuilder, "write_weights", nan_in_b)
+    with pytest.raises(errors.VerificationError) as info:
+        n2n.expand_model(two_outputs(), widen=2.0, seed=0)
+    assert "max |d|/max |y| = inf" in str(info.value), str(info.value)
+    assert [r["output"] for r in info.value.report.verification["inference"]] == ["a", "b"]
+
+
 def test_float64_twin_keeps_the_teachers_functions_and_weights():
     teacher = gelu_mlp(1.0)
     twin = verify_lib.float64_twin(teacher)

@@ -1,9 +1,12 @@
 """keras_hub models grow into bigger models of the same class.
 
-Loaded only when keras_hub is imported already (`keras_net2net.expand_model`
-looks at `sys.modules`), so the core never needs keras_hub. `activate()`
-registers the rules for keras_hub's layers (keras_net2net.hub.layers) and the
-backbone families (one module each).
+A plugin of the core (`keras_net2net.makers`): the core never imports this
+package; it imports it by name, and calls `activate()`, once keras_hub is
+imported already (`sys.modules`), so the core never needs keras_hub.
+`activate()` registers the rules for keras_hub's layers
+(keras_net2net.hub.layers), the backbone families (one module each) and the
+two makers of config-made students: `hub.cnn` (EfficientNet, MobileNet) and
+`hub.backbone` (every registered family).
 
 Example:
 
@@ -22,9 +25,9 @@ _ACTIVE = []
 
 
 def activate():
-    """Registers the keras_hub layer rules and backbone families once; returns
-    this package (its `handles` and `grow`), or None when keras_hub is not
-    imported (or fails to import).
+    """Registers the keras_hub layer rules, backbone families and makers
+    once; returns this package, or None when keras_hub is not imported (or
+    fails to import).
 
     Example:
 
@@ -40,6 +43,7 @@ def activate():
     try:
         from keras_net2net.hub import albert
         from keras_net2net.hub import alibi
+        from keras_net2net.hub import backbone
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
         from keras_net2net.hub import electra
@@ -61,6 +65,7 @@ def activate():
         from keras_net2net.hub import vit
     except ImportError:  # a keras_hub this package does not know
         return None
+    from keras_net2net import makers
     from keras_net2net import rules
 
     rules.register_table(layers.TABLE)
@@ -69,23 +74,9 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
+    # Consulted in this order: the CNN backbones first, then every family.
+    makers.register_maker(cnn.MAKER)
+    makers.register_maker(backbone.MAKER)
     _ACTIVE.append(sys.modules[__name__])
     return _ACTIVE[0]
 
-
-def handles(model):
-    """Whether `model` is a keras_hub Backbone or Task (grown by `grow`)."""
-    from keras_net2net.hub import backbone
-
-    return backbone.handles(model)
-
-
-def grow(model, widen=None, deepen=None, **kwargs):
-    """Grows a keras_hub backbone or task into one of the same class: the
-    CNN backbones by `hub.cnn`, the others by `hub.backbone` (see their
-    `grow`). Call `activate()` first; `keras_net2net.expand_model` does."""
-    from keras_net2net.hub import backbone
-    from keras_net2net.hub import cnn
-
-    driver = cnn if cnn.handles(model) else backbone
-    return driver.grow(model, widen, deepen, **kwargs)

@@ -1,8 +1,10 @@
 """Same class out: a keras_hub Backbone (or a Task on one) grown into one of
 its own class.
 
-The backbone's graph goes through the core pipeline (analysis with the
-keras_hub rules, plan); its config is edited (`hidden_dim`, `num_heads`,
+`BackboneMaker` is how the one pipeline (`keras_net2net.expand_model`,
+`keras_net2net.makers`) makes the student of every registered family
+(`keras_net2net.hub.families`): the backbone's graph goes through the core's
+analysis (with the keras_hub rules) and plan; its config is edited (`hidden_dim`, `num_heads`,
 `intermediate_dim`, `num_layers`), the student is `type(backbone).from_config`
 (and the task `type(task)(backbone=..., preprocessor=...)`), and every teacher
 layer's weights are rewritten into the student layer of the same path. Nothing
@@ -33,16 +35,15 @@ from keras_net2net import carry
 from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net import options
+from keras_net2net import makers
 from keras_net2net import plan as plan_lib
-from keras_net2net import rebuild
 from keras_net2net import report as report_lib
 from keras_net2net import verify as verify_lib
-from keras_net2net.graph import Graph
 from keras_net2net.hub import families
 
 
 def handles(model):
-    """Whether `model` is a keras_hub Backbone or Task (grown by `grow`).
+    """Whether `model` is a keras_hub Backbone or Task (grown by `MAKER`).
 
     Example:
 
@@ -53,29 +54,21 @@ def handles(model):
     return isinstance(model, (keras_hub.models.Backbone, keras_hub.models.Task))
 
 
-def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
-         mapping="random", seed=None, verify=True, verify_data=None, tolerance=None,
-         return_report=False):
-    """Grows a keras_hub backbone or task into one of the same class
-    (`keras_net2net.expand_model` calls it for keras_hub models).
+class BackboneMaker(makers.ConfigMaker):
+    """Grows a keras_hub backbone, or a task on one, into one of the same
+    class (`keras_net2net.expand_model` runs it for keras_hub models the
+    registered families cover, `keras_net2net.hub.families`).
 
-    Args:
-        model: a keras_hub `Backbone`, or a `Task` whose backbone grows.
+    Requests (`expand_model`'s `widen` and `deepen`):
         widen: None, a factor >= 1 (model width, heads and feed-forward
             width; the head dim is kept), or {config key: width or factor},
             keys "hidden_dim", "num_heads", "intermediate_dim".
         deepen: None, a block name, a list of them or {block name: count}:
             identity blocks of the same class after each.
-        noise, noise_mode, mapping, seed, verify, verify_data, tolerance,
-        return_report: as for `expand_model`.
 
-    Returns:
-        The student of the model's class, or `(student, report)`.
-
-    Raises:
+    Raises (from `plan` and `make`):
         UnsupportedModelError: a backbone class with no family.
         PlanError: an invalid request, naming the key, the value and the fix.
-        VerificationError: the student differs from the teacher.
 
     Example:
 
@@ -83,66 +76,88 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     student = n2n.expand_model(gpt2_backbone, widen={"hidden_dim": 32, "num_heads": 4})
     ```
     """
-    task = model if isinstance(model, keras_hub.models.Task) else None
-    backbone = model.backbone if task is not None else model
-    family = _family(backbone)
-    config = backbone.get_config()
-    keys = family.keys
-    targets = (family.targets or default_targets)(family, config, widen)
-    inserts = _deepen(family, config, deepen)
-    if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
-        raise errors.PlanError(
-            f"Expected at least one width or block to grow. Received: widen={widen!r} and "
-            f"deepen={deepen!r}. Fix: e.g. widen=2.0 or deepen=[{family.block.format(0)!r}].")
-    ctx = analysis.analyze(model, grow_outputs=task is None)
-    request = (family.request or layer_request)(ctx, family, config, targets)
-    widths, skipped = plan_lib.resolve_widths(ctx, request, strict=False)
-    if skipped:
-        what, why = skipped[0]
-        factor = _factor(config, keys, targets)
-        if float(factor).is_integer():  # not the factor: a layer that cannot grow
-            fix = ("register a rule for the layer that keeps it with "
-                   "keras_net2net.register_rule" + (
-                       ", or grow the backbone alone (expand_model(model.backbone, ...)) and "
-                       "build a new task on it" if task is not None else ""))
-        else:
-            fix = (f"use an integer factor (e.g. widen={float(math.ceil(factor))}), or name "
-                   f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
-                   f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
-                   f"{(3 * config[keys['intermediate']]) // 2}}}")
-        raise errors.FrozenGroupError(
-            f"Expected every width of {type(backbone).__name__} to grow exactly. Received: "
-            f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: {fix}.")
-    _mark_tied_norm(ctx, family, backbone, task)
-    the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
-    the_plan.keep_epsilon = True
-    new_config = dict(config)
-    new_config.update({keys.get(k, k): v for k, v in targets.items()})
-    appended = family.append_blocks is not None
-    new_config[keys["layers"]] = config[keys["layers"]] + (
-        0 if appended else sum(inserts.values()))
-    if family.deepen_config is not None and inserts and not appended:
-        family.deepen_config(config, new_config, inserts)
-    student, made = build_student(task, backbone, new_config)
-    carry.check_own_variables(model, student)  # before any write
-    pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
-    builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
-    builder.student_of = pairs
-    builder._write_weights()
-    new_backbone = student.backbone if task is not None else student
-    if not appended:
-        _insert_identities(family, new_backbone, config, inserts)
-    lazy.initialize_rest(student.variables + made)  # what no teacher layer gave a value
-    if family.finish is not None:
-        family.finish(ctx, the_plan, backbone, new_backbone)
-    if appended and inserts:
-        student = family.append_blocks(task, student, inserts)
-        new_config = (student.backbone if task is not None else student).get_config()
-    report = report_for(ctx, the_plan, model, student, config, new_config, widen, deepen, inserts)
-    if verify:
-        verify_student(ctx, the_plan, model, student, report, verify_data, tolerance, noise,
-                noise_mode, task is None)
-    return (student, report) if return_report else student
+
+    def handles(self, model):
+        return handles(model)
+
+    def probe(self, model):
+        return probe(model)
+
+    def plan_config(self, model, request):
+        widen, deepen = request.widen, request.deepen
+        task = model if isinstance(model, keras_hub.models.Task) else None
+        backbone = model.backbone if task is not None else model
+        family = _family(backbone)
+        config = backbone.get_config()
+        keys = family.keys
+        targets = (family.targets or default_targets)(family, config, widen)
+        inserts = _deepen(family, config, deepen)
+        if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
+            raise errors.PlanError(
+                f"Expected at least one width or block to grow. Received: widen={widen!r} and "
+                f"deepen={deepen!r}. Fix: e.g. widen=2.0 or "
+                f"deepen=[{family.block.format(0)!r}].")
+        ctx = analysis.analyze(model, grow_outputs=task is None)
+        layers = (family.request or layer_request)(ctx, family, config, targets)
+        widths, skipped = plan_lib.resolve_widths(ctx, layers, strict=False)
+        if skipped:
+            _refuse_skipped(skipped, widen, config, keys, targets, backbone, task)
+        _mark_tied_norm(ctx, family, backbone, task)
+        the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
+        the_plan.keep_epsilon = True
+        new_config = dict(config)
+        new_config.update({keys.get(k, k): v for k, v in targets.items()})
+        appended = family.append_blocks is not None
+        new_config[keys["layers"]] = config[keys["layers"]] + (
+            0 if appended else sum(inserts.values()))
+        if family.deepen_config is not None and inserts and not appended:
+            family.deepen_config(config, new_config, inserts)
+        return makers.Growth(model, request, ctx, the_plan, state=dict(
+            task=task, backbone=backbone, family=family, config=config,
+            new_config=new_config, inserts=inserts, blocks=inserts,
+            grown_outputs=task is None))
+
+    def make(self, growth):
+        state, ctx, the_plan = growth.state, growth.ctx, growth.plan
+        task, backbone, family = state["task"], state["backbone"], state["family"]
+        inserts, config = state["inserts"], state["config"]
+        appended = family.append_blocks is not None
+        student, made = build_student(task, backbone, state["new_config"])
+        carry.check_own_variables(growth.teacher, student)  # before any write
+        pairs = (family.pairs or _pairs)(ctx, family, student, {} if appended else inserts)
+        makers.write_weights(growth, pairs)
+        new_backbone = student.backbone if task is not None else student
+        if not appended:
+            _insert_identities(family, new_backbone, config, inserts)
+        lazy.initialize_rest(student.variables + made)  # what no teacher layer gave a value
+        if family.finish is not None:
+            family.finish(ctx, the_plan, backbone, new_backbone)
+        if appended and inserts:
+            student = family.append_blocks(task, student, inserts)
+            state["new_config"] = (student.backbone if task is not None else
+                                   student).get_config()
+        return student
+
+
+MAKER = BackboneMaker()
+
+
+def _refuse_skipped(skipped, widen, config, keys, targets, backbone, task):
+    what, why = skipped[0]
+    factor = _factor(config, keys, targets)
+    if float(factor).is_integer():  # not the factor: a layer that cannot grow
+        fix = ("register a rule for the layer that keeps it with "
+               "keras_net2net.register_rule" + (
+                   ", or grow the backbone alone (expand_model(model.backbone, ...)) and "
+                   "build a new task on it" if task is not None else ""))
+    else:
+        fix = (f"use an integer factor (e.g. widen={float(math.ceil(factor))}), or name "
+               f"keys whose widths allow it, e.g. widen={{'{keys['hidden']}': "
+               f"{2 * config[keys['hidden']]}, '{keys['intermediate']}': "
+               f"{(3 * config[keys['intermediate']]) // 2}}}")
+    raise errors.FrozenGroupError(
+        f"Expected every width of {type(backbone).__name__} to grow exactly. Received: "
+        f"widen={widen!r}, but {what!r} keeps its width: {why}. Fix: {fix}.")
 
 
 def _family(backbone):
@@ -320,7 +335,7 @@ def build_student(task, backbone, new_config):
     # come from values, which a stateless scope refuses.
     # Detached: a config may hold the teacher's variables or structures it
     # keeps (keras_net2net.carry.detached); the student gets copies.
-    student_backbone, made = lazy.build(type(backbone).from_config, carry.detached(new_config))
+    student_backbone, made = makers.build_from_config(type(backbone), new_config)
     if task is None:
         return student_backbone, made
     config = carry.detached(task.get_config())
@@ -341,26 +356,9 @@ def _renamer(family, inserts):
 
 
 def _pairs(ctx, family, student, inserts):
-    """{id(teacher layer): student layer} by path."""
-    rename = _renamer(family, inserts)
-    by_path = {}
-    graph = Graph(student)
-    for layer_id, path in graph.paths.items():
-        by_path[path] = graph.layers[layer_id]
-    pairs = {}
-    for layer_id, path in ctx.graph.paths.items():
-        layer = ctx.graph.layers[layer_id]
-        if isinstance(layer, keras.Model) or not getattr(layer, "weights", None):
-            continue
-        other = by_path.get(rename(path))
-        if other is None or len(other.weights) != len(layer.weights):
-            raise errors.UnsupportedModelError(
-                f"Expected the grown {type(student).__name__} to have a layer {rename(path)!r} "
-                f"with the weights of the teacher's {path!r}. Received: "
-                f"{'none' if other is None else f'{len(other.weights)} weights'}. This is a "
-                f"bug in keras-net2net's keras_hub support: please report it.")
-        pairs[layer_id] = other
-    return pairs
+    """{id(teacher layer): student layer} by path, blocks after an insertion
+    moved down."""
+    return makers.pair_by_path(ctx, student, _renamer(family, inserts))
 
 
 def _insert_identities(family, backbone, config, inserts):
@@ -452,18 +450,8 @@ def _inputs(model):
 
 
 def readout(ctx, the_plan, key, student_value):
-    """The teacher's output from a grown backbone output: for each old
-    channel its first copy, times its copy count (and the write scale) where
-    a tied norm divided it.
-
-    Args:
-        ctx: the analysis context of the teacher.
-        the_plan: the growth's `Plan`.
-        key: the output's `TensorKey`.
-        student_value: the student's output array.
-
-    Returns:
-        A float64 array of the teacher output's shape.
+    """The teacher's output from a grown backbone output
+    (`keras_net2net.makers.read_back`).
 
     Example:
 
@@ -471,60 +459,27 @@ def readout(ctx, the_plan, key, student_value):
     y = readout(ctx, plan, ctx.graph.outputs[0], student(x))
     ```
     """
-    layout = ctx.layout(key)
-    if layout is None:
-        return student_value
-    src, counts, _ = the_plan.src(layout)
-    first = np.unique(src[src >= 0], return_index=True)[1]
-    positions = np.flatnonzero(src >= 0)[first] if (src < 0).any() else first
-    value = np.take(np.asarray(student_value, np.float64), positions, axis=layout.axis)
-    producer = ctx.graph.producers.get(key)
-    io = ctx.io.get(id(producer.op)) if producer is not None else None
-    if io is not None and io.extra.get("tied_divide"):
-        shape = [1] * value.ndim
-        shape[layout.axis] = -1
-        value = value * counts[src[positions]].reshape(shape) * the_plan.write_scale(layout)
-    if io is not None and "readout_scale" in io.extra:  # a family's own output scale
-        value = value * io.extra["readout_scale"]
-    return value
+    return makers.read_back(ctx, the_plan, key, student_value)
 
 
 def verify_student(ctx, the_plan, teacher, student, report, verify_data, tolerance, noise,
-            noise_mode, grown_outputs):
-    tol = tolerance or verify_lib.TOLERANCES.get(verify_lib.compute_dtype(teacher), 1e-4)
+                   noise_mode, grown_outputs):
+    """Verifies a grown keras_hub model as `expand_model` does
+    (`keras_net2net.verify.check` with the readout of a config-made student).
+
+    Raises:
+        VerificationError: the student differs from the teacher.
+    """
+    report.verification = verify_lib.exactness(noise, noise_mode)
     x = verify_data if verify_data is not None else probe(teacher)
-    with verify_lib.preserved_state(teacher, student):
-        y = keras.tree.flatten(teacher(x, training=False))
-        z = keras.tree.flatten(student(x, training=False))
-    rows = []
-    for name, key, a, b in zip(ctx.graph.output_names, ctx.graph.outputs, y, z):
-        a = np.asarray(a, np.float64)
-        b = readout(ctx, the_plan, key, b) if grown_outputs else np.asarray(b, np.float64)
-        if a.shape != b.shape:
-            rows.append({"output": name, "max_abs": float("inf"), "max_rel": float("inf")})
-            continue
-        max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
-        scale = float(np.max(np.abs(a))) if a.size else 0.0
-        rows.append({"output": name, "max_abs": max_abs,
-                     "max_rel": max_abs / scale if scale > 0 else max_abs})
-    report.verification = {"dtype": verify_lib.compute_dtype(teacher), "tolerance": tol,
-                           "inference": rows}
-    exact = noise == 0 or noise_mode == "balanced"
-    if exact and not report.max_relative_error <= tol:
-        raise errors.VerificationError(
-            f"Expected the grown {type(student).__name__} to reproduce the teacher within "
-            f"relative error {tol:g}. Received: max |d|/max |y| = "
-            f"{report.max_relative_error:.3g}. This is a bug in keras-net2net: please report "
-            f"it with the config. The teacher is unchanged.", report)
+    verify_lib.check(teacher, student, report, x, ctx.graph.output_names, tolerance=tolerance,
+                     readout=makers.config_readout(teacher, ctx, the_plan, grown_outputs))
 
 
 def report_for(ctx, the_plan, teacher, student, config, new_config, widen, deepen, inserts):
-    report = report_lib.assemble(
+    """The report of a grown keras_hub model (`keras_net2net.report.assemble`)."""
+    return report_lib.assemble(
         ctx, the_plan, [], [], teacher, student,
         dict(widen=widen if isinstance(widen, (int, float, dict)) else None,
-             deepen=deepen if isinstance(deepen, (list, dict, str)) else None))
-    report.options["config"] = {k: [config[k], new_config[k]] for k in new_config
-                                if k in config and new_config[k] != config[k]}
-    report.inserted = [{"anchor": k, "mode": "identity block", "layers": [], "count": c}
-                       for k, c in inserts.items()]
-    return report
+             deepen=deepen if isinstance(deepen, (list, dict, str)) else None),
+        configs=(config, new_config), blocks=inserts)

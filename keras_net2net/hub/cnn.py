@@ -53,8 +53,8 @@ from keras_net2net import carry
 from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net import options
+from keras_net2net import makers
 from keras_net2net import plan as plan_lib
-from keras_net2net import rebuild
 from keras_net2net.hub import families
 from keras_net2net.graph import Graph
 from keras_net2net.rules import composite
@@ -376,27 +376,18 @@ def _mobilenet_config(config, factor, deepen):
 
 # -- growth --------------------------------------------------------------
 
-def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
-         mapping="random", seed=None, verify=True, verify_data=None, tolerance=None,
-         return_report=False):
+class CnnMaker(makers.ConfigMaker):
     """Grows a keras_hub EfficientNetBackbone or MobileNetBackbone into one of
-    its class (`keras_net2net.expand_model` calls it for them).
+    its class (`keras_net2net.expand_model` runs it for them).
 
-    Args:
-        model: the backbone.
+    Requests (`expand_model`'s `widen` and `deepen`):
         widen: None or a factor >= 1 for every width (see the module doc).
         deepen: None, the name of a stack's last block ("block_1_1",
             "block3b"), a list of them or {name: count}: identity blocks
             appended to that stack.
-        noise, noise_mode, mapping, seed, verify, verify_data, tolerance,
-        return_report: as for `expand_model`.
 
-    Returns:
-        The student backbone, or `(student, report)`.
-
-    Raises:
+    Raises (from `plan`):
         PlanError: an invalid request, or a width that would not grow.
-        VerificationError: the student differs from the teacher.
 
     Example:
 
@@ -404,53 +395,63 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     student = n2n.expand_model(mobilenet_backbone, widen=1.5, deepen=["block_2_1"])
     ```
     """
-    from keras_net2net.hub import backbone as hub_backbone
 
-    name = type(model).__name__
-    if not isinstance(model, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)):
-        raise errors.UnsupportedModelError(
-            f"Expected an EfficientNetBackbone or MobileNetBackbone. Received: {name} "
-            f"{model.name!r}, a task on a {type(model.backbone).__name__}, whose head is not "
-            f"grown yet. Fix: grow its backbone (expand_model(task.backbone, ...)) and build a "
-            f"new {name} on the grown backbone (its head then starts afresh).")
-    factor = _factor(widen, name)
-    config = model.get_config()
-    _check_config_complete(model, config)
-    if isinstance(model, _eff.EfficientNetBackbone):
-        if isinstance(deepen, (str, list, tuple, dict)):  # "block3b" or "block3b_"
-            deepen = _strip(deepen)
-        new_config, inserts = _efficientnet_config(config, factor, deepen)
-    else:
-        new_config, inserts = _mobilenet_config(config, factor, deepen)
-    if (factor is None or factor == 1.0) and not inserts:
-        raise errors.PlanError(
-            f"Expected at least one width or block to grow. Received: widen={widen!r} and "
-            f"deepen={deepen!r}. Fix: e.g. widen=2.0.")
-    ctx = analysis.analyze(model, grow_outputs=True)
-    # Deferred (keras_net2net.lazy): the teacher's values are the first.
-    student, made = lazy.build(type(model).from_config, carry.detached(new_config))
-    carry.check_own_variables(model, student)  # before any write
-    pairs, student_graph = _pairs(ctx, student)
-    _check_structure(ctx, model, student, inserts)
-    widths = _widths(ctx, pairs, student_graph, name)
-    the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
-    builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
-    builder.student_of = pairs
-    builder._write_weights()
-    # New blocks copy only the weights whose shapes match: the rest draws first.
-    lazy.initialize_rest(student.variables + made)
-    _insert_identities(student, inserts)
-    counts = {}
-    for anchor, _ in inserts:
-        counts[anchor] = counts.get(anchor, 0) + 1
-    report = hub_backbone.report_for(ctx, the_plan, model, student, config, new_config, widen,
-                                  deepen, counts)
-    if verify:
-        if verify_data is None:
-            verify_data = probe(model)
-        hub_backbone.verify_student(ctx, the_plan, model, student, report, verify_data, tolerance,
-                             noise, noise_mode, True)
-    return (student, report) if return_report else student
+    def handles(self, model):
+        return handles(model)
+
+    def probe(self, model):
+        return probe(model)
+
+    def plan_config(self, model, request):
+        widen, deepen = request.widen, request.deepen
+        name = type(model).__name__
+        if not isinstance(model, (_eff.EfficientNetBackbone, _mob.MobileNetBackbone)):
+            raise errors.UnsupportedModelError(
+                f"Expected an EfficientNetBackbone or MobileNetBackbone. Received: {name} "
+                f"{model.name!r}, a task on a {type(model.backbone).__name__}, whose head is "
+                f"not grown yet. Fix: grow its backbone (expand_model(task.backbone, ...)) and "
+                f"build a new {name} on the grown backbone (its head then starts afresh).")
+        factor = _factor(widen, name)
+        config = model.get_config()
+        _check_config_complete(model, config)
+        if isinstance(model, _eff.EfficientNetBackbone):
+            if isinstance(deepen, (str, list, tuple, dict)):  # "block3b" or "block3b_"
+                deepen = _strip(deepen)
+            new_config, inserts = _efficientnet_config(config, factor, deepen)
+        else:
+            new_config, inserts = _mobilenet_config(config, factor, deepen)
+        if (factor is None or factor == 1.0) and not inserts:
+            raise errors.PlanError(
+                f"Expected at least one width or block to grow. Received: widen={widen!r} and "
+                f"deepen={deepen!r}. Fix: e.g. widen=2.0.")
+        ctx = analysis.analyze(model, grow_outputs=True)
+        # The widths are read back from the student (see the module doc), so
+        # it is made here, before the plan.
+        student, made = makers.build_from_config(type(model), new_config)
+        carry.check_own_variables(model, student)  # before any write
+        student_graph = Graph(student)
+        pairs = makers.pair_by_path(ctx, student, graph=student_graph)
+        _check_structure(ctx, model, student, inserts)
+        widths = _widths(ctx, pairs, student_graph, name)
+        the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
+        blocks = {}
+        for anchor, _ in inserts:
+            blocks[anchor] = blocks.get(anchor, 0) + 1
+        return makers.Growth(model, request, ctx, the_plan, state=dict(
+            config=config, new_config=new_config, inserts=inserts, blocks=blocks,
+            deepen=deepen, student=student, made=made, pairs=pairs, grown_outputs=True))
+
+    def make(self, growth):
+        state = growth.state
+        student = state["student"]
+        makers.write_weights(growth, state["pairs"])
+        # New blocks copy only the weights whose shapes match: the rest draws first.
+        lazy.initialize_rest(student.variables + state["made"])
+        _insert_identities(student, state["inserts"])
+        return student
+
+
+MAKER = CnnMaker()
 
 
 def probe(model, batch=2, size=32, seed=0):
@@ -500,25 +501,6 @@ def _strip(deepen):
     if isinstance(deepen, dict):
         return {(k.rstrip("_") if isinstance(k, str) else k): v for k, v in deepen.items()}
     return [d.rstrip("_") if isinstance(d, str) else d for d in deepen]
-
-
-def _pairs(ctx, student):
-    graph = Graph(student)
-    by_path = {path: graph.layers[i] for i, path in graph.paths.items()}
-    pairs = {}
-    for layer_id, path in ctx.graph.paths.items():
-        layer = ctx.graph.layers[layer_id]
-        if not layer.weights:
-            continue  # auto-named (activation_3) and weightless: nothing to write
-        other = by_path.get(path)
-        if other is None or len(other.weights) != len(layer.weights):
-            raise errors.UnsupportedModelError(
-                f"Expected the grown {type(student).__name__} to have a layer {path!r} with "
-                f"the weights of the teacher's. Received: "
-                f"{'none' if other is None else f'{len(other.weights)} weights'}. This is a "
-                f"bug in keras-net2net's keras_hub support: please report it.")
-        pairs[layer_id] = other
-    return pairs, graph
 
 
 def _check_structure(ctx, teacher, student, inserts):
