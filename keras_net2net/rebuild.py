@@ -23,7 +23,6 @@ from keras_net2net import lazy
 from keras_net2net import ops
 from keras_net2net import padding
 from keras_net2net import rules
-from keras_net2net import spans
 from keras_net2net.rules import base
 from keras_net2net.rules.base import Mode
 

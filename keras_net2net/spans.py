@@ -28,9 +28,7 @@ import collections
 import dataclasses
 
 import keras
-import numpy as np
 
-from keras_net2net import _keras
 from keras_net2net import carry
 from keras_net2net import errors
 from keras_net2net import insertions

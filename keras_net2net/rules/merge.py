@@ -77,7 +77,7 @@ def elementwise_pad_constraints(pads, call, ins, outs, where):
     """Pad kinds through an element-wise merge or op (see `_SUMS`); an op
     named after an activation keeps zero pads if it maps 0 to 0."""
     name = type(call.op).__name__
-    constants = [a for a in _operands(call)
+    constants = [a for a in operands(call)
                  if a is not None and not isinstance(a, (str, bool, TensorKey))]
     if name in _SUMS or name == "Concatenate":  # (Concatenate on another axis)
         pads.same(ins + outs, where)
