@@ -17,6 +17,7 @@ from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
 from keras_net2net.graph import TensorKey
 from keras_net2net.rules import merge
+from keras_net2net.rules import sides
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 
@@ -28,19 +29,16 @@ def _norm(axis, rank):
 
 
 def _follow(ctx, call, axis_map):
-    """Moves the input layout by `axis_map(axis) -> new axis or None`."""
-    layout = input_layout(ctx, call)
-    if layout is None:
-        ctx.layouts[call.outputs[0]] = None
-        return
-    new = axis_map(layout.axis)
-    if new is None:
-        ctx.barrier(call, "it removes the channel axis")
-        return
-    ctx.layouts[call.outputs[0]] = layout.moved(new)
+    """Moves the input's layouts (the primary and its sides, `rules.sides`)
+    by `axis_map(axis) -> new axis or None`."""
+    sides.moved(ctx, call, axis_map)
 
 
-class TransposeRule(Rule):
+class _Moves(Rule):
+    handles_sides = True  # every layout of the tensor moves alike
+
+
+class TransposeRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         axes = call.op.axes
@@ -48,14 +46,14 @@ class TransposeRule(Rule):
         _follow(ctx, call, perm.index)
 
 
-class SwapaxesRule(Rule):
+class SwapaxesRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         a, b = _norm(call.op.axis1, rank), _norm(call.op.axis2, rank)
         _follow(ctx, call, lambda axis: b if axis == a else a if axis == b else axis)
 
 
-class MoveaxisRule(Rule):
+class MoveaxisRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         source = [_norm(a, rank) for a in call.op.source]
@@ -66,7 +64,7 @@ class MoveaxisRule(Rule):
         _follow(ctx, call, order.index)
 
 
-class ExpandDimsRule(Rule):
+class ExpandDimsRule(_Moves):
     def propagate(self, ctx, call):
         out_rank = ctx.rank(call.outputs[0])
         axes = call.op.axis if isinstance(call.op.axis, (list, tuple)) else [call.op.axis]
@@ -75,7 +73,7 @@ class ExpandDimsRule(Rule):
         _follow(ctx, call, lambda axis: kept[axis])
 
 
-class SqueezeRule(Rule):
+class SqueezeRule(_Moves):
     def propagate(self, ctx, call):
         shape = ctx.shape(call.inputs[0])
         axis = call.op.axis
