@@ -4,6 +4,7 @@ from keras_net2net import _keras
 from keras_net2net import padding
 from keras_net2net import rules
 from keras_net2net.graph import Graph
+from keras_net2net.rules import sides
 
 
 def analyze(model, grow_outputs=False, reasons=None, opaque_subclassed=False):
@@ -30,20 +31,26 @@ def analyze(model, grow_outputs=False, reasons=None, opaque_subclassed=False):
                   frozen=f"model input {tensor.name!r}")
     for call in graph.calls:
         rule = rules.rule_for(call.op)
+        # Layouts on other axes than the one the rule reads (rules.sides).
+        held, barriers = sides.before(ctx, call, rule), len(ctx.barriers)
         if rule is None:
             ctx.barrier(call, (reasons or {}).get(id(call.op)) or rules.unknown_reason(call.op))
+            sides.after(ctx, call, held, barriers)
             continue
         try:
             rule.propagate(ctx, call)
         except Exception as e:  # A rule that cannot read a call keeps it as is.
             ctx.barrier(call, f"could not follow channels through it ({type(e).__name__}: {e})")
+        sides.after(ctx, call, held, barriers)
         for key in call.outputs:
             ctx.layouts.setdefault(key, None)
     for name, key in zip(graph.output_names, graph.outputs):
         if grow_outputs:
             break
-        ctx.groups.freeze_layout(ctx.layout(key), f"model output {name!r}")
+        for layout in sides.layouts(ctx, key):
+            ctx.groups.freeze_layout(layout, f"model output {name!r}")
     ctx.pad_kinds, ctx.pad_reasons = padding.analyse(ctx)
+    sides.forbid_pads(ctx)
     return ctx
 
 

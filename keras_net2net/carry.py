@@ -43,6 +43,7 @@ import keras
 import numpy as np
 
 from keras_net2net import _keras
+from keras_net2net import config_repairs
 from keras_net2net import errors
 
 _OBJECT_KINDS = (keras.regularizers.Regularizer, keras.constraints.Constraint,
@@ -98,7 +99,8 @@ def recreate(layer, edit=None):
         try:
             new = cls.from_config(config)
         except Exception as first:  # noqa: BLE001 - retried below, then reported
-            new = _from_own_functions(layer, cls, config, first)
+            new = config_repairs.from_config(cls, config) or \
+                _from_own_functions(layer, cls, config, first)
     for attr, obj in carried.items():
         setattr(new, attr, obj)
     return new

@@ -123,9 +123,9 @@ class Plan:
 
     def new_shape(self, key):
         shape = list(self.ctx.shape(key))
-        layout = self.ctx.layout(key)
-        if layout is not None:
-            shape[layout.axis] = self.width(layout)
+        for layout in [self.ctx.layout(key), *self.ctx.sides.get(key, ())]:
+            if layout is not None:
+                shape[layout.axis] = self.width(layout)
         return tuple(shape)
 
 

@@ -136,7 +136,45 @@ def _time_distributed(b, t):
            [(out, "channels_last")], [t], {name: units})
 
 
+def _conv_lstm(b, t):
+    """ConvLSTM1D/2D/3D where the layout fits: a rank-4 tensor read as a
+    sequence as it is (axis 1 as time, ConvLSTM1D), or a two-step sequence
+    made from the tensor (it and its negation stacked on a new axis 1;
+    ConvLSTM3D also gets a unit depth axis). Outputs come back to a rank the
+    pool holds: the last step of a returned sequence, ConvLSTM3D's unit depth
+    squeezed. The layer's data_format is the tensor's, sometimes the other
+    one (the rule then keeps the width: channels_first)."""
+    if t.rank not in (3, 4):
+        return
+    draw = b.draw
+    fmt = b.fmt(t)
+    dims = 1 if t.rank == 3 else draw(st.sampled_from([1, 2, 3]))
+    direct = t.rank == 4 and dims == 1
+    filters, kernel = draw(WIDTHS), draw(st.integers(1, 3))
+    padding, return_sequences = draw(st.sampled_from(["same", "valid"])), draw(st.booleans())
+    if dims == 3:
+        padding = "same"  # the unit depth axis takes no valid window wider than 1
+    activation = draw(st.sampled_from(["tanh", "relu"]))
+    name, seq, out = b.name("convlstm"), b.var(), b.var()
+    lines = [f"{seq} = {t.var}" if direct else
+             f"{seq} = keras.ops.stack([{t.var}, -{t.var}], axis=1)"]
+    if dims == 3:
+        depth_axis = 2 if fmt == "channels_last" else 3
+        lines.append(f"{seq} = keras.ops.expand_dims({seq}, axis={depth_axis})")
+    lines.append(f"{out} = L.ConvLSTM{dims}D({filters}, {kernel}, padding={padding!r}, "
+                 f"activation={activation!r}, data_format={fmt!r}, "
+                 f"return_sequences={return_sequences}, name={name!r})({seq})")
+    rank = t.rank + (0 if direct else 1) + (dims == 3) - (not return_sequences)
+    if rank > t.rank and not direct:
+        lines.append(f"{out} = {out}[:, -1]")  # the last step
+        rank -= 1
+    if dims == 3:
+        depth_axis = 1 if fmt == "channels_last" else 2
+        lines.append(f"{out} = keras.ops.squeeze({out}, axis={depth_axis})")
+    b.emit(lines, [(out, fmt)], [t], {name: filters})
+
+
 # Simplest first: hypothesis shrinks toward the start of each list.
 RANK3 = [_lstm, _gru, _simple_rnn, _bidirectional, _time_distributed, _masked,
-         _encoder_decoder]
-RANK4 = [_time_distributed]
+         _encoder_decoder, _conv_lstm]
+RANK4 = [_time_distributed, _conv_lstm]

@@ -55,6 +55,7 @@ REQUIRED = [
     # Sequence models, attention, and what real models carry (custom layers, Lambdas,
     # regularizers without a config).
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed", "MultiHeadAttention",
+    "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
     "GroupQueryAttention", "EinsumDense", "Lambda", "custom.ScaleNoKwargs",
     "custom.BiasNoKwargs", "custom.SquareNoConfig", "custom.L2NoConfig",
     # Custom layers built from Keras layers (inlined) and one that cannot be traced.

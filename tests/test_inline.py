@@ -248,14 +248,14 @@ def test_custom_layers_grow_exactly(factory, verify, tmp_path):
     kept = [g for g in _hidden(report) if g["frozen"]]
     if factory is mixer_model:
         # Token mixing runs a Dense over the patches axis of the transposed
-        # stream: that tensor carries two groups (the stream's channels and the
-        # Dense's units) and a layout holds one channel axis, so the stream
-        # keeps its width; every other hidden group grows.
-        assert kept and all(any("as a non-channel axis" in r for r in g["reasons"]) or
-                            any("cannot share one mapping" in r or "cannot follow" in r
-                                for r in g["reasons"]) for g in kept), kept
+        # stream (the stream's channels travel on the other axis, rules.sides):
+        # everything grows but the token mixer's output, which is the patch
+        # axis, its size fixed by the residual add.
+        assert len(kept) == 2 and all(
+            any("sit on different axes" in r for r in g["reasons"]) for g in kept), kept
         grown = [g for g in _hidden(report) if not g["frozen"]]
-        assert len(grown) == 4 and all(g["new_width"] == 2 * g["old_width"] for g in grown)
+        assert len(grown) == 5 and all(g["new_width"] == 2 * g["old_width"] for g in grown)
+        assert any(g["name"] == "patch_projection" for g in grown), grown  # the stream
     else:
         assert not kept, kept  # every hidden group grows, those inside custom layers too
     for a, b in zip(before, _weights(teacher)):

@@ -93,12 +93,12 @@ for _cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.
 # one random draw per image acts on every channel alike (flips, zooms, crops,
 # contrast about each channel's own mean), so copies stay copies. Those that mix
 # channels (RandomGrayscale, RandomHue, RandomSaturation, RandomColorJitter)
-# stay unknown: barriers. RandomShear is left out: Keras 3's own config round
-# trip of it fails (its config holds (-f, f), its constructor refuses -f), so
-# it cannot be copied whatever its rule.
+# stay unknown: barriers. RandomShear's own config round trip fails in Keras 3
+# (its config holds (-f, f), its constructor refuses -f): keras_net2net.
+# config_repairs re-creates it with the teacher's exact factors.
 for _cls in _classes(L, [
         "RandomFlip", "RandomZoom", "RandomRotation", "RandomTranslation", "RandomCrop",
-        "RandomContrast", "RandomBrightness", "Resizing", "CenterCrop"]):
+        "RandomContrast", "RandomBrightness", "Resizing", "CenterCrop", "RandomShear"]):
     _TABLE[_cls] = _SPATIAL
 for _cls in (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D):
     _TABLE[_cls] = channelwise.GlobalPoolRule()

@@ -189,6 +189,7 @@ class Context:
         self.graph = graph
         self.groups = channels.ChannelGroups()
         self.layouts = {}
+        self.sides = {}  # tensor key -> layouts on other axes (rules.sides)
         self.io = {}  # id(layer) -> LayerIO
         self.barriers = []  # (path, class name, reason)
         self.producer_atoms = {}  # id(layer) -> atom it produces

@@ -19,7 +19,7 @@ from keras_net2net.rules.base import input_layout
 from keras_net2net.rules.base import require_axis
 
 
-def _normalize_axes(axis, rank):
+def normalize_axes(axis, rank):
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     return sorted(a % rank for a in axes)
 
@@ -95,7 +95,7 @@ class AcrossAxisRule(Rule):
 
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
-        if layout is not None and layout.axis in _normalize_axes(
+        if layout is not None and layout.axis in normalize_axes(
                 call.op.axis, ctx.rank(call.inputs[0])):
             ctx.groups.freeze_layout(
                 layout, f"{type(call.op).__name__} {call.path!r} {self.what}")
@@ -139,7 +139,7 @@ class BatchNormRule(_Norm):
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         rank = ctx.rank(call.inputs[0])
-        on_channels = layout is not None and layout.axis in _normalize_axes(call.op.axis, rank)
+        on_channels = layout is not None and layout.axis in normalize_axes(call.op.axis, rank)
         ctx.layouts[call.outputs[0]] = layout
         ctx.record_io(call, **{IN: layout if on_channels else None})
 
@@ -165,7 +165,7 @@ class LayerNormRule(_Norm):
     def propagate(self, ctx, call):
         layout = input_layout(ctx, call)
         rank = ctx.rank(call.inputs[0])
-        axes = _normalize_axes(call.op.axis, rank)
+        axes = normalize_axes(call.op.axis, rank)
         ctx.layouts[call.outputs[0]] = layout
         if layout is None or layout.axis not in axes:
             ctx.record_io(call, **{IN: None})

@@ -6,6 +6,7 @@ import math
 
 from keras_net2net.channels import Layout
 from keras_net2net.channels import Segment
+from keras_net2net.rules import sides
 from keras_net2net.rules.base import OUT
 from keras_net2net.rules.base import SAME_PADS
 from keras_net2net.rules.base import Rule
@@ -129,13 +130,14 @@ def _common_prefix(a, b):
 
 
 class PermuteRule(_Moves):
+    handles_sides = True  # every layout of the tensor moves alike (rules.sides)
+
     def propagate(self, ctx, call):
-        layout = input_layout(ctx, call)
-        dims = list(call.op.dims)
-        if layout is None:
+        if not sides.layouts(ctx, call.inputs[0]):
             ctx.barrier(call, "no channel axis to follow")
             return
-        ctx.layouts[call.outputs[0]] = layout.moved(dims.index(layout.axis) + 1)
+        dims = [0] + list(call.op.dims)
+        sides.moved(ctx, call, dims.index)
 
 
 class RepeatVectorRule(_Moves):

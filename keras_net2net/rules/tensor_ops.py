@@ -18,6 +18,7 @@ from keras_net2net.channels import Segment
 from keras_net2net.graph import TensorKey
 from keras_net2net.rules import merge
 from keras_net2net.rules.base import SAME_PADS
+from keras_net2net.rules import sides
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
 
@@ -29,21 +30,17 @@ def _norm(axis, rank):
 
 
 def _follow(ctx, call, axis_map):
-    """Moves the input layout by `axis_map(axis) -> new axis or None`."""
-    layout = input_layout(ctx, call)
-    if layout is None:
-        ctx.layouts[call.outputs[0]] = None
-        return
-    new = axis_map(layout.axis)
-    if new is None:
-        ctx.barrier(call, "it removes the channel axis")
-        return
-    ctx.layouts[call.outputs[0]] = layout.moved(new)
+    """Moves the input's layouts (the primary and its sides, `rules.sides`)
+    by `axis_map(axis) -> new axis or None`."""
+    sides.moved(ctx, call, axis_map)
 
 
-class TransposeRule(Rule):
+class _Moves(Rule):
+    handles_sides = True  # every layout of the tensor moves alike
     pads = SAME_PADS  # a move: pads pass as they are
 
+
+class TransposeRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         axes = call.op.axes
@@ -51,18 +48,14 @@ class TransposeRule(Rule):
         _follow(ctx, call, perm.index)
 
 
-class SwapaxesRule(Rule):
-    pads = SAME_PADS  # a move: pads pass as they are
-
+class SwapaxesRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         a, b = _norm(call.op.axis1, rank), _norm(call.op.axis2, rank)
         _follow(ctx, call, lambda axis: b if axis == a else a if axis == b else axis)
 
 
-class MoveaxisRule(Rule):
-    pads = SAME_PADS  # a move: pads pass as they are
-
+class MoveaxisRule(_Moves):
     def propagate(self, ctx, call):
         rank = ctx.rank(call.inputs[0])
         source = [_norm(a, rank) for a in call.op.source]
@@ -73,9 +66,7 @@ class MoveaxisRule(Rule):
         _follow(ctx, call, order.index)
 
 
-class ExpandDimsRule(Rule):
-    pads = SAME_PADS  # a move: pads pass as they are
-
+class ExpandDimsRule(_Moves):
     def propagate(self, ctx, call):
         out_rank = ctx.rank(call.outputs[0])
         axes = call.op.axis if isinstance(call.op.axis, (list, tuple)) else [call.op.axis]
@@ -84,9 +75,7 @@ class ExpandDimsRule(Rule):
         _follow(ctx, call, lambda axis: kept[axis])
 
 
-class SqueezeRule(Rule):
-    pads = SAME_PADS  # a move: pads pass as they are
-
+class SqueezeRule(_Moves):
     def propagate(self, ctx, call):
         shape = ctx.shape(call.inputs[0])
         axis = call.op.axis
