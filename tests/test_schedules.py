@@ -341,7 +341,8 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     report = comparison.run_comparison(
         config, strategy_lib.get_strategy("default"), _mlp,
         [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10,
-        budgets=[15, 20, 30], carry_optimizer=True, rewarm_steps=2, metric="loss")
+        budgets=[15, 20, 30], carry_optimizer=True, rewarm_steps=2, metric="loss",
+        time_steps=False)
     arm = report["arms"]["wider"]
     grown = arm["frontier"]["grown"]["student_steps"]
     branch = lambda budgets: [b - max(1, round(0.2 * b)) for b in budgets]
@@ -355,6 +356,65 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     # The teacher's schedule spans its own 10 steps; the others are branched.
     assert spans == [(10, 0)]
     assert arm["frontier"]["scratch"]["steps"] == [15, 20, 30]
+
+
+def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
+    """teacher_share: each budget's teacher trains its share of the budget
+    (cooldowns branched off one teacher run), each student grows from its own
+    teacher and reads the stream on from that teacher's last batch; compute
+    counts each budget's own teacher; the wall-clock view is measured."""
+    from keras_net2net.data import inputs
+    from keras_net2net.training import comparison
+
+    make_input_fns = inputs.make_input_fns
+    starts = []
+
+    def recording_inputs(*args, **kwargs):
+        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            return train_fn(input_context, start_step=start_step)
+        return train_fn_recorded, eval_fn, info
+
+    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
+    config = _config(digits_dir, eval_every=0, warmup_steps=2)
+    budgets = [20, 30, 40]
+    with pytest.raises(ValueError, match="teacher_share"):
+        comparison.run_comparison(
+            config, strategy_lib.get_strategy("default"), _mlp,
+            [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=1,
+            budgets=budgets, carry_optimizer=True, teacher_share=0.25)
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=1,
+        budgets=budgets, metric="loss", teacher_share=0.25)
+    arm = report["arms"]["wider"]
+    ratio = arm["teacher_flops_ratio"]
+    teacher = [round(0.25 * b / ratio) for b in budgets]
+    assert arm["teacher_steps"] == teacher
+    grown = arm["frontier"]["grown"]
+    np.testing.assert_allclose(
+        grown["compute"], [t * ratio + s for t, s in zip(teacher, grown["student_steps"])])
+    np.testing.assert_allclose(grown["compute"], budgets, atol=1.0)  # whole steps
+    assert grown["compute_sunk"] == grown["student_steps"]
+    cooldown = lambda b: max(1, round(0.2 * b))
+    # The teacher run branches each growth point's cooldown; every student
+    # starts at its own teacher's end.
+    # teacher: stable from 0, then each cooldown; the timing's two streams;
+    # scratch: stable from 0, then its three cooldowns; each student: its own
+    # stable phase from its teacher's end, then its cooldown.
+    assert starts[:4] == [0, *[t - cooldown(t) for t in teacher]]
+    assert starts[4:7] == [0, 0, 0]
+    assert starts[10::2] == teacher
+    assert starts[11::2] == [t + s - cooldown(s)
+                             for t, s in zip(teacher, grown["student_steps"])]
+    timing = arm["seconds_per_step"]
+    assert timing["teacher_seconds_per_step"] > 0 and timing["student_seconds_per_step"] > 0
+    assert arm["teacher_wall_ratio"] == pytest.approx(
+        timing["teacher_seconds_per_step"] / timing["student_seconds_per_step"])
+    assert arm["compute_saved_wall"]["n"] == 1
+    assert len(report["teacher"]["curve"][0]) >= 1
 
 
 def test_compare_takes_the_schedule_flags():
