@@ -155,19 +155,20 @@ def test_stage_schedules_continue_rewarm_or_restart():
     config = experiment.RunConfig(lr_schedule="wsd", warmup_steps=10, cooldown_fraction=0.2,
                                   min_lr_ratio=0.1)
     base = schedules.WarmupStableDecay(PEAK, **WSD)
-    carried = growth_lib.GrowthPlan(steps=(60,), widen=2.0)
+    carried = growth_lib.GrowthPlan(steps=(60,), widen=2.0, carry_optimizer=True,
+                                    rewarm_steps=0)
     same = experiment.stage_learning_rate(config, PEAK, 100, carried, 1)
     steps = list(range(0, 101, 5))
     np.testing.assert_allclose(_rates(same, steps), _rates(base, steps))
     rewarmed = experiment.stage_learning_rate(
         config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0, rewarm_steps=10,
-                                                 rewarm_from=0.5), 1)
+                                                 rewarm_from=0.5, carry_optimizer=True), 1)
     np.testing.assert_allclose(_rates(rewarmed, [59, 60, 65, 70]),
                                [PEAK, 0.5 * PEAK, 0.75 * PEAK, PEAK], rtol=1e-6)
     # A fresh optimizer counts from 0 again: a fresh WSD over the 40 steps left.
     fresh = experiment.stage_learning_rate(
         config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0,
-                                                 carry_optimizer=False), 1)
+                                                 carry_optimizer=False, rewarm_steps=0), 1)
     np.testing.assert_allclose(_rates(fresh, [0, 9, 31, 32, 39]),
                                [0.1 * PEAK, PEAK, PEAK, PEAK * (1 - 0.9 / 8), 0.1 * PEAK],
                                rtol=1e-6)
@@ -250,7 +251,7 @@ def test_growth_continues_or_rewarms_the_schedule(digits_dir, tmp_path, rewarm):
     strategy = strategy_lib.get_strategy("default")
     config = _config(digits_dir)
     plan = growth_lib.GrowthPlan(steps=(60,), widen=2.0, deepen=["fc1"],
-                                 rewarm_steps=rewarm, rewarm_from=0.1)
+                                 rewarm_steps=rewarm, rewarm_from=0.1, carry_optimizer=True)
     _, history = experiment.train(config, strategy, _mlp, model_dir=str(tmp_path),
                                   train_steps=120, growth=plan)
     base = schedules.WarmupStableDecay(PEAK, 120, warmup_steps=10, cooldown_fraction=0.2,
