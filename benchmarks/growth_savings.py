@@ -16,7 +16,24 @@ on the byte-level GPT of `make demo`, for a set of recipes:
 - growth time: `teacher_half` / `teacher_double` grow after half / twice
   the baseline's teacher steps;
 - `both` (the baseline's arm alone) and `noise_0.5_fresh` (noise 0.5 and a
-  fresh optimizer together), for a several-seed look at the best changes.
+  fresh optimizer together), for a several-seed look at the best changes;
+- growth time scaled with the budget: `share_0.25` (noise 0.5 and a fresh
+  optimizer, the teacher given a quarter of each budget's compute: T = B/4,
+  `round(0.25 B / flops_ratio)` teacher steps; the teachers are one
+  warmup-stable run per seed with each growth point's cooldown branched off
+  it, so each ends in its own decay); `share_0.25_lr3` the same with the
+  peak rate swept over 0.5/1/2x for both arms.
+
+Scratch's runs are the same for every recipe (same seeds, budgets and rate
+sweep): they run once and are shared. With `--eval_every` the stable phases
+are evaluated on the way, and each recipe also reports where staged
+training's rule would grow (the first teacher evaluation whose loss gain per
+FLOP falls below scratch's at the same loss, from the constant-rate parts of
+the curves) and writes the loss slope against loss for both arms.
+
+Each arm is also timed: seconds per teacher and per student step, measured
+side by side in this process, give the wall-clock view (the teacher counted
+at its measured time per step instead of its FLOPs).
 
 Prints one line per recipe (compute saved at scratch's best quality and at its
 half-compute quality, teacher counted; quality gain at equal compute per
@@ -44,6 +61,9 @@ from keras_net2net.training import config as config_lib
 
 FLAGS = flags.FLAGS
 PROFILES = {
+    # A minute's check that the study runs end to end; its figures mean nothing.
+    "smoke": dict(budgets=(40, 60, 80), teacher_steps=20, seeds=1,
+                  eval_examples=64, lr_sweep=(1.0,)),
     # Budgets in student-step equivalents of the x2-wide x2-deep student.
     "quick": dict(budgets=(90, 180, 360), teacher_steps=100, seeds=1,
                   eval_examples=1024, lr_sweep=(1.0, 2.0)),
@@ -53,7 +73,7 @@ PROFILES = {
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
 RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
-           "teacher_double", "both", "noise_0.5_fresh")
+           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3")
 
 
 def define_flags():
@@ -68,6 +88,9 @@ def define_flags():
     flags.DEFINE_float("learning_rate", 2e-3, "Base peak rate (swept x the profile's "
                        "multiples for both arms).")
     flags.DEFINE_integer("seeds", None, "Override the profile's seed count.")
+    flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
+                         "many steps (0: only the runs' ends); needed for the "
+                         "staged-training rule and the slope curves.")
 
 
 def _deepen(depth, how):
@@ -98,6 +121,12 @@ def _recipes(profile):
         "both": (both, base),
         "noise_0.5_fresh": (both, {**base, "noise": 0.5, "carry_optimizer": False,
                                    "rewarm_steps": 0}),
+        # Growth time scaled with the budget (T = B/4 in compute).
+        "share_0.25": (both, {**base, "noise": 0.5, "carry_optimizer": False,
+                              "rewarm_steps": 0, "teacher_share": 0.25}),
+        "share_0.25_lr3": (both, {**base, "noise": 0.5, "carry_optimizer": False,
+                                  "rewarm_steps": 0, "teacher_share": 0.25,
+                                  "lr_scales": [0.5, 1.0, 2.0]}),
     }
 
 
@@ -111,9 +140,72 @@ def _line(name, arm_name, arm):
                                          if ci else "")
     gains = ", ".join(f"{g['compute']:g}: {g['mean']:+.3f}" for g in
                       arm["quality_gain_equal_compute"] if g.get("mean") is not None)
-    return (f"{name:<16}{arm_name:<12} saved at best {percent(arm['compute_saved']):<22}"
+    text = (f"{name:<16}{arm_name:<12} saved at best {percent(arm['compute_saved']):<22}"
             f" at half {percent(arm['compute_saved_at_half']):<22} gain in nats at equal "
             f"compute (+ = grown better) {gains}")
+    if arm.get("compute_saved_wall"):
+        wall_gains = ", ".join(f"{g['compute']:g}: {g['mean']:+.3f}" for g in
+                               arm["quality_gain_equal_wall"] if g.get("mean") is not None)
+        text += (f"\n{'':<28} wall clock (teacher step = {arm['teacher_wall_ratio']:.3f} "
+                 f"student steps of time, FLOPs say {arm['teacher_flops_ratio']:.3f}): "
+                 f"saved at best {percent(arm['compute_saved_wall'])}, gain {wall_gains}")
+    return text
+
+
+def _slopes(curve, unit):
+    """(loss midpoints, loss change per unit of compute) between successive
+    evaluations of a curve's stable phase (branch None), compute = step x
+    unit."""
+    points = [(p["step"] * unit, p["loss"]) for p in curve if p.get("branch") is None]
+    points.sort()
+    mids, slopes = [], []
+    for (c0, l0), (c1, l1) in zip(points, points[1:]):
+        if c1 > c0:
+            mids.append((l0 + l1) / 2)
+            slopes.append((l1 - l0) / (c1 - c0))
+    return mids, slopes
+
+
+def staged_rule(report):
+    """Where staged training's rule would grow, per seed and arm: the first
+    teacher evaluation (teacher steps) after which the teacher's loss falls
+    more slowly per unit of compute (student-step equivalents) than
+    scratch's does at the same loss, interpolated in loss on scratch's
+    stable-phase curve. Needs curves evaluated on the way (--eval_every);
+    None where the teacher never falls behind on its measured curve.
+    Also the slope-against-loss points of teacher, scratch and grown arms,
+    to tell a head start (same slope at the same loss) from a rate."""
+    import numpy as np
+
+    out = {}
+    teacher_curves = report["teacher"]["curve"]
+    for arm_name, arm in report["arms"].items():
+        ratio = arm["teacher_flops_ratio"]
+        rows = []
+        for seed, scratch_curve in enumerate(arm["curves"]["scratch"]):
+            t_mid, t_slope = _slopes(teacher_curves[seed] or [], ratio)
+            s_mid, s_slope = _slopes(scratch_curve or [], 1.0)
+            g_mid, g_slope = _slopes(arm["curves"]["grown"][seed] or [], 1.0)
+            grow = None
+            if len(s_mid) >= 2 and t_mid:
+                order = np.argsort(s_mid)
+                steps = sorted(p["step"] for p in teacher_curves[seed]
+                               if p.get("branch") is None)
+                for k, (loss, slope) in enumerate(zip(t_mid, t_slope)):
+                    if not s_mid[order[0]] <= loss <= s_mid[order[-1]]:
+                        continue
+                    scratch_slope = np.interp(loss, np.asarray(s_mid)[order],
+                                              np.asarray(s_slope)[order])
+                    if slope > scratch_slope:  # losses fall: slopes < 0
+                        grow = {"teacher_steps": steps[k + 1], "loss": loss,
+                                "teacher_slope": slope, "scratch_slope": float(scratch_slope)}
+                        break
+            rows.append({"grow_at": grow,
+                         "teacher": {"loss": t_mid, "slope": t_slope},
+                         "scratch": {"loss": s_mid, "slope": s_slope},
+                         "grown": {"loss": g_mid, "slope": g_slope}})
+        out[arm_name] = rows
+    return out
 
 
 def main(argv):
@@ -127,7 +219,7 @@ def main(argv):
     config = config_lib.RunConfig(
         dataset=choices.STDLIB_BYTES, data_dir=FLAGS.data_dir,
         global_batch_size=FLAGS.global_batch_size, learning_rate=FLAGS.learning_rate,
-        lr_schedule="wsd", warmup_steps=10, eval_every=0,
+        lr_schedule="wsd", warmup_steps=10, eval_every=FLAGS.eval_every,
         eval_examples=profile["eval_examples"], log_every=10_000)
     strategy = experiment.prepare_process(config)
     teacher_fn = lambda info: models.build_model(
@@ -135,15 +227,30 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     recipes = _recipes(profile)
     lines, began = [], time.perf_counter()
+    scratch_cache = {}
     for name in FLAGS.recipes:
         arms, options = recipes[name]
-        print(f"== {name}: {', '.join(a.name for a in arms)}, {options}", flush=True)
+        options = dict(options)
+        lr_scales = options.pop("lr_scales", list(profile["lr_sweep"]))
+        print(f"== {name}: {', '.join(a.name for a in arms)}, {options}, lr x "
+              f"{lr_scales}", flush=True)
+        recipe_began = time.perf_counter()
         report = comparison.run_comparison(
             dataclasses.replace(config), strategy, teacher_fn, arms,
             seeds=list(range(seeds)), budgets=list(profile["budgets"]),
-            lr_scales=list(profile["lr_sweep"]), metric="loss", progress=print,
-            **options)
-        report["recipe"] = {"name": name, **{k: v for k, v in options.items()}}
+            lr_scales=lr_scales, metric="loss", progress=print,
+            scratch_cache=scratch_cache, **options)
+        report["recipe"] = {"name": name, "lr_scales": lr_scales,
+                            "seconds": time.perf_counter() - recipe_began,
+                            **{k: v for k, v in options.items()}}
+        if FLAGS.eval_every:
+            report["staged_rule"] = staged_rule(report)
+            for arm_name, rows in report["staged_rule"].items():
+                print(f"{name} {arm_name}: staged training's rule grows at "
+                      + ", ".join("never (on the measured curve)" if r["grow_at"] is None
+                                  else f"{r['grow_at']['teacher_steps']} teacher steps "
+                                  f"(loss {r['grow_at']['loss']:.3f})" for r in rows)
+                      + f"; T = B/4 is {report['arms'][arm_name]['teacher_steps']}")
         with open(os.path.join(FLAGS.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=1)
         for arm_name, arm in report["arms"].items():

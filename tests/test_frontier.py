@@ -128,6 +128,35 @@ def test_both_views_count_the_teacher_or_not():
     assert sunk["saving"] == pytest.approx(0.5)
 
 
+def test_wall_view_counts_the_teacher_at_its_measured_time():
+    """Teacher 200 steps at 0.4 s per step against the student's 0.8 s: 100
+    student steps of time (its FLOPs, 0.25, would say 50). Grown compute
+    [200, 300, 500]: scratch's half-compute loss 2.2 (at 400) is reached at
+    300 (1 - 300/400 = 0.25); at equal time 400 the grown loss interpolates
+    to 2.2 + (2.1 - 2.2) x (400 - 300) / 200 = 2.15, a gain of 0.05 over
+    scratch's 2.2."""
+    view = frontier.wall_view(SCRATCH_C, [SCRATCH_LOSS], [100, 200, 400], [GROWN_LOSS],
+                              teacher_steps=200, teacher_seconds_per_step=0.4,
+                              student_seconds_per_step=0.8, higher_is_better=False)
+    assert view["teacher_wall_ratio"] == pytest.approx(0.5)
+    assert view["grown"]["compute"] == [200.0, 300.0, 500.0]
+    half = view["at_half_compute"]["per_seed"][0]
+    assert half["compute_grown"] == pytest.approx(300.0)
+    assert half["saving"] == pytest.approx(0.25)
+    gain = view["quality_gain_equal_compute"][2]
+    assert gain["compute"] == 400.0
+    assert gain["summary"]["per_seed"] == [pytest.approx(0.05)]
+    # Per-budget teacher steps (growth time scaled with the budget).
+    per_budget = frontier.wall_view(
+        SCRATCH_C, [SCRATCH_LOSS], [100, 200, 400], [GROWN_LOSS], teacher_steps=[100, 200, 400],
+        teacher_seconds_per_step=0.2, student_seconds_per_step=0.8, higher_is_better=False)
+    assert per_budget["grown"]["compute"] == [125.0, 250.0, 500.0]
+    with pytest.raises(ValueError, match="positive seconds"):
+        frontier.wall_view(SCRATCH_C, [SCRATCH_LOSS], [100], [[2.0]], teacher_steps=1,
+                           teacher_seconds_per_step=0.0, student_seconds_per_step=1.0,
+                           higher_is_better=False)
+
+
 @pytest.mark.parametrize("args,words", [
     (([200, 100], [1.0, 2.0], [100], [1.0]), ["increasing", "compute=[200.0, 100.0]"]),
     (([100, 200], [[1.0, 2.0]], [100, 200], [[1.0, 2.0], [1.0, 2.0]]), ["seeds"]),

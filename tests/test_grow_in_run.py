@@ -98,7 +98,9 @@ def test_plan_checks_its_steps():
 def test_run_grows_at_the_step_with_the_function_preserved(digits_dir, tmp_path):
     model, history = _train(*_args(tmp_path, digits_dir, "--train_steps=120", *GROW))
     [record] = history["growth"]
-    assert record["step"] == 60 and record["carry_optimizer"]
+    # The default recipe: a fresh optimizer (balanced noise 0.5 keeps the
+    # function exact).
+    assert record["step"] == 60 and not record["carry_optimizer"]
     before, after = record["eval_before"], record["eval_after"]
     assert before["loss"] == pytest.approx(after["loss"], rel=1e-5)
     assert before["accuracy"] == pytest.approx(after["accuracy"], abs=1e-9)
@@ -261,3 +263,15 @@ def test_sigkills_during_growth_then_rerun_resumes_and_ends_as_uninterrupted(
     expected = keras.models.load_model(uninterrupted / "model.keras")
     for a, b in zip(model.get_weights(), expected.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_growth_flag_defaults_are_the_python_apis():
+    """--noise, --carry_optimizer and --rewarm_steps default to GrowthPlan's
+    defaults: the savings study's best recipe (noise 0.5, a fresh optimizer,
+    10 steps of re-warmup)."""
+    flag_values = flags.FlagValues()
+    train.define_flags(flag_values)
+    plan = growth.GrowthPlan(steps=(1,))
+    assert (flag_values["noise"].default, flag_values["carry_optimizer"].default,
+            flag_values["rewarm_steps"].default) == (
+        plan.noise, plan.carry_optimizer, plan.rewarm_steps) == (0.5, False, 10)

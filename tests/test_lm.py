@@ -44,7 +44,7 @@ def test_gpt_trains_and_grows_in_a_run(bytes_dir, tmp_path):
     config = experiment.RunConfig(dataset=SMALL, data_dir=bytes_dir, global_batch_size=16,
                                   learning_rate=0.01, checkpoint_every=0)
     # A whole transformer block repeated (keras_net2net.spans), as the demo does.
-    plan = growth_lib.GrowthPlan(steps=(3,), widen=2.0,
+    plan = growth_lib.GrowthPlan(steps=(3,), widen=2.0, carry_optimizer=True,
                                  deepen={("block1_ln1", "block1_res2"): 1})
     model, history = experiment.train(
         config, tf.distribute.get_strategy(),

@@ -155,19 +155,20 @@ def test_stage_schedules_continue_rewarm_or_restart():
     config = experiment.RunConfig(lr_schedule="wsd", warmup_steps=10, cooldown_fraction=0.2,
                                   min_lr_ratio=0.1)
     base = schedules.WarmupStableDecay(PEAK, **WSD)
-    carried = growth_lib.GrowthPlan(steps=(60,), widen=2.0)
+    carried = growth_lib.GrowthPlan(steps=(60,), widen=2.0, carry_optimizer=True,
+                                    rewarm_steps=0)
     same = experiment.stage_learning_rate(config, PEAK, 100, carried, 1)
     steps = list(range(0, 101, 5))
     np.testing.assert_allclose(_rates(same, steps), _rates(base, steps))
     rewarmed = experiment.stage_learning_rate(
         config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0, rewarm_steps=10,
-                                                 rewarm_from=0.5), 1)
+                                                 rewarm_from=0.5, carry_optimizer=True), 1)
     np.testing.assert_allclose(_rates(rewarmed, [59, 60, 65, 70]),
                                [PEAK, 0.5 * PEAK, 0.75 * PEAK, PEAK], rtol=1e-6)
     # A fresh optimizer counts from 0 again: a fresh WSD over the 40 steps left.
     fresh = experiment.stage_learning_rate(
         config, PEAK, 100, growth_lib.GrowthPlan(steps=(60,), widen=2.0,
-                                                 carry_optimizer=False), 1)
+                                                 carry_optimizer=False, rewarm_steps=0), 1)
     np.testing.assert_allclose(_rates(fresh, [0, 9, 31, 32, 39]),
                                [0.1 * PEAK, PEAK, PEAK, PEAK * (1 - 0.9 / 8), 0.1 * PEAK],
                                rtol=1e-6)
@@ -250,7 +251,7 @@ def test_growth_continues_or_rewarms_the_schedule(digits_dir, tmp_path, rewarm):
     strategy = strategy_lib.get_strategy("default")
     config = _config(digits_dir)
     plan = growth_lib.GrowthPlan(steps=(60,), widen=2.0, deepen=["fc1"],
-                                 rewarm_steps=rewarm, rewarm_from=0.1)
+                                 rewarm_steps=rewarm, rewarm_from=0.1, carry_optimizer=True)
     _, history = experiment.train(config, strategy, _mlp, model_dir=str(tmp_path),
                                   train_steps=120, growth=plan)
     base = schedules.WarmupStableDecay(PEAK, 120, warmup_steps=10, cooldown_fraction=0.2,
@@ -341,7 +342,8 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     report = comparison.run_comparison(
         config, strategy_lib.get_strategy("default"), _mlp,
         [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=10,
-        budgets=[15, 20, 30], carry_optimizer=True, rewarm_steps=2, metric="loss")
+        budgets=[15, 20, 30], carry_optimizer=True, rewarm_steps=2, metric="loss",
+        time_steps=False)
     arm = report["arms"]["wider"]
     grown = arm["frontier"]["grown"]["student_steps"]
     branch = lambda budgets: [b - max(1, round(0.2 * b)) for b in budgets]
@@ -355,6 +357,65 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     # The teacher's schedule spans its own 10 steps; the others are branched.
     assert spans == [(10, 0)]
     assert arm["frontier"]["scratch"]["steps"] == [15, 20, 30]
+
+
+def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
+    """teacher_share: each budget's teacher trains its share of the budget
+    (cooldowns branched off one teacher run), each student grows from its own
+    teacher and reads the stream on from that teacher's last batch; compute
+    counts each budget's own teacher; the wall-clock view is measured."""
+    from keras_net2net.data import inputs
+    from keras_net2net.training import comparison
+
+    make_input_fns = inputs.make_input_fns
+    starts = []
+
+    def recording_inputs(*args, **kwargs):
+        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            return train_fn(input_context, start_step=start_step)
+        return train_fn_recorded, eval_fn, info
+
+    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
+    config = _config(digits_dir, eval_every=0, warmup_steps=2)
+    budgets = [20, 30, 40]
+    with pytest.raises(ValueError, match="teacher_share"):
+        comparison.run_comparison(
+            config, strategy_lib.get_strategy("default"), _mlp,
+            [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=1,
+            budgets=budgets, carry_optimizer=True, teacher_share=0.25)
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=1,
+        budgets=budgets, metric="loss", teacher_share=0.25)
+    arm = report["arms"]["wider"]
+    ratio = arm["teacher_flops_ratio"]
+    teacher = [round(0.25 * b / ratio) for b in budgets]
+    assert arm["teacher_steps"] == teacher
+    grown = arm["frontier"]["grown"]
+    np.testing.assert_allclose(
+        grown["compute"], [t * ratio + s for t, s in zip(teacher, grown["student_steps"])])
+    np.testing.assert_allclose(grown["compute"], budgets, atol=1.0)  # whole steps
+    assert grown["compute_sunk"] == grown["student_steps"]
+    cooldown = lambda b: max(1, round(0.2 * b))
+    # The teacher run branches each growth point's cooldown; every student
+    # starts at its own teacher's end.
+    # teacher: stable from 0, then each cooldown; the timing's two streams;
+    # scratch: stable from 0, then its three cooldowns; each student: its own
+    # stable phase from its teacher's end, then its cooldown.
+    assert starts[:4] == [0, *[t - cooldown(t) for t in teacher]]
+    assert starts[4:7] == [0, 0, 0]
+    assert starts[10::2] == teacher
+    assert starts[11::2] == [t + s - cooldown(s)
+                             for t, s in zip(teacher, grown["student_steps"])]
+    timing = arm["seconds_per_step"]
+    assert timing["teacher_seconds_per_step"] > 0 and timing["student_seconds_per_step"] > 0
+    assert arm["teacher_wall_ratio"] == pytest.approx(
+        timing["teacher_seconds_per_step"] / timing["student_seconds_per_step"])
+    assert arm["compute_saved_wall"]["n"] == 1
+    assert len(report["teacher"]["curve"][0]) >= 1
 
 
 def test_compare_takes_the_schedule_flags():

@@ -273,6 +273,17 @@ def format_table(report):
         half = arm["compute_saved_at_half"]
         lines.append(f"  saved at scratch's half-compute {metric} (teacher "
                      f"counted): {_value_ci(half, '.0%')}")
+        if arm.get("compute_saved_wall"):
+            timing = arm["seconds_per_step"]
+            gains = ", ".join(f"{g['compute']:g}: " + _value_ci(g, '+.4f')
+                              for g in arm["quality_gain_equal_wall"])
+            lines.append(
+                f"  wall clock (a teacher step took {arm['teacher_wall_ratio']:.3f} "
+                f"student steps of time: {timing['teacher_seconds_per_step']:.4f} s "
+                f"against {timing['student_seconds_per_step']:.4f} s; its FLOPs "
+                f"say {arm['teacher_flops_ratio']:.3f}): saved at scratch's best "
+                f"{metric} {_value_ci(arm['compute_saved_wall'], '.0%')}; gain at "
+                f"equal time {gains}")
     lines.append(
         "budget: compute in student-step equivalents; scratch / grown: final "
         f"{metric} (mean ± s.e. over seeds) of runs each ending in its own "

@@ -16,7 +16,9 @@ warmup (the best recipe of benchmarks/growth_savings.py).
 
 Writes `<model_dir>/report.json` with a "headline" object (per arm the
 frontier, "compute_saved" and "compute_saved_sunk" at scratch's best quality
-with a 95% interval over seeds, "quality_gain_equal_compute") and both
+with a 95% interval over seeds, "quality_gain_equal_compute", and the
+wall-clock view "compute_saved_wall" / "quality_gain_equal_wall", the
+teacher counted at its seconds per step measured beside the student's) and both
 parts' reports; `frontier.png` and `curves.png` (image arms),
 `lm_frontier.png` and `lm_curves.png`. Needs no network.
 
@@ -134,7 +136,8 @@ def _argument(flag, value):
 
 HEADLINE_KEYS = ("frontier", "compute_saved", "compute_saved_sunk",
                  "compute_saved_at_half", "quality_gain_equal_compute",
-                 "teacher_flops_ratio")
+                 "teacher_flops_ratio", "compute_saved_wall",
+                 "quality_gain_equal_wall", "teacher_wall_ratio", "seconds_per_step")
 
 
 def headline(image, lm):
@@ -145,7 +148,7 @@ def headline(image, lm):
     out = {}
     for part, report in (("image", image), ("lm", lm)):
         if report:
-            out[part] = {name: {key: arm[key] for key in HEADLINE_KEYS}
+            out[part] = {name: {key: arm.get(key) for key in HEADLINE_KEYS}
                          for name, arm in report["arms"].items()}
             out[part]["metric"] = report["metric"]
             out[part]["eval_examples"] = report["eval_examples"]

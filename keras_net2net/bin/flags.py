@@ -198,11 +198,15 @@ def define_growth_flags(flag_values=flags.FLAGS):
         flag_values: the `FlagValues` to define them on.
     """
     fv = {"flag_values": flag_values}
+    # training.growth.GrowthPlan's defaults (tests/test_grow_in_run.py keeps
+    # them equal; importing it here would load Keras to define flags).
+    defaults = {"noise": 0.5, "carry_optimizer": False, "rewarm_steps": 10}
     flags.DEFINE_list(
         "grow_at_step", None, "Grow the model inside the run at these steps "
-        "(e.g. 500 or 500,1500) with --widen/--deepen, carrying the optimizer "
-        "state; the grown model, its checkpoints and report go to "
-        "<model_dir>/grown_<k>.", **fv)
+        "(e.g. 500 or 500,1500) with --widen/--deepen; by default with the "
+        "recipe benchmarks/growth_savings.py found best (balanced noise 0.5, "
+        "a fresh optimizer re-warmed over 10 steps: see BUILD_NOTES.md); the "
+        "grown model, its checkpoints and report go to <model_dir>/grown_<k>.", **fv)
     flags.DEFINE_string(
         "widen", None, "With --grow_at_step: a factor for every layer that can "
         "grow (1.5), or per-layer widths or factors: conv1=16,fc1=64.", **fv)
@@ -212,14 +216,17 @@ def define_growth_flags(flag_values=flags.FLAGS):
         "repeats a span of residual blocks; first..last:stack copies it with its "
         "trained weights (G_stack, not exact).", **fv)
     flags.DEFINE_float(
-        "noise", 0.0, "With --grow_at_step: symmetry-breaking noise (balanced: "
-        "the function stays exact).", lower_bound=0.0, **fv)
+        "noise", defaults["noise"], "With --grow_at_step: symmetry-breaking "
+        "noise (balanced: the function stays exact); 0: copies start identical.",
+        lower_bound=0.0, **fv)
     flags.DEFINE_bool(
-        "carry_optimizer", True, "With --grow_at_step: carry the optimizer's "
-        "slots and step count into the grown model (keras_net2net."
-        "expand_optimizer); --nocarry_optimizer starts a fresh optimizer.", **fv)
+        "carry_optimizer", defaults["carry_optimizer"], "With --grow_at_step: "
+        "carry the optimizer's slots and step count into the grown model "
+        "(keras_net2net.expand_optimizer); by default the grown model starts a "
+        "fresh optimizer (and, with a schedule, a fresh one over the steps left).",
+        **fv)
     flags.DEFINE_integer(
-        "rewarm_steps", schedule_options.DEFAULT_REWARM_STEPS, "With "
+        "rewarm_steps", defaults["rewarm_steps"], "With "
         "--grow_at_step: re-warm the learning rate linearly over this many steps "
         "after each growth, from --rewarm_from x the rate; 0 continues the "
         "schedule unchanged.", **fv)

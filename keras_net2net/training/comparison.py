@@ -181,7 +181,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    budgets, lr_scales=(1.0,), carry_optimizer=False,
                    rewarm_steps=0, rewarm_from=schedule_options.DEFAULT_REWARM_FROM,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
-                   min_budgets=1):
+                   min_budgets=1, teacher_share=None, time_steps=True,
+                   scratch_cache=None):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -214,6 +215,23 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
             none.
         progress: `progress(message)` at each phase; default absl logging.
         min_budgets: fewest budgets accepted (net2net-compare asks for 3).
+        teacher_share: None: every budget's student grows from one teacher
+            trained `teacher_steps`. A fraction in (0, 1): growth time scales
+            with the budget; the teacher gets `teacher_share` of each budget's
+            compute (`round(teacher_share x budget / teacher_flops_ratio)`
+            teacher steps) and the student the rest. The teachers are one
+            warmup-stable run per seed with each growth point's cooldown
+            branched off it (as the students' budgets are), so every teacher
+            ends in its own decay; each budget's student grows from its own
+            teacher and continues that teacher's data stream. Needs a fresh
+            optimizer (`carry_optimizer=False`). `teacher_steps` is ignored.
+        time_steps: measure seconds per teacher step and per student step
+            side by side (first seed) for the wall-clock view
+            ("compute_saved_wall"); False: no wall-clock view.
+        scratch_cache: a dict shared by comparisons whose scratch runs are the
+            same (same config, arms, budgets and rate sweep: a study of several
+            growth recipes): scratch's runs, rate sweep and choices are kept in
+            it and taken from it. None: scratch runs every time.
 
     Returns:
         A JSON-ready dict; see the module docstring.
@@ -236,16 +254,28 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
     if config.eval_every < 0:
         raise ValueError(f"Expected eval_every >= 0. Received: "
                          f"eval_every={config.eval_every}")
+    if teacher_share is not None:
+        if not 0.0 < teacher_share < 1.0:
+            raise ValueError(f"Expected teacher_share in (0, 1). Received: "
+                             f"teacher_share={teacher_share}")
+        if carry_optimizer:
+            raise ValueError("Expected carry_optimizer=False with teacher_share "
+                             "(each budget's teacher is a cooldown branch; its "
+                             "optimizer state is not kept). Received: "
+                             "carry_optimizer=True.")
     budgets = [int(b) for b in budgets]
     began = time.perf_counter()
     say = progress or (lambda message: logging.info("%s", message))
     log = lambda message: say(f"[{time.perf_counter() - began:6.0f} s] {message}")
     fns = _split_inputs(config)
     plan = _Plan(teacher_steps, tuple(budgets), tuple(float(s) for s in lr_scales),
-                 carry_optimizer, rewarm_steps, rewarm_from, metric, noise)
+                 carry_optimizer, rewarm_steps, rewarm_from, metric, noise,
+                 None if teacher_share is None else float(teacher_share),
+                 bool(time_steps))
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
-    state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {}}
+    state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
+             "scratch_cache": scratch_cache}
     runs = []
     for seed in seeds:
         runs.append(_run_seed(
@@ -266,6 +296,8 @@ class _Plan:
     rewarm_from: float
     metric: str
     noise: float
+    teacher_share: object = None
+    time_steps: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,14 +342,20 @@ def _arm_facts(config, teacher_fn, arm, info, plan):
     flops = {"teacher": flops_lib.training_flops(teacher, config.global_batch_size),
              "student": flops_lib.training_flops(student, config.global_batch_size)}
     ratio = flops["teacher"] / flops["student"]
-    cost = plan.teacher_steps * ratio
+    if plan.teacher_share is None:
+        teacher_steps, cost = plan.teacher_steps, plan.teacher_steps * ratio
+    else:
+        teacher_steps = [max(1, int(round(plan.teacher_share * b / ratio)))
+                         for b in plan.budgets]
+        cost = [t * ratio for t in teacher_steps]
+    costs = cost if isinstance(cost, list) else [cost] * len(plan.budgets)
     # Whole steps: down at the smallest budget and up at the largest, so that
     # the grown arm's measured compute spans scratch's budgets (equal-compute
     # gains interpolate, never extrapolate); exact when the cost is whole.
     last = len(plan.budgets) - 1
-    student_steps = [int(math.floor(b - cost + 1e-9) if i == 0 else
-                         math.ceil(b - cost - 1e-9) if i == last else round(b - cost))
-                     for i, b in enumerate(plan.budgets)]
+    student_steps = [int(math.floor(b - c + 1e-9) if i == 0 else
+                         math.ceil(b - c - 1e-9) if i == last else round(b - c))
+                     for i, (b, c) in enumerate(zip(plan.budgets, costs))]
     warm = plan.rewarm_steps if plan.carry_optimizer else config.warmup_steps
     for budget, steps in zip(plan.budgets, student_steps):
         need = warm + schedule_options.cooldown_steps(max(steps, 1),
@@ -325,13 +363,13 @@ def _arm_facts(config, teacher_fn, arm, info, plan):
         if steps < max(need, 1):
             raise ValueError(
                 f"Expected every budget to leave the {arm.name!r} arm room after "
-                f"its teacher ({plan.teacher_steps} teacher steps x FLOPs ratio "
-                f"{ratio:.3f} = {cost:.1f} student-step equivalents) for its "
+                f"its teacher ({teacher_steps} teacher steps x FLOPs ratio "
+                f"{ratio:.3f}) for its "
                 f"warmup and cooldown ({need} steps). Received: budgets="
                 f"{','.join(map(str, plan.budgets))} ({budget} leaves {steps}). "
                 f"Fix: raise --budgets or lower --teacher_steps.")
     return {"flops": flops, "ratio": ratio, "cost": cost,
-            "student_steps": student_steps,
+            "teacher_steps": teacher_steps, "student_steps": student_steps,
             "params": {"teacher": teacher.count_params(),
                        "student": student.count_params()}}
 
@@ -464,26 +502,45 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                                                       plan.teacher_steps)
         return held["optimizer"]
 
-    log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
-    teacher, teacher_history = experiment.train(
-        config, strategy, teacher_fn, model_dir="",
-        input_fns=(fns.train_fn, fns.report_eval_fn, fns.info),
-        train_steps=plan.teacher_steps, optimizer_fn=teacher_optimizer,
-        trainers=state["trainers"], reuse_key="teacher")
-    run = {"teacher": teacher_history, "arms": {}}
-    models = {"teacher": teacher}
+    run = {"arms": {}}
+    models = {}
+    if plan.teacher_share is None:
+        log(f"seed {config.seed}: teacher, {plan.teacher_steps} steps")
+        teacher, teacher_history = experiment.train(
+            config, strategy, teacher_fn, model_dir="",
+            input_fns=(fns.train_fn, fns.report_eval_fn, fns.info),
+            train_steps=plan.teacher_steps, optimizer_fn=teacher_optimizer,
+            trainers=state["trainers"], reuse_key="teacher")
+        run["teacher"] = teacher_history
+        models["teacher"] = teacher
     for arm in arms:
         fact = facts[arm.name]
-        with strategy.scope():
-            student, report = n2n.expand_model(
-                teacher, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
-                seed=config.seed, return_report=True)
-            carried = (n2n.expand_optimizer(held["optimizer"], student)
-                       if plan.carry_optimizer else None)
+        if plan.teacher_share is None:
+            teachers = [teacher]
+        else:
+            teachers, run["teacher"] = _branched_teachers(
+                config, strategy, teacher_fn, fns, fact["teacher_steps"], state, log)
+            run.setdefault("teachers", {})[arm.name] = run["teacher"]
+            models["teacher"] = teachers[-1]
+        students, reports = [], []
+        for teacher_i in teachers:
+            with strategy.scope():
+                student, report = n2n.expand_model(
+                    teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
+                    seed=config.seed, return_report=True)
+                carried = (n2n.expand_optimizer(held["optimizer"], student)
+                           if plan.carry_optimizer else None)
+            students.append(student)
+            reports.append(report)
+        student = students[0]
         runner = state["runners"].get(arm.name)
         if runner is None:
             runner = state["runners"][arm.name] = _BranchRunner(strategy, student,
                                                                 config, fns)
+        if plan.time_steps and arm.name not in state.setdefault("timing", {}):
+            state["timing"][arm.name] = _time_steps(
+                _teacher_runner(config, strategy, teacher_fn, fns, state).trainer,
+                runner.trainer, log)
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             # Same architecture, fresh weights: clone_model re-runs every
@@ -498,15 +555,22 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
             grown_state = runner.fresh_state(student, strategy)
             grown_schedule = dict(origin=0, warmup_steps=config.warmup_steps,
                                   warm_from=0.0, warm_offset=1)
+        if len(students) > 1:
+            # One teacher per budget: each budget's student is its own run.
+            grown_parts = [dict(state=runner.fresh_state(s, strategy), data_offset=t)
+                           for s, t in zip(students, fact["teacher_steps"])]
+        else:
+            grown_parts = None
         roles = {
             "scratch": dict(state=runner.fresh_state(twin, strategy),
                             budgets=plan.budgets, data_offset=0,
                             schedule=dict(origin=0, warmup_steps=config.warmup_steps,
                                           warm_from=0.0, warm_offset=1)),
             "grown": dict(state=grown_state, budgets=tuple(fact["student_steps"]),
-                          data_offset=plan.teacher_steps, schedule=grown_schedule),
+                          data_offset=plan.teacher_steps, schedule=grown_schedule,
+                          parts=grown_parts),
         }
-        results = {"max_relative_error": report.max_relative_error}
+        results = {"max_relative_error": max(r.max_relative_error for r in reports)}
         for role, spec in roles.items():
             key = (arm.name, role)
             keep = {}
@@ -517,12 +581,23 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                     keep[scale] = keras.models.clone_model(model)
                     keep[scale].set_weights(model.get_weights())
 
+            cache = state["scratch_cache"] if role == "scratch" else None
+            cache_key = (arm.name, config.seed, plan.budgets, plan.lr_scales,
+                         config.eval_every)
+            if cache is not None and cache_key in cache:
+                results[role], state["chosen"][key], state["sweeps"][key] = (
+                    cache[cache_key])
+                log(f"seed {config.seed}: {arm.name} scratch, the cached runs")
+                continue
             if key not in state["chosen"]:
                 results[role] = _sweep(runner, spec, config, plan, log, arm, role,
                                        state, key, on_branch)
             else:
                 results[role] = _chosen_runs(runner, spec, config, plan, log, arm,
                                              role, state["chosen"][key], on_branch)
+            if cache is not None:
+                cache[cache_key] = (results[role], state["chosen"][key],
+                                    state["sweeps"][key])
             last_scale = results[role]["scales"][-1]
             if last_scale in keep:
                 models[f"{arm.name}_{'student' if role == 'grown' else role}"] = (
@@ -536,16 +611,103 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
 
 
 def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_branch):
-    budgets = [spec["budgets"][i] for i in indices]
-    log(f"seed {config.seed}: {arm.name} {role}, budgets "
-        f"{','.join(map(str, budgets))} steps at {scale:g} x lr")
+    parts = spec.get("parts")
+    # One run branching every budget's cooldown, or (a teacher per budget)
+    # one run per budget from its own start.
+    groups = ([(spec["state"], spec["data_offset"], list(indices))] if parts is None
+              else [(parts[i]["state"], parts[i]["data_offset"], [i]) for i in indices])
+    began = time.perf_counter()
+    results, curve = [], None
+    for state, data_offset, group in groups:
+        budgets = [spec["budgets"][i] for i in group]
+        log(f"seed {config.seed}: {arm.name} {role}, budgets "
+            f"{','.join(map(str, budgets))} steps at {scale:g} x lr"
+            + ("" if parts is None else f", after {data_offset} teacher steps"))
+        part, curve = runner.run(
+            state, budgets=budgets, peak=config.learning_rate * scale,
+            data_offset=data_offset, eval_every=config.eval_every,
+            on_branch=lambda i, model, group=group: on_branch(group[i], model, scale),
+            **spec["schedule"])
+        results.extend(part)
+    return results, curve, time.perf_counter() - began
+
+
+def _teacher_runner(config, strategy, teacher_fn, fns, state):
+    """A `_BranchRunner` on the teacher's architecture (one per comparison)."""
+    if "teacher" not in state["runners"]:
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = teacher_fn(fns.info)
+        state["runners"]["teacher"] = _BranchRunner(strategy, model, config, fns)
+        state["teacher_init"] = model
+    return state["runners"]["teacher"]
+
+
+def _branched_teachers(config, strategy, teacher_fn, fns, teacher_steps, state, log):
+    """Teachers trained `teacher_steps[i]` steps each: one warmup-stable run
+    at the base rate, each growth point's WSD cooldown branched off it.
+
+    Returns:
+        (teachers, history): one model per entry of `teacher_steps`; history
+        {"eval": the reported split's metrics at each growth point, "steps",
+        "curve", "train_seconds"}.
+    """
+    runner = _teacher_runner(config, strategy, teacher_fn, fns, state)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        init = teacher_fn(fns.info)
+    log(f"seed {config.seed}: teachers, {','.join(map(str, teacher_steps))} steps "
+        f"(cooldowns branched off one run)")
+    kept = {}
     began = time.perf_counter()
     results, curve = runner.run(
-        spec["state"], budgets=budgets, peak=config.learning_rate * scale,
-        data_offset=spec["data_offset"], eval_every=config.eval_every,
-        on_branch=lambda i, model: on_branch(indices[i], model, scale),
-        **spec["schedule"])
-    return results, curve, time.perf_counter() - began
+        runner.fresh_state(init, strategy), origin=0, budgets=list(teacher_steps),
+        peak=config.learning_rate, warmup_steps=config.warmup_steps, warm_from=0.0,
+        warm_offset=1, data_offset=0, eval_every=config.eval_every,
+        on_branch=lambda i, model: kept.__setitem__(i, model.get_weights()))
+    seconds = time.perf_counter() - began
+    teachers = []
+    for i in range(len(teacher_steps)):
+        with strategy.scope():
+            model = keras.models.clone_model(init)
+        model.set_weights(kept[i])
+        teachers.append(model)
+    return teachers, {"eval": [r["report"] for r in results],
+                      "steps": list(teacher_steps), "curve": curve,
+                      "train_seconds": seconds}
+
+
+def _time_steps(teacher, student, log, steps=10, repeats=9):
+    """Seconds per training step of two `loop.Trainer`s, measured side by
+    side: after a warmup, `repeats` interleaved rounds of `steps` steps each.
+    Each one's fastest round is its time per step (on a shared machine the
+    slower rounds measure other processes' load as much as this one's work);
+    the medians and every round are kept beside it."""
+    iterators = [t.train_iterator(start_step=0) for t in (teacher, student)]
+    for trainer, iterator in zip((teacher, student), iterators):
+        trainer.train_steps(iterator, 2)
+    rounds = []
+    for _ in range(repeats):
+        pair = []
+        for trainer, iterator in zip((teacher, student), iterators):
+            began = time.perf_counter()
+            trainer.train_steps(iterator, steps)
+            pair.append((time.perf_counter() - began) / steps)
+        rounds.append(pair)
+    rounds = np.asarray(rounds)
+    fastest = rounds.min(axis=0)
+    out = {"teacher_seconds_per_step": float(fastest[0]),
+           "student_seconds_per_step": float(fastest[1]),
+           "teacher_wall_ratio": float(fastest[0] / fastest[1]),
+           "median_seconds_per_step": np.median(rounds, axis=0).tolist(),
+           "median_round_ratio": float(np.median(rounds[:, 0] / rounds[:, 1])),
+           "rounds": rounds.tolist(), "steps_per_round": steps,
+           "statistic": "fastest of the interleaved rounds"}
+    log(f"seconds per step (fastest of {repeats} rounds): teacher "
+        f"{out['teacher_seconds_per_step']:.4f}, student "
+        f"{out['student_seconds_per_step']:.4f}, ratio {out['teacher_wall_ratio']:.3f} "
+        f"(median round ratio {out['median_round_ratio']:.3f})")
+    return out
 
 
 def _better(a, b, metric):
@@ -664,7 +826,7 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             f"{metric}_per_seed": teacher_final,
             metric: float(np.mean(teacher_final)),
             "train_seconds_per_seed": [r["teacher"]["train_seconds"] for r in runs],
-            "curve": [r["teacher"]["eval"] for r in runs],
+            "curve": [r["teacher"].get("curve", r["teacher"]["eval"]) for r in runs],
         },
         "arms": {},
     }
@@ -675,8 +837,15 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
                           for s in per_seed] for role in ("scratch", "grown")}
         views = frontier_lib.both_views(
             list(plan.budgets), quality["scratch"], fact["student_steps"],
-            quality["grown"], teacher_steps=plan.teacher_steps,
+            quality["grown"], teacher_steps=fact["teacher_steps"],
             teacher_flops_ratio=fact["ratio"], higher_is_better=higher)
+        timing = state.get("timing", {}).get(arm.name)
+        wall = None if timing is None else frontier_lib.wall_view(
+            list(plan.budgets), quality["scratch"], fact["student_steps"],
+            quality["grown"], teacher_steps=fact["teacher_steps"],
+            teacher_seconds_per_step=timing["teacher_seconds_per_step"],
+            student_seconds_per_step=timing["student_seconds_per_step"],
+            higher_is_better=higher)
         counted, sunk = views["teacher_counted"], views["teacher_sunk"]
         report["arms"][arm.name] = {
             "widen": arm.widen, "deepen": options.jsonable(arm.deepen),
@@ -684,6 +853,7 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             "train_flops_per_step": fact["flops"],
             "teacher_flops_ratio": fact["ratio"],
             "teacher_cost_in_student_steps": fact["cost"],
+            "teacher_steps": fact["teacher_steps"],
             "max_relative_error_per_seed": [s["max_relative_error"] for s in per_seed],
             "frontier": {
                 "budgets": list(plan.budgets),
@@ -703,6 +873,14 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             "quality_gain_equal_compute": _gains(counted),
             "quality_gain_equal_compute_sunk": _gains(sunk),
             "views": views,
+            # Wall-clock view: the teacher counted at its measured seconds per
+            # step relative to the student's instead of its FLOPs ratio.
+            "seconds_per_step": timing,
+            "teacher_wall_ratio": None if wall is None else wall["teacher_wall_ratio"],
+            "compute_saved_wall": None if wall is None else _summary(wall["at_best"]),
+            "compute_saved_at_half_wall": None if wall is None
+            else _summary(wall["at_half_compute"]),
+            "quality_gain_equal_wall": None if wall is None else _gains(wall),
             "lr_sweep": {role: state["sweeps"][(arm.name, role)]
                          for role in ("scratch", "grown")},
             "chosen_scales_per_seed": {role: [s[role]["scales"] for s in per_seed]

@@ -276,9 +276,15 @@ def student_step_equivalents(student_steps, teacher_steps=0, teacher_flops_ratio
     >>> student_step_equivalents([100, 200], teacher_steps=200,
     ...                          teacher_flops_ratio=0.25).tolist()
     [150.0, 250.0]
+
+    `teacher_steps` may be one number or one per budget (a teacher grown at a
+    point that scales with the budget):
+    >>> student_step_equivalents([100, 200], teacher_steps=[100, 400],
+    ...                          teacher_flops_ratio=0.25).tolist()
+    [125.0, 300.0]
     """
     return (np.asarray(student_steps, np.float64)
-            + float(teacher_steps) * float(teacher_flops_ratio))
+            + np.asarray(teacher_steps, np.float64) * float(teacher_flops_ratio))
 
 
 def both_views(scratch_steps, scratch_quality, student_steps, grown_quality, *,
@@ -290,7 +296,8 @@ def both_views(scratch_steps, scratch_quality, student_steps, grown_quality, *,
         scratch_quality: (seeds, budgets).
         student_steps: the grown arm's budgets in student steps after growth.
         grown_quality: (seeds, budgets).
-        teacher_steps: the teacher's steps before growth.
+        teacher_steps: the teacher's steps before growth: one number, or
+            one per budget.
         teacher_flops_ratio: teacher / student training FLOPs per step.
         higher_is_better: True for accuracy, False for a loss.
 
@@ -305,3 +312,48 @@ def both_views(scratch_steps, scratch_quality, student_steps, grown_quality, *,
                                  student_step_equivalents(student_steps), grown_quality,
                                  higher_is_better=higher_is_better),
     }
+
+
+def wall_view(scratch_steps, scratch_quality, student_steps, grown_quality, *,
+              teacher_steps, teacher_seconds_per_step, student_seconds_per_step,
+              higher_is_better):
+    """`frontier` with compute in wall-clock time instead of FLOPs.
+
+    Scratch and the grown student share one architecture, so a step of
+    either costs `student_seconds_per_step`; a teacher step costs
+    `teacher_seconds_per_step`. Compute is in student-step equivalents of
+    time: the teacher's steps weighted by the ratio of the two measured
+    times instead of their FLOPs (small matmuls use a processor less well,
+    so on a CPU a teacher step costs more time than its FLOPs say).
+
+    Args:
+        scratch_steps, scratch_quality, student_steps, grown_quality,
+        teacher_steps, higher_is_better: as for `both_views`.
+        teacher_seconds_per_step: measured seconds per teacher step.
+        student_seconds_per_step: measured seconds per student step, measured
+            beside the teacher's (same process, same load).
+
+    Returns:
+        A `frontier` dict, plus "teacher_wall_ratio" (teacher / student
+        seconds per step).
+
+    Example (teacher 200 steps at 0.5 of a student step's time = 100):
+    >>> view = wall_view([100, 200, 400], [[3.0, 2.5, 2.0]], [100, 200],
+    ...                  [[2.4, 2.0]], teacher_steps=200,
+    ...                  teacher_seconds_per_step=0.01,
+    ...                  student_seconds_per_step=0.02, higher_is_better=False)
+    >>> view["grown"]["compute"], view["teacher_wall_ratio"]
+    ([200.0, 300.0], 0.5)
+    >>> round(view["at_best"]["per_seed"][0]["saving"], 4)  # 1 - 300 / 400
+    0.25
+    """
+    if not (teacher_seconds_per_step > 0 and student_seconds_per_step > 0):
+        raise ValueError(f"Expected positive seconds per step. Received: teacher "
+                         f"{teacher_seconds_per_step}, student "
+                         f"{student_seconds_per_step}.")
+    ratio = float(teacher_seconds_per_step) / float(student_seconds_per_step)
+    out = frontier(scratch_steps, scratch_quality,
+                   student_step_equivalents(student_steps, teacher_steps, ratio),
+                   grown_quality, higher_is_better=higher_is_better)
+    out["teacher_wall_ratio"] = ratio
+    return out

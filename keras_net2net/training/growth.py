@@ -43,7 +43,11 @@ class GrowthPlan:
         steps: ascending steps to grow at, each before the run's last step.
         widen: as for `keras_net2net.expand_model`, applied at every step.
         deepen: as for `keras_net2net.expand_model`, applied at every step.
-        noise: as for `keras_net2net.expand_model`.
+        noise: as for `keras_net2net.expand_model`. The defaults (noise
+            0.5, a fresh optimizer re-warmed over 10 steps) are the recipe
+            `benchmarks/growth_savings.py` found best (BUILD_NOTES.md, "The
+            savings study"); noise 0, `carry_optimizer=True` and
+            `rewarm_steps=0` give the previous behaviour.
         seed: growth k uses seed + k.
         carry_optimizer: carry the optimizer's state (`expand_optimizer`)
             and its learning-rate schedule, at its position; False starts the
@@ -56,10 +60,10 @@ class GrowthPlan:
     steps: tuple
     widen: object = None
     deepen: object = None
-    noise: float = 0.0
+    noise: float = 0.5
     seed: int = 0
-    carry_optimizer: bool = True
-    rewarm_steps: int = schedule_options.DEFAULT_REWARM_STEPS
+    carry_optimizer: bool = False
+    rewarm_steps: int = 10
     rewarm_from: float = schedule_options.DEFAULT_REWARM_FROM
 
     def check(self, train_steps):
