@@ -21,7 +21,13 @@ Three things differ from Llama:
   backbone output is the teacher's divided by the copy counts (as GPT-2's) and
   by sqrt(D / D'), which `readout` undoes.
 - Gemma 2's post-attention / post-feed-forward norms (`use_post_*_norm`)
-  normalise a writer's output into the stream; they are refused.
+  normalise a writer's output into the stream: the writer's columns are
+  copies (times the stream's 1 / sqrt(s) at non-integer factors, zero pads),
+  whose mean square is the teacher's, so the norm's (1 + scale) is copied
+  as it is. Soft-capped attention logits and final logits are unchanged
+  (every score and logit is the teacher's). Sliding-window attention only
+  masks positions, but Gemma 2 alternates it by block index, so identity
+  blocks go after the last block or two at a time (`sliding_pattern`).
 """
 
 import math
@@ -94,14 +100,13 @@ class GemmaDecoderRule(composite.CompositeRule):
         "ffw_gating/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
         "ffw_gating_2/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
         "ffw_linear/kernel": [(0, FFN, DIVIDE), (1, OUT, COPY, ZERO_FILL)],
+        # Gemma 2's post-norms normalise a writer's output before it joins the
+        # stream: their output is a writer's, so their (1 + scale) is copied
+        # as it is (no sqrt(s): the writer before them already carries the
+        # stream's 1 / sqrt(s), which the norm's mean square undoes), pads 0.
+        "post_attention_norm/scale": [(0, IN, COPY, ZERO_FILL)],
+        "post_ffw_norm/scale": [(0, IN, COPY, ZERO_FILL)],
     }
-
-    def refuse(self, layer):
-        if layer.use_post_attention_norm or layer.use_post_ffw_norm:
-            return ("its post-attention / post-feed-forward RMS norms (Gemma 2) normalise a "
-                    "writer's output into the stream, whose pads and copies no (1 + scale) "
-                    "keeps exact yet; it keeps its width")
-        return None
 
     def derived_roles(self, inner):
         return {QUERY_HEADS: Product(inner[KV], inner[REPEATS])}
@@ -119,14 +124,6 @@ def _targets(family, config, widen):
     dim is its own config key, kept; hidden_dim is free of it."""
     d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
                                       "intermediate_dim"))
-    post = [k for k in ("use_post_attention_norm", "use_post_ffw_norm") if config.get(k)]
-    if post:
-        raise errors.UnsupportedModelError(
-            f"Expected a GemmaBackbone without post-attention / post-feed-forward norms. "
-            f"Received: {post[0]}=True (Gemma 2 style): those (1 + scale) RMS norms normalise "
-            f"a block's writer output before it joins the stream, which keras-net2net does not "
-            f"grow yet. Fix: grow a Gemma with {' and '.join(f'{k}=False' for k in post)}, or "
-            f"a plain functional copy of it (its blocks keep their width).")
     r = q // h
     out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f}
     if widen is None:
@@ -205,6 +202,41 @@ def _finish(ctx, plan, teacher, student):
             ctx.io[layer_id].extra["readout_scale"] = ratio
 
 
+def sliding_pattern(period, key="use_sliding_window_attention"):
+    """A `deepen_config` for backbones whose blocks alternate local
+    (sliding-window) and global attention by index (Gemma 2: every other
+    block, period 2; Gemma 3: five local then one global, period 6; Gemma 3
+    also ties each block's rotary wavelength to it). An identity block is
+    exact anywhere, but it moves every later block to another index, so
+    their attention pattern would change: inserted blocks must come after
+    the last block, or in whole periods.
+
+    Args:
+        period: blocks per local / global pattern.
+        key: the config key that switches the pattern on.
+
+    Returns:
+        function (config, new config, inserts) raising `PlanError` for an
+        insertion that shifts the pattern.
+    """
+    def check(config, new_config, inserts):
+        if not config.get(key):
+            return
+        last = config["num_layers"] - 1
+        bad = {a: c for a, c in inserts.items() if a != last and c % period}
+        if bad:
+            anchor, count = sorted(bad.items())[0]
+            raise errors.PlanError(
+                f"Expected identity blocks after the last block, or {period} at a time: with "
+                f"{key}=True the blocks alternate local (sliding-window) and global attention "
+                f"by their index (period {period}), so {count} block(s) after "
+                f"'decoder_block_{anchor}' would move every later block to the other "
+                f"attention. Received: deepen={{'decoder_block_{anchor}': {count}}}. Fix: "
+                f"deepen={{'decoder_block_{anchor}': {period * max(1, -(-count // period))}}} "
+                f"or deepen=['decoder_block_{last}'], which stay exact.")
+    return check
+
+
 ZERO = (r"attention/attention_output/kernel", r"ffw_linear/kernel")
 
 TABLE = {gemma_decoder_block.GemmaDecoderBlock: GemmaDecoderRule(),
@@ -216,4 +248,4 @@ FAMILIES = [Family(
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
-    targets=_targets, request=_request, finish=_finish)]
+    targets=_targets, request=_request, finish=_finish, deepen_config=sliding_pattern(2))]
