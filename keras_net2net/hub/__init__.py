@@ -45,6 +45,7 @@ def activate():
         from keras_net2net.hub import electra
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
+        from keras_net2net.hub import gemma3
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import layers
         from keras_net2net.hub import llama
@@ -67,6 +68,9 @@ def activate():
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
+        rules.register_table(getattr(module, "TABLE", {}))
+        families.register(module.FAMILIES)
+    for module in (gemma3,):  # issue 27, branch hublm
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])

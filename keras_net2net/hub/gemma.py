@@ -86,7 +86,7 @@ class GemmaDecoderRule(composite.CompositeRule):
         "num_repeats": composite.Inner(
             REPEATS, lambda l: l.num_query_heads // l.num_key_value_heads, on_request=True),
         "head_dim": composite.Inner(HEAD_DIM, lambda l: l.head_dim, on_request=True),
-        FFW_UNITS: composite.Inner(FFN, lambda l: l.intermediate_dim // 2),
+        FFW_UNITS: composite.Inner(FFN, lambda l: l.intermediate_dim // _reduction(l)),
     }
     specs = {
         "pre_attention_norm/scale": [(0, IN, NORM_SCALE_ONE_PLUS)],
@@ -115,13 +115,21 @@ class GemmaDecoderRule(composite.CompositeRule):
         config = super().edit_config(config, io, plan)
         config["num_query_heads"] = plan.width(io.layouts[QUERY_HEADS])
         config["head_dim"] = plan.width(io.layouts[HEAD_DIM])
-        config["intermediate_dim"] = 2 * plan.width(io.layouts[FFN])
+        config["intermediate_dim"] = config.get("gate_dim_reduction", 2) * plan.width(
+            io.layouts[FFN])
         return config
 
 
-def _targets(family, config, widen):
+def _reduction(layer):
+    """The GeGLU width is intermediate_dim // this (Gemma 1 and 2: 2, Gemma 3: 1)."""
+    return getattr(layer, "gate_dim_reduction", 2)
+
+
+def _targets(family, config, widen, reduction=2):
     """{"hidden", "heads" (kv), "query_heads", "intermediate"}: Gemma's head
-    dim is its own config key, kept; hidden_dim is free of it."""
+    dim is its own config key, kept; hidden_dim is free of it. The GeGLU
+    width is intermediate_dim // `reduction`."""
+    name = family.backbone.__name__
     d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
                                       "intermediate_dim"))
     r = q // h
@@ -132,20 +140,20 @@ def _targets(family, config, widen):
         check_factor(widen)
         heads = math.ceil(h * widen - 1e-9)
         out = {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
-               "intermediate": 2 * math.ceil(f // 2 * widen - 1e-9)}
+               "intermediate": reduction * math.ceil(f // reduction * widen - 1e-9)}
     elif isinstance(widen, dict):
         names = {"hidden_dim": "hidden", "num_key_value_heads": "heads",
                  "num_query_heads": "query_heads", "intermediate_dim": "intermediate"}
         for key, value in widen.items():
             if key == "head_dim":
                 raise errors.PlanError(
-                    f"Expected widen keys among {sorted(names)} for GemmaBackbone: its head dim "
+                    f"Expected widen keys among {sorted(names)} for {name}: its head dim "
                     f"is kept (rotary embeddings fix the frequency of each head dim, and queries "
                     f"are scaled by 1 / sqrt(head_dim)). Received: widen={{'head_dim': "
                     f"{value!r}}}. Fix: grow num_key_value_heads (with num_query_heads) instead.")
             if key not in names:
                 raise errors.PlanError(
-                    f"Expected widen keys among {sorted(names)} for GemmaBackbone. Received: "
+                    f"Expected widen keys among {sorted(names)} for {name}. Received: "
                     f"widen={{{key!r}: {value!r}}}. Fix: name one of those config keys (layers "
                     f"grow with deepen=).")
             out[names[key]] = requested_width(key, value, out[names[key]])
@@ -159,7 +167,7 @@ def _targets(family, config, widen):
                 f"{r} query heads). Received: num_query_heads={out['query_heads']} and "
                 f"num_key_value_heads={out['heads']}. Fix: num_query_heads="
                 f"{out['heads'] * r}.")
-        if out["intermediate"] % 2:
+        if out["intermediate"] % reduction:
             raise errors.PlanError(
                 f"Expected an even intermediate_dim (GemmaDecoderBlock uses intermediate_dim "
                 f"// 2 units). Received: widen={{'intermediate_dim': {out['intermediate']}}}. "
@@ -178,9 +186,9 @@ def _targets(family, config, widen):
     return out
 
 
-def _request(ctx, family, config, targets):
+def _request(ctx, family, config, targets, reduction=2):
     request = {family.embedding: targets["hidden"]}
-    inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // 2}
+    inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // reduction}
     for name in family.blocks(config):
         request[name] = inner
     return request
@@ -202,38 +210,41 @@ def _finish(ctx, plan, teacher, student):
             ctx.io[layer_id].extra["readout_scale"] = ratio
 
 
-def sliding_pattern(period, key="use_sliding_window_attention"):
+def sliding_pattern(period, local, key="use_sliding_window_attention"):
     """A `deepen_config` for backbones whose blocks alternate local
-    (sliding-window) and global attention by index (Gemma 2: every other
-    block, period 2; Gemma 3: five local then one global, period 6; Gemma 3
-    also ties each block's rotary wavelength to it). An identity block is
-    exact anywhere, but it moves every later block to another index, so
-    their attention pattern would change: inserted blocks must come after
-    the last block, or in whole periods.
+    (sliding-window) and global attention by index: block i is local iff
+    i % period < local (Gemma 2: period 2, local 1; Gemma 3: period 6, local
+    5, and each block's rotary wavelength follows it). An identity block is
+    exact anywhere, but it moves every later block to another index: an
+    insertion is refused where a moved block would change its attention.
 
     Args:
-        period: blocks per local / global pattern.
+        period, local: the pattern, as above.
         key: the config key that switches the pattern on.
 
     Returns:
         function (config, new config, inserts) raising `PlanError` for an
-        insertion that shifts the pattern.
+        insertion that changes a block's attention.
     """
+    def is_local(i):
+        return i % period < local
+
     def check(config, new_config, inserts):
         if not config.get(key):
             return
         last = config["num_layers"] - 1
-        bad = {a: c for a, c in inserts.items() if a != last and c % period}
-        if bad:
-            anchor, count = sorted(bad.items())[0]
-            raise errors.PlanError(
-                f"Expected identity blocks after the last block, or {period} at a time: with "
-                f"{key}=True the blocks alternate local (sliding-window) and global attention "
-                f"by their index (period {period}), so {count} block(s) after "
-                f"'decoder_block_{anchor}' would move every later block to the other "
-                f"attention. Received: deepen={{'decoder_block_{anchor}': {count}}}. Fix: "
-                f"deepen={{'decoder_block_{anchor}': {period * max(1, -(-count // period))}}} "
-                f"or deepen=['decoder_block_{last}'], which stay exact.")
+        for anchor, count in sorted(inserts.items()):
+            moved = [i for i in range(anchor + 1, last + 1)
+                     if is_local(i) != is_local(i + sum(c for a, c in inserts.items() if a < i))]
+            if moved:
+                raise errors.PlanError(
+                    f"Expected identity blocks that leave every block's attention as it is: "
+                    f"with {key}=True block i uses sliding-window (local) attention iff i % "
+                    f"{period} < {local}, so the insertion moves 'decoder_block_{moved[0]}' to "
+                    f"the other attention. Received: deepen={{'decoder_block_{anchor}': "
+                    f"{count}}}. Fix: deepen={{'decoder_block_{anchor}': "
+                    f"{period * max(1, -(-count // period))}}} (whole periods) or "
+                    f"deepen=['decoder_block_{last}'], which stay exact.")
     return check
 
 
@@ -248,4 +259,4 @@ FAMILIES = [Family(
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
-    targets=_targets, request=_request, finish=_finish, deepen_config=sliding_pattern(2))]
+    targets=_targets, request=_request, finish=_finish, deepen_config=sliding_pattern(2, 1))]
