@@ -43,6 +43,7 @@ def activate():
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
         from keras_net2net.hub import electra
+        from keras_net2net.hub import esm
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gemma3
@@ -71,7 +72,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
-    for module in (gemma3, smollm3):  # issue 27, branch hublm
+    for module in (gemma3, smollm3, esm):  # issue 27, branch hublm
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
