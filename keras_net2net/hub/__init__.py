@@ -42,6 +42,7 @@ def activate():
         from keras_net2net.hub import alibi
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
+        from keras_net2net.hub import deberta_v3
         from keras_net2net.hub import electra
         from keras_net2net.hub import esm
         from keras_net2net.hub import families
@@ -72,7 +73,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
-    for module in (gemma3, smollm3, esm):  # issue 27, branch hublm
+    for module in (gemma3, smollm3, esm, deberta_v3):  # issue 27, branch hublm
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
