@@ -49,6 +49,7 @@ def activate():
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gemma3
         from keras_net2net.hub import gpt2
+        from keras_net2net.hub import gpt_oss
         from keras_net2net.hub import layers
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
@@ -73,7 +74,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
-    for module in (gemma3, smollm3, esm, deberta_v3):  # issue 27, branch hublm
+    for module in (gemma3, smollm3, esm, deberta_v3, gpt_oss):  # issue 27, branch hublm
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])

@@ -210,7 +210,8 @@ def _finish(ctx, plan, teacher, student):
             ctx.io[layer_id].extra["readout_scale"] = ratio
 
 
-def sliding_pattern(period, local, key="use_sliding_window_attention"):
+def sliding_pattern(period, local, key="use_sliding_window_attention",
+                    block="decoder_block_{}"):
     """A `deepen_config` for backbones whose blocks alternate local
     (sliding-window) and global attention by index: block i is local iff
     i % period < local (Gemma 2: period 2, local 1; Gemma 3: period 6, local
@@ -221,6 +222,7 @@ def sliding_pattern(period, local, key="use_sliding_window_attention"):
     Args:
         period, local: the pattern, as above.
         key: the config key that switches the pattern on.
+        block: the block name, with "{}" for its index.
 
     Returns:
         function (config, new config, inserts) raising `PlanError` for an
@@ -237,14 +239,15 @@ def sliding_pattern(period, local, key="use_sliding_window_attention"):
             moved = [i for i in range(anchor + 1, last + 1)
                      if is_local(i) != is_local(i + sum(c for a, c in inserts.items() if a < i))]
             if moved:
+                name, last_name = block.format(anchor), block.format(last)
                 raise errors.PlanError(
                     f"Expected identity blocks that leave every block's attention as it is: "
-                    f"with {key}=True block i uses sliding-window (local) attention iff i % "
-                    f"{period} < {local}, so the insertion moves 'decoder_block_{moved[0]}' to "
-                    f"the other attention. Received: deepen={{'decoder_block_{anchor}': "
-                    f"{count}}}. Fix: deepen={{'decoder_block_{anchor}': "
+                    f"with {key}={config[key]!r} the blocks alternate sliding-window (local) and "
+                    f"global attention by index (period {period}), so the insertion moves "
+                    f"{block.format(moved[0])!r} to the other attention. Received: "
+                    f"deepen={{{name!r}: {count}}}. Fix: deepen={{{name!r}: "
                     f"{period * max(1, -(-count // period))}}} (whole periods) or "
-                    f"deepen=['decoder_block_{last}'], which stay exact.")
+                    f"deepen=[{last_name!r}], which stay exact.")
     return check
 
 
