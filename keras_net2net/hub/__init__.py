@@ -62,6 +62,7 @@ def activate():
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
+        from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import vit
     except ImportError:  # a keras_hub this package does not know
@@ -74,7 +75,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
-    for module in (gemma3, smollm3, esm, deberta_v3, gpt_oss):  # issue 27, branch hublm
+    for module in (gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2):  # issue 27, branch hublm
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
