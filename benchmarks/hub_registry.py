@@ -51,6 +51,7 @@ def _per_class():
     from tests import test_hub_cnn
     from tests import test_hub_gemma2
     from tests import test_hub_gpt_oss
+    from tests import test_hub_roformer_v2
     from tests import test_hub_smollm3
     from tests import test_hub_vision
 
@@ -62,7 +63,8 @@ def _per_class():
             "SmolLM3Backbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
             "SmolLMBackbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
             # Sliding windows on odd blocks: the last block deepens exactly.
-            "GptOssBackbone": (test_hub_gpt_oss.TINY, "transformer_layer_1")}
+            "GptOssBackbone": (test_hub_gpt_oss.TINY, "transformer_layer_1"),
+            "RoformerV2Backbone": (test_hub_roformer_v2.TINY, "transformer_layer_0")}
 
 
 def backbone_classes():
