@@ -49,12 +49,22 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
 # use, and the block each deepens after where its name has no "_0".
 def _per_class():
     from tests import test_hub_cnn
+    from tests import test_hub_gemma2
+    from tests import test_hub_gpt_oss
+    from tests import test_hub_roformer_v2
+    from tests import test_hub_smollm3
     from tests import test_hub_vision
 
     return {"MobileNetBackbone": (test_hub_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_hub_cnn.EFFICIENTNET, "block1a"),
             "ViTBackbone": (test_hub_vision.VIT, "vit_encoder"),
-            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0")}
+            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0"),
+            "Gemma3Backbone": (test_hub_gemma2.GEMMA3, "decoder_block_0"),
+            "SmolLM3Backbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
+            "SmolLMBackbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
+            # Sliding windows on odd blocks: the last block deepens exactly.
+            "GptOssBackbone": (test_hub_gpt_oss.TINY, "transformer_layer_1"),
+            "RoformerV2Backbone": (test_hub_roformer_v2.TINY, "transformer_layer_0")}
 
 
 def backbone_classes():

@@ -103,7 +103,9 @@ class _Solver:
         for call in self.ctx.graph.calls:
             ins = [k for k in call.inputs if k in self.keys]
             outs = [k for k in call.outputs if k in self.keys]
-            if outs:
+            # A composite layer that only reads the group (a masked-LM head,
+            # whose logits are another group) still says how it reads pads.
+            if outs or (ins and hasattr(rule_for(call.op), "pad_constraints")):
                 self._constrain(call, ins, outs)
         return {key: self.kind.get(self.find(key), ZERO) for key in self.keys}
 

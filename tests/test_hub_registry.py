@@ -23,7 +23,9 @@ def test_every_exported_backbone_has_a_status():
     assert {"Llama3Backbone", "MistralBackbone", "QwenBackbone", "RobertaBackbone",
             "XLMRobertaBackbone", "ElectraBackbone", "OPTBackbone", "Phi3Backbone",
             "Qwen3Backbone", "MixtralBackbone", "QwenMoeBackbone", "Qwen3MoeBackbone",
-            "GPTNeoXBackbone", "BloomBackbone", "FalconBackbone"} <= grows
+            "GPTNeoXBackbone", "BloomBackbone", "FalconBackbone", "Gemma3Backbone",
+            "SmolLM3Backbone", "SmolLMBackbone", "ESMBackbone", "ESM2Backbone",
+            "DebertaV3Backbone", "GptOssBackbone", "RoformerV2Backbone"} <= grows
     table = hub_registry.table(rows)
     assert table.count("\n| ") == len(rows) and "backbone classes have a family" in table
 

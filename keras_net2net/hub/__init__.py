@@ -46,10 +46,14 @@ def activate():
         from keras_net2net.hub import backbone
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
+        from keras_net2net.hub import deberta_v3
         from keras_net2net.hub import electra
+        from keras_net2net.hub import esm
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
+        from keras_net2net.hub import gemma3
         from keras_net2net.hub import gpt2
+        from keras_net2net.hub import gpt_oss
         from keras_net2net.hub import layers
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
@@ -62,6 +66,8 @@ def activate():
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
+        from keras_net2net.hub import roformer_v2
+        from keras_net2net.hub import smollm3
         from keras_net2net.hub import vit
     except ImportError:  # a keras_hub this package does not know
         return None
@@ -72,6 +78,9 @@ def activate():
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
+        rules.register_table(getattr(module, "TABLE", {}))
+        families.register(module.FAMILIES)
+    for module in (gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

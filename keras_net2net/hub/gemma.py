@@ -21,7 +21,13 @@ Three things differ from Llama:
   backbone output is the teacher's divided by the copy counts (as GPT-2's) and
   by sqrt(D / D'), which `readout` undoes.
 - Gemma 2's post-attention / post-feed-forward norms (`use_post_*_norm`)
-  normalise a writer's output into the stream; they are refused.
+  normalise a writer's output into the stream: the writer's columns are
+  copies (times the stream's 1 / sqrt(s) at non-integer factors, zero pads),
+  whose mean square is the teacher's, so the norm's (1 + scale) is copied
+  as it is. Soft-capped attention logits and final logits are unchanged
+  (every score and logit is the teacher's). Sliding-window attention only
+  masks positions, but Gemma 2 alternates it by block index, so identity
+  blocks go after the last block or two at a time (`sliding_pattern`).
 """
 
 import math
@@ -80,7 +86,7 @@ class GemmaDecoderRule(composite.CompositeRule):
         "num_repeats": composite.Inner(
             REPEATS, lambda l: l.num_query_heads // l.num_key_value_heads, on_request=True),
         "head_dim": composite.Inner(HEAD_DIM, lambda l: l.head_dim, on_request=True),
-        FFW_UNITS: composite.Inner(FFN, lambda l: l.intermediate_dim // 2),
+        FFW_UNITS: composite.Inner(FFN, lambda l: l.intermediate_dim // _reduction(l)),
     }
     specs = {
         "pre_attention_norm/scale": [(0, IN, NORM_SCALE_ONE_PLUS)],
@@ -94,14 +100,13 @@ class GemmaDecoderRule(composite.CompositeRule):
         "ffw_gating/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
         "ffw_gating_2/kernel": [(0, IN, DIVIDE), (1, FFN, COPY)],
         "ffw_linear/kernel": [(0, FFN, DIVIDE), (1, OUT, COPY, ZERO_FILL)],
+        # Gemma 2's post-norms normalise a writer's output before it joins the
+        # stream: their output is a writer's, so their (1 + scale) is copied
+        # as it is (no sqrt(s): the writer before them already carries the
+        # stream's 1 / sqrt(s), which the norm's mean square undoes), pads 0.
+        "post_attention_norm/scale": [(0, IN, COPY, ZERO_FILL)],
+        "post_ffw_norm/scale": [(0, IN, COPY, ZERO_FILL)],
     }
-
-    def refuse(self, layer):
-        if layer.use_post_attention_norm or layer.use_post_ffw_norm:
-            return ("its post-attention / post-feed-forward RMS norms (Gemma 2) normalise a "
-                    "writer's output into the stream, whose pads and copies no (1 + scale) "
-                    "keeps exact yet; it keeps its width")
-        return None
 
     def derived_roles(self, inner):
         return {QUERY_HEADS: Product(inner[KV], inner[REPEATS])}
@@ -110,23 +115,23 @@ class GemmaDecoderRule(composite.CompositeRule):
         config = super().edit_config(config, io, plan)
         config["num_query_heads"] = plan.width(io.layouts[QUERY_HEADS])
         config["head_dim"] = plan.width(io.layouts[HEAD_DIM])
-        config["intermediate_dim"] = 2 * plan.width(io.layouts[FFN])
+        config["intermediate_dim"] = config.get("gate_dim_reduction", 2) * plan.width(
+            io.layouts[FFN])
         return config
 
 
-def _targets(family, config, widen):
+def _reduction(layer):
+    """The GeGLU width is intermediate_dim // this (Gemma 1 and 2: 2, Gemma 3: 1)."""
+    return getattr(layer, "gate_dim_reduction", 2)
+
+
+def _targets(family, config, widen, reduction=2):
     """{"hidden", "heads" (kv), "query_heads", "intermediate"}: Gemma's head
-    dim is its own config key, kept; hidden_dim is free of it."""
+    dim is its own config key, kept; hidden_dim is free of it. The GeGLU
+    width is intermediate_dim // `reduction`."""
+    name = family.backbone.__name__
     d, h, q, f = (config[k] for k in ("hidden_dim", "num_key_value_heads", "num_query_heads",
                                       "intermediate_dim"))
-    post = [k for k in ("use_post_attention_norm", "use_post_ffw_norm") if config.get(k)]
-    if post:
-        raise errors.UnsupportedModelError(
-            f"Expected a GemmaBackbone without post-attention / post-feed-forward norms. "
-            f"Received: {post[0]}=True (Gemma 2 style): those (1 + scale) RMS norms normalise "
-            f"a block's writer output before it joins the stream, which keras-net2net does not "
-            f"grow yet. Fix: grow a Gemma with {' and '.join(f'{k}=False' for k in post)}, or "
-            f"a plain functional copy of it (its blocks keep their width).")
     r = q // h
     out = {"hidden": d, "heads": h, "query_heads": q, "intermediate": f}
     if widen is None:
@@ -135,20 +140,20 @@ def _targets(family, config, widen):
         check_factor(widen)
         heads = math.ceil(h * widen - 1e-9)
         out = {"hidden": math.ceil(d * widen - 1e-9), "heads": heads, "query_heads": heads * r,
-               "intermediate": 2 * math.ceil(f // 2 * widen - 1e-9)}
+               "intermediate": reduction * math.ceil(f // reduction * widen - 1e-9)}
     elif isinstance(widen, dict):
         names = {"hidden_dim": "hidden", "num_key_value_heads": "heads",
                  "num_query_heads": "query_heads", "intermediate_dim": "intermediate"}
         for key, value in widen.items():
             if key == "head_dim":
                 raise errors.PlanError(
-                    f"Expected widen keys among {sorted(names)} for GemmaBackbone: its head dim "
+                    f"Expected widen keys among {sorted(names)} for {name}: its head dim "
                     f"is kept (rotary embeddings fix the frequency of each head dim, and queries "
                     f"are scaled by 1 / sqrt(head_dim)). Received: widen={{'head_dim': "
                     f"{value!r}}}. Fix: grow num_key_value_heads (with num_query_heads) instead.")
             if key not in names:
                 raise errors.PlanError(
-                    f"Expected widen keys among {sorted(names)} for GemmaBackbone. Received: "
+                    f"Expected widen keys among {sorted(names)} for {name}. Received: "
                     f"widen={{{key!r}: {value!r}}}. Fix: name one of those config keys (layers "
                     f"grow with deepen=).")
             out[names[key]] = requested_width(key, value, out[names[key]])
@@ -162,7 +167,7 @@ def _targets(family, config, widen):
                 f"{r} query heads). Received: num_query_heads={out['query_heads']} and "
                 f"num_key_value_heads={out['heads']}. Fix: num_query_heads="
                 f"{out['heads'] * r}.")
-        if out["intermediate"] % 2:
+        if out["intermediate"] % reduction:
             raise errors.PlanError(
                 f"Expected an even intermediate_dim (GemmaDecoderBlock uses intermediate_dim "
                 f"// 2 units). Received: widen={{'intermediate_dim': {out['intermediate']}}}. "
@@ -181,9 +186,9 @@ def _targets(family, config, widen):
     return out
 
 
-def _request(ctx, family, config, targets):
+def _request(ctx, family, config, targets, reduction=2):
     request = {family.embedding: targets["hidden"]}
-    inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // 2}
+    inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // reduction}
     for name in family.blocks(config):
         request[name] = inner
     return request
@@ -205,6 +210,47 @@ def _finish(ctx, plan, teacher, student):
             ctx.io[layer_id].extra["readout_scale"] = ratio
 
 
+def sliding_pattern(period, local, key="use_sliding_window_attention",
+                    block="decoder_block_{}"):
+    """A `deepen_config` for backbones whose blocks alternate local
+    (sliding-window) and global attention by index: block i is local iff
+    i % period < local (Gemma 2: period 2, local 1; Gemma 3: period 6, local
+    5, and each block's rotary wavelength follows it). An identity block is
+    exact anywhere, but it moves every later block to another index: an
+    insertion is refused where a moved block would change its attention.
+
+    Args:
+        period, local: the pattern, as above.
+        key: the config key that switches the pattern on.
+        block: the block name, with "{}" for its index.
+
+    Returns:
+        function (config, new config, inserts) raising `PlanError` for an
+        insertion that changes a block's attention.
+    """
+    def is_local(i):
+        return i % period < local
+
+    def check(config, new_config, inserts):
+        if not config.get(key):
+            return
+        last = config["num_layers"] - 1
+        for anchor, count in sorted(inserts.items()):
+            moved = [i for i in range(anchor + 1, last + 1)
+                     if is_local(i) != is_local(i + sum(c for a, c in inserts.items() if a < i))]
+            if moved:
+                name, last_name = block.format(anchor), block.format(last)
+                raise errors.PlanError(
+                    f"Expected identity blocks that leave every block's attention as it is: "
+                    f"with {key}={config[key]!r} the blocks alternate sliding-window (local) and "
+                    f"global attention by index (period {period}), so the insertion moves "
+                    f"{block.format(moved[0])!r} to the other attention. Received: "
+                    f"deepen={{{name!r}: {count}}}. Fix: deepen={{{name!r}: "
+                    f"{period * max(1, -(-count // period))}}} (whole periods) or "
+                    f"deepen=[{last_name!r}], which stay exact.")
+    return check
+
+
 ZERO = (r"attention/attention_output/kernel", r"ffw_linear/kernel")
 
 TABLE = {gemma_decoder_block.GemmaDecoderBlock: GemmaDecoderRule(),
@@ -216,4 +262,4 @@ FAMILIES = [Family(
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
-    targets=_targets, request=_request, finish=_finish)]
+    targets=_targets, request=_request, finish=_finish, deepen_config=sliding_pattern(2, 1))]

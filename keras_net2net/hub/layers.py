@@ -215,9 +215,21 @@ class MaskedLMHeadRule(composite.CompositeRule):
                 "every channel must be copied equally (an integer widening factor)"))
         ctx.record_io(call, **{IN: layout, OUT: None, DECODED: decoded})
 
+    def weight_axes(self, layer, io):
+        axes = super().weight_axes(layer, io)
+        if layer.token_embedding is not None:
+            return axes
+        # Untied (ESM's): the output kernel's rows are divided, so the norm
+        # before it keeps its plain (copied) scale and shift.
+        for index, variable in enumerate(layer.weights):
+            if variable.path.endswith("intermediate_layer_norm/gamma") or \
+                    variable.path.endswith("intermediate_layer_norm/beta"):
+                axes[index] = [(0, DECODED, COPY)]
+        return axes
+
     def pad_constraints(self, solver, call, ins, outs, where):
-        raise ValueError(f"{where} normalises and decodes through a tied embedding; "
-                         "padded channels through it are not worked out")
+        raise ValueError(f"{where} normalises the width it decodes from, and padded "
+                         "channels through it are not worked out")
 
 
 def _owner(ctx, embedding):
