@@ -42,6 +42,8 @@ def activate():
         from keras_net2net.hub import alibi
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
+        from keras_net2net.hub import deit
+        from keras_net2net.hub import dinov2
         from keras_net2net.hub import electra
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
@@ -66,7 +68,8 @@ def activate():
     rules.register_table(layers.TABLE)
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
-                   moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
+                   moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
+                   deit, dinov2):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
