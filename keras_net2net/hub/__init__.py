@@ -42,6 +42,7 @@ def activate():
         from keras_net2net.hub import alibi
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
+        from keras_net2net.hub import convnets
         from keras_net2net.hub import deit
         from keras_net2net.hub import dinov2
         from keras_net2net.hub import electra
@@ -69,7 +70,7 @@ def activate():
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
-                   deit, dinov2):
+                   deit, dinov2, convnets):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
@@ -89,6 +90,10 @@ def grow(model, widen=None, deepen=None, **kwargs):
     `grow`). Call `activate()` first; `keras_net2net.expand_model` does."""
     from keras_net2net.hub import backbone
     from keras_net2net.hub import cnn
+    from keras_net2net.hub import families
 
+    family = families.family_of(type(getattr(model, "backbone", model)))
+    if family is not None and family.driver is not None:  # hub.convnets
+        return family.driver(model, widen, deepen, **kwargs)
     driver = cnn if cnn.handles(model) else backbone
     return driver.grow(model, widen, deepen, **kwargs)

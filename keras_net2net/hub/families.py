@@ -46,6 +46,9 @@ class Family:
             student layer}, where layers do not pair by path (MiT's auto names).
         deepen_config: function (config, new config, inserts) editing the new
             config where it lists blocks by index (Qwen 3 MoE's dense layers).
+        driver: function (model, widen, deepen, **kwargs) growing the class
+            instead of `hub.backbone.grow` (the config-based CNN backbones of
+            `hub.convnets`).
 
     Example:
 
@@ -74,6 +77,7 @@ class Family:
     append_blocks: object = None
     pairs: object = None
     deepen_config: object = None
+    driver: object = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
