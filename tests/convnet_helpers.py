@@ -44,6 +44,7 @@ def grow_and_compare(teacher, tmp_path, output_layer, expected, kept=(), round_t
     y = np.asarray(teacher(IMAGES, training=False))
     z = np.asarray(student(IMAGES, training=False))
     maps = report.mappings()
+    assert output_layer is None or output_layer in maps, sorted(maps)
     g = maps[output_layer] if output_layer is not None else list(range(y.shape[-1]))
     assert len(g) == z.shape[-1], sorted(maps)
     error = relative(y, readout(z, g, tied=False))
