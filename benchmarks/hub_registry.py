@@ -49,12 +49,26 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
 # use, and the block each deepens after where its name has no "_0".
 def _per_class():
     from tests import test_hub_cnn
+    from tests import test_hub_cspnet
+    from tests import test_hub_deit
+    from tests import test_hub_densenet
+    from tests import test_hub_dinov2
+    from tests import test_hub_resnet
+    from tests import test_hub_vgg
     from tests import test_hub_vision
+    from tests import test_hub_xception
 
     return {"MobileNetBackbone": (test_hub_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_hub_cnn.EFFICIENTNET, "block1a"),
             "ViTBackbone": (test_hub_vision.VIT, "vit_encoder"),
-            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0")}
+            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0"),
+            "DeiTBackbone": (test_hub_deit.DEIT, "deit_encoder"),
+            "DINOV2Backbone": (test_hub_dinov2.DINOV2, "encoder"),
+            "ResNetBackbone": (test_hub_resnet.BASIC, "stack1_block1"),
+            "VGGBackbone": (test_hub_vgg.VGG, "block2_conv2"),
+            "DenseNetBackbone": (test_hub_densenet.DENSENET, "stack1_block2"),
+            "XceptionBackbone": (test_hub_xception.XCEPTION, "block3_sepconv2"),
+            "CSPNetBackbone": (test_hub_cspnet.DARK, "stage_1_block_1")}
 
 
 def backbone_classes():
