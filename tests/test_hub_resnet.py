@@ -57,3 +57,15 @@ def test_resnet_grows_into_a_resnet(config, kwargs, expected, last, tmp_path):
 def test_resnet_deepen_names_the_last_block_of_a_stack():
     message = refused(resnet(BASIC), errors.PlanError, deepen=["stack1_block0"])
     assert "'stack1_block1'" in message
+
+
+def test_resnet_image_classifier_grows_with_its_head(tmp_path):
+    """The head (pooling, Dense) reads the grown features: its logits are the
+    teacher's, compared directly."""
+    task = keras_hub.models.ResNetImageClassifier(backbone=resnet(BASIC), num_classes=3)
+    perturb(task, seed=1)
+    student, report, _ = grow_and_compare(
+        task, tmp_path, None, {}, kept=KEPT + (r"predictions/",), widen=2.0,
+        deepen=["stack1_block1"])
+    assert type(student) is keras_hub.models.ResNetImageClassifier
+    assert student.backbone.get_config()["stackwise_num_blocks"] == [1, 3]

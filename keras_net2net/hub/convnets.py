@@ -271,15 +271,11 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     name = type(model).__name__
     import keras_hub
 
-    if isinstance(model, keras_hub.models.Task):
-        raise errors.UnsupportedModelError(
-            f"Expected a {type(model.backbone).__name__}. Received: {name} {model.name!r}, a "
-            f"task on one, whose head is not grown yet. Fix: grow its backbone "
-            f"(expand_model(task.backbone, ...)) and build a new {name} on the grown backbone "
-            f"(its head then starts afresh).")
-    spec = spec_of(type(model))
+    task = model if isinstance(model, keras_hub.models.Task) else None
+    backbone = model.backbone if task is not None else model
+    spec = spec_of(type(backbone))
     factor = _factor(widen, name)
-    config = model.get_config()
+    config = backbone.get_config()
     inserts = _inserts(spec, config, deepen, name)
     if (factor is None or factor == 1.0) and not inserts:
         raise errors.PlanError(
@@ -289,11 +285,15 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     pairs_new = []
     if inserts:
         new_config, pairs_new = spec.deepen(new_config, inserts)
-    ctx = analysis.analyze(model, grow_outputs=True)
-    # Deferred (keras_net2net.lazy): the teacher's values are the first.
-    student, made = lazy.build(type(model).from_config, carry.detached(new_config))
+    # A task's head (pooling, Dense) reads the grown features: its logits keep
+    # their width.
+    ctx = analysis.analyze(model, grow_outputs=task is None)
+    student, made = hub_backbone.build_student(task, backbone, new_config)  # deferred
     carry.check_own_variables(model, student)  # before any write
-    pairs, student_graph = _pairs(ctx, student)
+    new_backbone = student.backbone if task is not None else student
+    # Some classes' get_config() leaves the name out (VGG): a task's student
+    # backbone may be named otherwise.
+    pairs, student_graph = _pairs(ctx, student, {backbone.name: new_backbone.name})
     widths = _widths(ctx, pairs, student_graph, name)
     the_plan = plan_lib.Plan(ctx, widths, mapping, seed)
     builder = rebuild.Rebuilder(ctx, the_plan, [], noise, noise_mode, seed)
@@ -301,7 +301,7 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
     builder._write_weights()
     lazy.initialize_rest(student.variables + made)  # the new blocks: set below
     for anchor, new in pairs_new:
-        spec.identity(student, anchor, new)
+        spec.identity(new_backbone, anchor, new)
     counts = {}
     for anchor, _ in pairs_new:
         counts[anchor] = counts.get(anchor, 0) + 1
@@ -309,8 +309,8 @@ def grow(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
                                      deepen, counts)
     if verify:
         hub_backbone.verify_student(ctx, the_plan, model, student, report,
-                                    cnn.probe(model) if verify_data is None else verify_data,
-                                    tolerance, noise, noise_mode, True)
+                                    cnn.probe(backbone) if verify_data is None else verify_data,
+                                    tolerance, noise, noise_mode, task is None)
     return (student, report) if return_report else student
 
 
@@ -358,7 +358,9 @@ def _inserts(spec, config, deepen, name):
     return out
 
 
-def _pairs(ctx, student):
+def _pairs(ctx, student, renamed):
+    """{id(teacher layer): student layer} by path, the first path element
+    renamed by `renamed`."""
     graph = Graph(student)
     by_path = {path: graph.layers[i] for i, path in graph.paths.items()}
     pairs = {}
@@ -366,6 +368,8 @@ def _pairs(ctx, student):
         layer = ctx.graph.layers[layer_id]
         if isinstance(layer, keras.Model) or not getattr(layer, "weights", None):
             continue  # an operation (ops.pad) or weightless: nothing to write
+        head, _, rest = path.partition("/")
+        path = f"{renamed.get(head, head)}/{rest}" if rest else path
         other = by_path.get(path)
         if other is None or len(other.weights) != len(layer.weights):
             raise errors.UnsupportedModelError(
