@@ -62,3 +62,25 @@ def grow_and_compare(teacher, tmp_path, output_layer, expected, kept=(), round_t
         assert type(loaded) is type(student)
         np.testing.assert_array_equal(np.asarray(loaded(IMAGES, training=False)), z)
     return student, report, error
+
+
+def classifier(task_class, backbone, **kwargs):
+    """An ImageClassifier on `backbone` with its head's weights perturbed
+    (the backbone's are already: perturbing its calibrated BatchNorm
+    statistics again could make a variance negative and the teacher NaN)."""
+    task = task_class(backbone=backbone, num_classes=3, **kwargs)
+    rng = np.random.default_rng(1)
+    own = {id(w) for w in backbone.weights}
+    for w in task.weights:
+        if id(w) not in own:
+            w.assign(w.numpy() + rng.normal(0.0, 0.2, w.shape).astype(w.dtype))
+    return task
+
+
+def grow_classifier(task, tmp_path, kept, **kwargs):
+    """Grows an ImageClassifier: its logits are the teacher's (compared
+    directly), the backbone inside grown as `kept` allows."""
+    student, report, error = grow_and_compare(task, tmp_path, None, {},
+                                              kept=kept + (r"predictions/",), **kwargs)
+    assert type(student) is type(task)
+    return student, report, error

@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from tests.convnet_helpers import classifier
 from tests.convnet_helpers import grow_and_compare
+from tests.convnet_helpers import grow_classifier
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import refused
@@ -49,3 +51,8 @@ def test_cspnet_leaky_bottleneck_deeper_is_refused():
     message = refused(cspnet(dict(CSP, activation="leaky_relu")), errors.PlanError,
                       deepen=["stage_1_block_1"])
     assert "after the residual add" in message and "widen=2.0" in message
+
+
+def test_cspnet_image_classifier_grows_with_its_head(tmp_path):
+    task = classifier(keras_hub.models.CSPNetImageClassifier, cspnet(DARK))
+    grow_classifier(task, tmp_path, (), widen=2.0)

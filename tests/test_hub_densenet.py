@@ -6,7 +6,9 @@ deeper is refused: no identity layer exists in a dense block."""
 import keras
 import pytest
 
+from tests.convnet_helpers import classifier
 from tests.convnet_helpers import grow_and_compare
+from tests.convnet_helpers import grow_classifier
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import refused
@@ -35,3 +37,8 @@ def test_densenet_grows_into_a_densenet(densenet, tmp_path):
 def test_densenet_deeper_is_refused_with_the_alternative(densenet):
     message = refused(densenet, errors.PlanError, deepen=["stack1_block2"])
     assert "dense block" in message and "widen=2.0" in message
+
+
+def test_densenet_image_classifier_grows_with_its_head(densenet, tmp_path):
+    task = classifier(keras_hub.models.DenseNetImageClassifier, densenet)
+    grow_classifier(task, tmp_path, (r"conv1_", r"stack1_block1_1_bn/"), widen=2.0)

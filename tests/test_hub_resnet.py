@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from tests.convnet_helpers import classifier
 from tests.convnet_helpers import grow_and_compare
+from tests.convnet_helpers import grow_classifier
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import refused
@@ -62,10 +64,6 @@ def test_resnet_deepen_names_the_last_block_of_a_stack():
 def test_resnet_image_classifier_grows_with_its_head(tmp_path):
     """The head (pooling, Dense) reads the grown features: its logits are the
     teacher's, compared directly."""
-    task = keras_hub.models.ResNetImageClassifier(backbone=resnet(BASIC), num_classes=3)
-    perturb(task, seed=1)
-    student, report, _ = grow_and_compare(
-        task, tmp_path, None, {}, kept=KEPT + (r"predictions/",), widen=2.0,
-        deepen=["stack1_block1"])
-    assert type(student) is keras_hub.models.ResNetImageClassifier
+    task = classifier(keras_hub.models.ResNetImageClassifier, resnet(BASIC))
+    student, _, _ = grow_classifier(task, tmp_path, KEPT, widen=2.0, deepen=["stack1_block1"])
     assert student.backbone.get_config()["stackwise_num_blocks"] == [1, 3]

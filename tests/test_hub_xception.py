@@ -5,7 +5,9 @@ residual adds with and without a pointwise shortcut); deeper is refused."""
 import keras
 import pytest
 
+from tests.convnet_helpers import classifier
 from tests.convnet_helpers import grow_and_compare
+from tests.convnet_helpers import grow_classifier
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
 from tests.hub_helpers import refused
@@ -37,3 +39,8 @@ def test_xception_grows_into_an_xception(xception, kwargs, expected, tmp_path):
 def test_xception_deeper_is_refused_with_the_alternative(xception):
     message = refused(xception, errors.PlanError, deepen=["block3_sepconv2"])
     assert "renames" in message and "widen=2.0" in message
+
+
+def test_xception_image_classifier_grows_with_its_head(xception, tmp_path):
+    task = classifier(keras_hub.models.XceptionImageClassifier, xception)
+    grow_classifier(task, tmp_path, (), widen=2.0)
