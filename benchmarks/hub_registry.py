@@ -53,6 +53,7 @@ def _per_class():
     from tests import test_hub_deit
     from tests import test_hub_densenet
     from tests import test_hub_dinov2
+    from tests import test_hub_dinov3
     from tests import test_hub_resnet
     from tests import test_hub_vgg
     from tests import test_hub_vision
@@ -64,6 +65,7 @@ def _per_class():
             "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0"),
             "DeiTBackbone": (test_hub_deit.DEIT, "deit_encoder"),
             "DINOV2Backbone": (test_hub_dinov2.DINOV2, "encoder"),
+            "DINOV3Backbone": (test_hub_dinov3.DINOV3, "encoder"),
             "ResNetBackbone": (test_hub_resnet.BASIC, "stack1_block1"),
             "VGGBackbone": (test_hub_vgg.VGG, "block2_conv2"),
             "DenseNetBackbone": (test_hub_densenet.DENSENET, "stack1_block2"),

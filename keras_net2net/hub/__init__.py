@@ -45,6 +45,7 @@ def activate():
         from keras_net2net.hub import convnets
         from keras_net2net.hub import deit
         from keras_net2net.hub import dinov2
+        from keras_net2net.hub import dinov3
         from keras_net2net.hub import electra
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
@@ -70,7 +71,7 @@ def activate():
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
-                   deit, dinov2, convnets):
+                   deit, dinov2, dinov3, convnets):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])

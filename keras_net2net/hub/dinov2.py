@@ -100,9 +100,10 @@ def _targets(family, config, widen):
     if is_number(widen) or isinstance(widen, dict):
         if abs(factor - round(factor)) > 1e-9:
             raise errors.PlanError(
-                f"Expected hidden_dim to grow by a whole multiple for DINOV2Backbone: each "
-                f"block's layer scales multiply the writers' channels, so the mean pads a "
-                f"non-integer width needs are not what a padded writer writes. Received: "
+                f"Expected hidden_dim to grow by a whole multiple for "
+                f"{family.backbone.__name__}: each block's layer scales multiply the writers' "
+                f"channels, so the mean pads a non-integer width needs are not what a padded "
+                f"writer writes. Received: "
                 f"widen={widen!r} (hidden_dim {config['hidden_dim']} -> {targets['hidden']}). "
                 f"Fix: widen={float(max(2, math.ceil(factor)))} (the closest exact factor "
                 f"above).")
