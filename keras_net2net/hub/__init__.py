@@ -86,8 +86,10 @@ def handles(model):
 
 
 def grow(model, widen=None, deepen=None, **kwargs):
-    """Grows a keras_hub backbone or task into one of the same class: the
-    CNN backbones by `hub.cnn`, the others by `hub.backbone` (see their
+    """Grows a keras_hub backbone or task into one of the same class: a
+    family with a `driver` by it (`hub.convnets`: ResNet, VGG, DenseNet,
+    Xception, CSPNet), EfficientNet and MobileNet by `hub.cnn`, the others by
+    `hub.backbone` (see their
     `grow`). Call `activate()` first; `keras_net2net.expand_model` does."""
     from keras_net2net.hub import backbone
     from keras_net2net.hub import cnn
