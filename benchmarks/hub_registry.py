@@ -53,7 +53,15 @@ def _per_class():
     from tests import test_hub_gpt_oss
     from tests import test_hub_roformer_v2
     from tests import test_hub_smollm3
+    from tests import test_hub_cspnet
+    from tests import test_hub_deit
+    from tests import test_hub_densenet
+    from tests import test_hub_dinov2
+    from tests import test_hub_dinov3
+    from tests import test_hub_resnet
+    from tests import test_hub_vgg
     from tests import test_hub_vision
+    from tests import test_hub_xception
 
     return {"MobileNetBackbone": (test_hub_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_hub_cnn.EFFICIENTNET, "block1a"),
@@ -64,7 +72,15 @@ def _per_class():
             "SmolLMBackbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
             # Sliding windows on odd blocks: the last block deepens exactly.
             "GptOssBackbone": (test_hub_gpt_oss.TINY, "transformer_layer_1"),
-            "RoformerV2Backbone": (test_hub_roformer_v2.TINY, "transformer_layer_0")}
+            "RoformerV2Backbone": (test_hub_roformer_v2.TINY, "transformer_layer_0"),
+            "DeiTBackbone": (test_hub_deit.DEIT, "deit_encoder"),
+            "DINOV2Backbone": (test_hub_dinov2.DINOV2, "encoder"),
+            "DINOV3Backbone": (test_hub_dinov3.DINOV3, "encoder"),
+            "ResNetBackbone": (test_hub_resnet.BASIC, "stack1_block1"),
+            "VGGBackbone": (test_hub_vgg.VGG, "block2_conv2"),
+            "DenseNetBackbone": (test_hub_densenet.DENSENET, "stack1_block2"),
+            "XceptionBackbone": (test_hub_xception.XCEPTION, "block3_sepconv2"),
+            "CSPNetBackbone": (test_hub_cspnet.DARK, "stage_1_block_1")}
 
 
 def backbone_classes():

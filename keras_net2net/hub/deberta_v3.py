@@ -23,6 +23,7 @@ import keras_hub
 from keras_hub.src.models.deberta_v3 import disentangled_attention_encoder
 from keras_hub.src.models.deberta_v3 import relative_embedding
 
+from keras_net2net import _keras
 from keras_net2net.channels import Product
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub.families import Family
@@ -62,7 +63,7 @@ class DisentangledEncoderRule(composite.CompositeRule):
     inner = {
         "num_heads": composite.Inner(HEADS, lambda l: l.num_heads, config_key="num_heads"),
         "head_dim": composite.Inner(
-            HEAD_DIM, lambda l: l._self_attention_layer.attn_head_size, on_request=True),
+            HEAD_DIM, lambda l: _keras.self_attention(l).attn_head_size, on_request=True),
         "intermediate_dim": composite.Inner(FFN, lambda l: l.intermediate_dim,
                                             config_key="intermediate_dim"),
     }
@@ -85,7 +86,7 @@ class DisentangledEncoderRule(composite.CompositeRule):
         return {FLAT: Product(inner[HEADS], inner[HEAD_DIM])}
 
     def propagate(self, ctx, call):
-        stream = composite._first_tensor(call)
+        stream = composite.first_tensor(call)
         rel = call.kwargs.get("rel_embeddings")
         if rel is None and len(call.args) > 1:
             rel = call.args[1]

@@ -17,7 +17,7 @@ Three things differ from Llama:
 - The embedding output is multiplied by sqrt(hidden_dim), which grows with the
   width: the copied embedding columns are multiplied by sqrt(D / D') so that
   the stream is the teacher's. The tied LM head reads those columns too, so
-  the final norm's (1 + scale) is multiplied by sqrt(D' / D) (`_finish`); the
+  the final norm's (1 + scale) is multiplied by sqrt(D' / D) (`finish_student`); the
   backbone output is the teacher's divided by the copy counts (as GPT-2's) and
   by sqrt(D / D'), which `readout` undoes.
 - Gemma 2's post-attention / post-feed-forward norms (`use_post_*_norm`)
@@ -125,7 +125,7 @@ def _reduction(layer):
     return getattr(layer, "gate_dim_reduction", 2)
 
 
-def _targets(family, config, widen, reduction=2):
+def grow_targets(family, config, widen, reduction=2):
     """{"hidden", "heads" (kv), "query_heads", "intermediate"}: Gemma's head
     dim is its own config key, kept; hidden_dim is free of it. The GeGLU
     width is intermediate_dim // `reduction`."""
@@ -186,7 +186,7 @@ def _targets(family, config, widen, reduction=2):
     return out
 
 
-def _request(ctx, family, config, targets, reduction=2):
+def layer_request_of(ctx, family, config, targets, reduction=2):
     request = {family.embedding: targets["hidden"]}
     inner = {"num_key_value_heads": targets["heads"], FFW_UNITS: targets["intermediate"] // reduction}
     for name in family.blocks(config):
@@ -194,7 +194,7 @@ def _request(ctx, family, config, targets, reduction=2):
     return request
 
 
-def _finish(ctx, plan, teacher, student):
+def finish_student(ctx, plan, teacher, student):
     """The sqrt(hidden_dim) embedding scale: columns times sqrt(D / D'), the
     tied final norm's (1 + scale) times sqrt(D' / D)."""
     ratio = math.sqrt(teacher.hidden_dim / student.hidden_dim)
@@ -262,4 +262,5 @@ FAMILIES = [Family(
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
-    targets=_targets, request=_request, finish=_finish, deepen_config=sliding_pattern(2, 1))]
+    targets=grow_targets, request=layer_request_of, finish=finish_student,
+    deepen_config=sliding_pattern(2, 1))]

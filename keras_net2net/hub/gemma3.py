@@ -39,7 +39,7 @@ def _targets(family, config, widen):
             f"Expected a Gemma3Backbone with is_embedding_model=False. Received: an embedding "
             f"model, whose masked mean pooling of the stream has no rule yet. Fix: grow the "
             f"causal (is_embedding_model=False) backbone with the same decoder config.")
-    return gemma._targets(family, config, widen, reduction=1)
+    return gemma.grow_targets(family, config, widen, reduction=1)
 
 
 TABLE = {gemma3_decoder_block.Gemma3DecoderBlock: gemma.GemmaDecoderRule(),
@@ -51,5 +51,5 @@ FAMILIES = [Family(
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
-    targets=_targets, request=functools.partial(gemma._request, reduction=1),
-    finish=gemma._finish, deepen_config=gemma.sliding_pattern(6, 5))]
+    targets=_targets, request=functools.partial(gemma.layer_request_of, reduction=1),
+    finish=gemma.finish_student, deepen_config=gemma.sliding_pattern(6, 5))]

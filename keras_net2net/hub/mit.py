@@ -13,7 +13,7 @@ non-integer factor is a typed PlanError naming the integer factor.
 
 Sublayers are auto-named (`dense_3`, `layer_normalization_4`: global
 counters), so the rules match weights by build order and the driver pairs
-teacher and student layers by graph order (`_pairs`). Deeper:
+teacher and student layers by graph order (`pair_layers`). Deeper:
 `deepen=["hierarchical_encoder_0_0"]` adds an identity block after that one
 (its stage's `layerwise_depths` grows): a copy with the attention `proj` and
 Mix-FFN `fc2` zero, appended by rebuilding (`_append_blocks`). Drop-path
@@ -159,7 +159,7 @@ def _weighted(graph):
             if not isinstance(graph.layers[i], keras.Model) and graph.layers[i].weights]
 
 
-def _pairs(ctx, family, student, inserts):
+def pair_layers(ctx, family, student, inserts):
     """{id(teacher layer): student layer} by graph order (auto names differ)."""
     teacher = _weighted(ctx.graph)
     mine = _weighted(Graph(student))
@@ -220,4 +220,4 @@ FAMILIES = [Family(
     block="hierarchical_encoder_{}", block_names=_block_names, identity="pre",
     keys={"hidden": "hidden_dims", "heads": "layerwise_num_heads", "intermediate": "hidden_dims",
           "layers": "num_layers"},
-    targets=_targets, request=_request, pairs=_pairs, append_blocks=_append_blocks)]
+    targets=_targets, request=_request, pairs=pair_layers, append_blocks=_append_blocks)]

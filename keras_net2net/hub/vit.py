@@ -84,36 +84,52 @@ class ViTEncoderRule(composite.CompositeRule):
 ZERO = (r"mha/attention_output/(kernel|bias)", r"mlp/dense_2/(kernel|bias)")
 
 
-def _append_blocks(task, student, inserts):
-    """The widened student rebuilt with `count` more blocks at the encoder's
-    end: every weight copied by path, a new block a copy of the last one with
-    its writers zero."""
-    from keras_net2net.hub import backbone as hub_backbone
+def block_appender(block, zero, first=1):
+    """An `append_blocks` for encoders whose blocks live in one container
+    layer as `{block}_{i}` (i from `first`): the widened student rebuilt with
+    more blocks at the encoder's end, every weight copied by path, a new block
+    a copy of the last one with the weights matching `zero` (regexes below
+    the block) zero, so that it computes x + 0 + 0 = x.
 
-    backbone = student.backbone if task is not None else student
-    config = backbone.get_config()
-    n = config["num_layers"]
-    config["num_layers"] = n + sum(inserts.values())
-    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
-    source = {v.path: v for v in student.weights}
-    pattern = re.compile(r"(.*/transformer_block_)(\d+)/(.*)")
-    for variable in deeper.weights:
-        old = source.get(variable.path)
-        if old is not None:
-            lazy.set_value(variable, old.numpy())
-            continue
-        match = pattern.fullmatch(variable.path)
-        if match is None or int(match.group(2)) <= n:
-            raise errors.UnsupportedModelError(
-                f"Expected the deeper {type(deeper).__name__} to hold the grown model's "
-                f"weights and new blocks only. Received: a weight {variable.path!r} of neither. "
-                f"This is a bug in keras-net2net's keras_hub support: please report it.")
-        last = source[f"{match.group(1)}{n}/{match.group(3)}"].numpy()
-        if any(re.fullmatch(z, match.group(3)) for z in ZERO):
-            last = np.zeros_like(last)
-        lazy.set_value(variable, last)
-    lazy.initialize_rest(deeper.variables + made)
-    return deeper
+    Example:
+
+    ```python
+    Family(..., append_blocks=block_appender("transformer_block", ZERO))
+    ```
+    """
+    pattern = re.compile(rf"(.*/{block}_)(\d+)/(.*)")
+
+    def append(task, student, inserts):
+        from keras_net2net.hub import backbone as hub_backbone
+
+        backbone = student.backbone if task is not None else student
+        config = backbone.get_config()
+        n = config["num_layers"]
+        config["num_layers"] = n + sum(inserts.values())
+        deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred
+        source = {v.path: v for v in student.weights}
+        for variable in deeper.weights:
+            old = source.get(variable.path)
+            if old is not None:
+                lazy.set_value(variable, old.numpy())
+                continue
+            match = pattern.fullmatch(variable.path)
+            if match is None or int(match.group(2)) < first + n:
+                raise errors.UnsupportedModelError(
+                    f"Expected the deeper {type(deeper).__name__} to hold the grown model's "
+                    f"weights and new blocks only. Received: a weight {variable.path!r} of "
+                    f"neither. This is a bug in keras-net2net's keras_hub support: please "
+                    f"report it.")
+            last = source[f"{match.group(1)}{first + n - 1}/{match.group(3)}"].numpy()
+            if any(re.fullmatch(z, match.group(3)) for z in zero):
+                last = np.zeros_like(last)
+            lazy.set_value(variable, last)
+        lazy.initialize_rest(deeper.variables + made)
+        return deeper
+    return append
+
+
+_append_blocks = block_appender("transformer_block", ZERO)
 
 
 TABLE = {vit_layers.ViTPatchingAndEmbedding: ViTEmbeddingRule(),
