@@ -40,6 +40,7 @@ def activate():
     try:
         from keras_net2net.hub import albert
         from keras_net2net.hub import alibi
+        from keras_net2net.hub import bart
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
         from keras_net2net.hub import electra
@@ -58,7 +59,9 @@ def activate():
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
+        from keras_net2net.hub import t5
         from keras_net2net.hub import vit
+        from keras_net2net.hub import whisper
     except ImportError:  # a keras_hub this package does not know
         return None
     from keras_net2net import rules
@@ -67,6 +70,9 @@ def activate():
     rules.register_table(cnn.TABLE)
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit):
+        rules.register_table(getattr(module, "TABLE", {}))
+        families.register(module.FAMILIES)
+    for module in (bart, t5, whisper):  # encoder-decoders (hub/seq2seq.py)
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     _ACTIVE.append(sys.modules[__name__])
