@@ -5,9 +5,16 @@ the one stream mapping. A non-integer model width and an identity block are
 refused with the reason (post-LN; BART's epsilon of 1e-5), the teacher
 unchanged; its Seq2SeqLM's tied head is refused the same way."""
 
+import keras
+import numpy as np
 import pytest
 
+import keras_net2net as n2n
 from keras_net2net import errors
+from tests.growth import assert_preserved
+from tests.growth import assert_unchanged
+from tests.growth import probe
+from tests.growth import snapshot
 from tests.hub_helpers import TINY
 from tests.hub_helpers import keras_hub
 from tests.hub_helpers import perturb
@@ -57,3 +64,41 @@ def test_bart_seq2seq_lm_tied_head_is_refused_typed():
     task = keras_hub.models.BartSeq2SeqLM(backbone=bart(), preprocessor=None)
     message = refused(task, errors.FrozenGroupError, widen=2.0)
     assert "token_embedding" in message and "tied" in message, message
+
+
+def _user_seq2seq(encoder_out=False):
+    """A user's functional encoder-decoder on keras_hub layers: the
+    TransformerDecoder's cross attention reads the TransformerEncoder's
+    output (a stream of its own), a Dense head reads the decoder's (or the
+    encoder's stream is also an output, so it keeps its width)."""
+    keras.utils.set_random_seed(0)
+    src, tgt = keras.Input((6,), dtype="int32"), keras.Input((5,), dtype="int32")
+    enc = keras_hub.layers.TokenAndPositionEmbedding(50, 8, 12, name="src_embed")(src)
+    enc = keras_hub.layers.TransformerEncoder(24, 3, normalize_first=True, name="enc")(enc)
+    dec = keras_hub.layers.TokenAndPositionEmbedding(50, 8, 12, name="tgt_embed")(tgt)
+    dec = keras_hub.layers.TransformerDecoder(24, 3, normalize_first=True, name="dec")(
+        dec, encoder_sequence=enc)
+    head = keras.layers.Dense(7, name="head")(dec)
+    return perturb(keras.Model([src, tgt], [head, enc] if encoder_out else head))
+
+
+@pytest.mark.parametrize("encoder_out", [False, True])
+def test_cross_attention_in_a_user_graph_grows(encoder_out, tmp_path):
+    """Before: a TransformerDecoder with cross attention was a barrier. Now
+    its keys/values divide their rows by the encoder stream's copy counts
+    (or keep them where that stream keeps its width)."""
+    teacher = _user_seq2seq(encoder_out)
+    snap = snapshot(teacher)
+    student, report = n2n.expand_model(teacher, widen=2.0, seed=0, return_report=True)
+    assert_unchanged(teacher, snap)
+    x = probe(teacher)
+    assert_preserved(teacher, student, x)
+    student.save(tmp_path / "student.keras")
+    loaded = keras.models.load_model(tmp_path / "student.keras")
+    for a, b in zip(keras.tree.flatten(student(x)), keras.tree.flatten(loaded(x))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    widths = report.mappings()
+    assert len(widths["tgt_embed"]) == 24
+    assert len(widths.get("src_embed", range(12))) == (12 if encoder_out else 24)
+    key = student.get_layer("dec")._cross_attention_layer._key_dense.kernel
+    assert key.shape[0] == (12 if encoder_out else 24)

@@ -129,6 +129,17 @@ class CrossAttentionDecoderRule(hub_layers.TransformerBlockRule):
         stream_pad_constraints(self, solver, call, ins, outs, where,
                                memory_of(call, "encoder_sequence"))
 
+    def edit_config(self, config, io, plan):
+        """Also the build shapes its config holds (keras_hub builds the
+        layer from them in `from_config`): the decoder stream's width and
+        the encoder stream's."""
+        config = super().edit_config(config, io, plan)
+        for key, role in (("decoder_sequence_shape", IN), ("encoder_sequence_shape", MEMORY)):
+            shape, layout = config.get(key), io.layouts.get(role)
+            if shape and layout is not None:
+                config[key] = [*shape[:-1], plan.width(layout)]
+        return config
+
 
 def two_stacks(config):
     """Block names of an encoder-decoder backbone: the encoder's, then the
