@@ -31,6 +31,7 @@ import math
 import re
 
 import keras_hub
+import numpy as np
 from keras_hub.src.models.t5 import t5_layer_norm
 from keras_hub.src.models.t5 import t5_transformer_layer
 
@@ -172,8 +173,22 @@ def _request(ctx, family, config, targets):
     return request
 
 
+def _finish(ctx, plan, teacher, student):
+    """A tied T5Seq2SeqLM multiplies the decoder's output by hidden_dim **
+    -0.5 before its reverse embedding, and the student by its own (larger)
+    hidden_dim ** -0.5: its final decoder norm (divided for the tied head,
+    keras_net2net.rules.composite.tied_source) takes sqrt(D' / D) back."""
+    factor = math.sqrt(student.hidden_dim / teacher.hidden_dim)
+    for layer_id, layer in ctx.graph.layers.items():
+        io = ctx.io.get(layer_id)
+        if layer.name == "decoder_output_layer_norm" and io is not None and \
+                io.extra.get("tied_divide") and factor != 1.0:
+            weight = student.get_layer(layer.name).weight
+            weight.assign(weight.numpy() * np.asarray(factor, weight.dtype))
+
+
 FAMILIES = [Family(
     keras_hub.models.T5Backbone, embedding="token_embedding",
     block=seq2seq.ENCODER, block_names=seq2seq.two_stacks, identity="pre", zero=ZERO,
-    targets=_targets, request=_request,
+    targets=_targets, request=_request, finish=_finish,
     append_blocks=seq2seq.make_append_blocks(ZERO, _own_weights))]
