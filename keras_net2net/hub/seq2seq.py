@@ -27,7 +27,6 @@ from keras_net2net import lazy
 from keras_net2net.graph import TensorKey
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.rules import composite
-from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
 from keras_net2net.rules.base import IN
 from keras_net2net.rules.base import OUT
