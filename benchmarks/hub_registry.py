@@ -83,6 +83,18 @@ def _per_class():
             "CSPNetBackbone": (test_hub_cspnet.DARK, "stage_1_block_1")}
 
 
+def _two_stacks(cls):
+    """An encoder-decoder's first encoder block and first decoder block (its
+    num_layers counts both stacks: keras_net2net.hub.seq2seq), else None."""
+    from keras_net2net.hub import families
+    from keras_net2net.hub import seq2seq
+
+    family = families.family_of(cls)
+    if family is None or family.block_names is not seq2seq.two_stacks:
+        return None
+    return [seq2seq.ENCODER.format(0), seq2seq.DECODER.format(0)]
+
+
 def backbone_classes():
     """Every class `keras_hub.models.*Backbone` exports, by name."""
     return {name: getattr(keras_hub.models, name) for name in sorted(dir(keras_hub.models))
@@ -161,7 +173,8 @@ def rows(build=False, only=None):
                 own = _per_class().get(name)
                 blocks = [own[1]] if own is not None else [
                     l.name for l in model.layers if "layer_0" in l.name or l.name.endswith("_0")]
-                row["deepen"] = grow(model, deepen=blocks[:1]) if blocks else "no block found"
+                blocks = _two_stacks(cls) or blocks[:1]
+                row["deepen"] = grow(model, deepen=blocks) if blocks else "no block found"
             row["seconds"] = round(time.time() - start, 1)
         out.append(row)
     return out

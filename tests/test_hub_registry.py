@@ -11,7 +11,7 @@ from tests.hub_helpers import keras_hub  # noqa: F401 - skips without keras_hub
 
 SUBSET = ["GPT2Backbone", "BertBackbone", "Llama3Backbone", "MistralBackbone",
           "QwenBackbone", "FNetBackbone", "RobertaBackbone", "OPTBackbone",
-          "Qwen3MoeBackbone"]
+          "Qwen3MoeBackbone", "T5Backbone"]
 
 
 def test_every_exported_backbone_has_a_status():
@@ -25,7 +25,8 @@ def test_every_exported_backbone_has_a_status():
             "Qwen3Backbone", "MixtralBackbone", "QwenMoeBackbone", "Qwen3MoeBackbone",
             "GPTNeoXBackbone", "BloomBackbone", "FalconBackbone", "Gemma3Backbone",
             "SmolLM3Backbone", "SmolLMBackbone", "ESMBackbone", "ESM2Backbone",
-            "DebertaV3Backbone", "GptOssBackbone", "RoformerV2Backbone"} <= grows
+            "DebertaV3Backbone", "GptOssBackbone", "RoformerV2Backbone", "BartBackbone",
+            "T5Backbone", "WhisperBackbone"} <= grows
     table = hub_registry.table(rows)
     assert table.count("\n| ") == len(rows) and "backbone classes have a family" in table
 

@@ -44,6 +44,7 @@ def activate():
         from keras_net2net.hub import albert
         from keras_net2net.hub import alibi
         from keras_net2net.hub import backbone
+        from keras_net2net.hub import bart
         from keras_net2net.hub import bert
         from keras_net2net.hub import cnn
         from keras_net2net.hub import deberta_v3
@@ -72,7 +73,9 @@ def activate():
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import smollm3
+        from keras_net2net.hub import t5
         from keras_net2net.hub import vit
+        from keras_net2net.hub import whisper
     except ImportError:  # a keras_hub this package does not know
         return None
     from keras_net2net import makers
@@ -83,7 +86,7 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

@@ -279,7 +279,8 @@ class ReversibleEmbeddingRule(composite.ReversibleEmbeddingRule):
         ctx.unify(layout, forward, call.path)
         ctx.record_io(call, **{OUT: forward})
         if layer.tie_weights:
-            ctx.io[id(ctx.graph.producers[key].op)].extra["tied_divide"] = True
+            norm = ctx.graph.producers[composite.tied_source(ctx, key)].op
+            ctx.io[id(norm)].extra["tied_divide"] = True
 
 
 def _holder(ctx, layer):

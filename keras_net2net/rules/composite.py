@@ -22,6 +22,9 @@ import dataclasses
 import inspect
 import re
 
+import keras
+import numpy as np
+
 from keras_net2net.graph import TensorKey
 from keras_net2net.rules.base import COPY
 from keras_net2net.rules.base import DIVIDE
@@ -251,7 +254,7 @@ class ReversibleEmbeddingRule(Rule):
             ctx.groups.freeze_layout(layout, reason)
             return
         ctx.unify(layout, ctx.layouts[ctx.graph.calls_of(layer)[0].outputs[0]], call.path)
-        norm = ctx.graph.producers[key].op
+        norm = ctx.graph.producers[tied_source(ctx, key)].op
         ctx.io[id(norm)].extra["tied_divide"] = True
 
     def weight_axes(self, layer, io):
@@ -261,8 +264,32 @@ class ReversibleEmbeddingRule(Rule):
         return axes
 
 
+def tied_source(ctx, key):
+    """The tensor a tied reverse call's input `key` comes from through
+    layers that only scale it, each read once: dropout (the identity at
+    inference) and a multiplication by a scalar constant (T5's head scales by
+    hidden_dim ** -0.5). Dividing the norm that writes it divides `key`."""
+    while True:
+        producer = ctx.graph.producers.get(key)
+        if producer is None or len(producer.inputs) != 1 or not _scales_only(producer) or \
+                len(ctx.graph.consumers.get(key, [])) > 1 or key in ctx.graph.outputs:
+            return key
+        key = producer.inputs[0]
+
+
+def _scales_only(call):
+    op = call.op
+    if isinstance(op, keras.layers.Dropout):
+        return True
+    constants = [a for a in list(call.args) + list(call.kwargs.values())
+                 if not isinstance(a, TensorKey)]
+    return type(op).__name__ == "Multiply" and not isinstance(op, keras.layers.Layer) and \
+        len(constants) == 1 and np.size(constants[0]) == 1
+
+
 def tied_norm(ctx, key, call):
     """Why a tied reverse call's input cannot take the division, or None."""
+    key = tied_source(ctx, key)
     producer = ctx.graph.producers.get(key)
     io = ctx.io.get(id(producer.op)) if producer is not None else None
     rule = rule_for(producer.op) if producer is not None else None
