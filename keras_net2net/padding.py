@@ -105,7 +105,7 @@ class _Solver:
             outs = [k for k in call.outputs if k in self.keys]
             # A composite layer that only reads the group (a masked-LM head,
             # whose logits are another group) still says how it reads pads.
-            if outs or (ins and hasattr(rule_for(call.op), "pad_constraints")):
+            if outs or (ins and getattr(rule_for(call.op), "constrains_reads", False)):
                 self._constrain(call, ins, outs)
         return {key: self.kind.get(self.find(key), ZERO) for key in self.keys}
 

@@ -176,6 +176,8 @@ class MaskedLMHeadRule(composite.CompositeRule):
     ```
     """
 
+    constrains_reads = True  # padding asks it (see pad_constraints)
+
     specs = {
         "intermediate_dense/kernel": [(0, IN, DIVIDE), (1, DECODED, COPY)],
         "intermediate_dense/bias": [(0, DECODED, COPY)],

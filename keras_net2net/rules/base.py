@@ -345,6 +345,10 @@ class Rule:
     # a writer: SAME_PADS, ZERO_PADS, or None (they cannot; override
     # `pad_constraints` for anything else).
     pads = None
+    # Whether padding asks `pad_constraints` of a call that only reads a
+    # group (its outputs are another group): a masked-LM head normalises the
+    # width it decodes from. Other readers take pads as their rule's weights do.
+    constrains_reads = False
     # Net2DeeperNet (keras_net2net.deepen): an identity layer, or a
     # zero-initialised residual block, can be inserted after this layer.
     deepenable = False

@@ -81,7 +81,9 @@ def _reads(ctx, call, rule):
         return {rank - 1} if name in NOT_ELEMENTWISE else set()
     if isinstance(rule, (channelwise.LayerNormRule, channelwise.BatchNormRule,
                          channelwise.AcrossAxisRule)):
-        return set(channelwise.normalize_axes(call.op.axis, rank))
+        # keras_hub's RMS norms (LlamaLayerNorm, T5LayerNorm, ...) have no
+        # `axis`: they normalise over the last one.
+        return set(channelwise.normalize_axes(getattr(call.op, "axis", -1), rank))
     return None
 
 
