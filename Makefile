@@ -14,7 +14,7 @@ FAST_TESTS := tests/test_widen.py tests/test_deepen.py tests/test_carry.py \
 	tests/test_carry_objects.py tests/test_errors.py tests/test_attention.py \
 	tests/test_recurrent.py tests/test_norm_padding.py tests/test_tensor_ops.py \
 	tests/test_dict_io.py tests/test_deepen_blocks.py tests/test_verify_second_look.py \
-	tests/test_teacher_unchanged.py tests/test_console.py
+	tests/test_teacher_unchanged.py tests/bin/test_console.py
 
 .PHONY: demo test test-fast venv clean
 

@@ -13,7 +13,7 @@ where the generic tiny config does not fit the class.
     python benchmarks/hub_registry.py --build         # all classes (minutes)
     python benchmarks/hub_registry.py --build --only GPT2Backbone,Llama3Backbone
 
-The suite runs a representative subset (tests/test_hub_registry.py); this
+The suite runs a representative subset (tests/hub/test_registry.py); this
 script is the full sweep, and what the README table is made from.
 """
 
@@ -48,39 +48,39 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
 # Classes the generic filler cannot build, with the tiny configs their tests
 # use, and the block each deepens after where its name has no "_0".
 def _per_class():
-    from tests import test_hub_cnn
-    from tests import test_hub_gemma2
-    from tests import test_hub_gpt_oss
-    from tests import test_hub_roformer_v2
-    from tests import test_hub_smollm3
-    from tests import test_hub_cspnet
-    from tests import test_hub_deit
-    from tests import test_hub_densenet
-    from tests import test_hub_dinov2
-    from tests import test_hub_dinov3
-    from tests import test_hub_resnet
-    from tests import test_hub_vgg
-    from tests import test_hub_vision
-    from tests import test_hub_xception
+    from tests.hub import test_cnn
+    from tests.hub import test_gemma2
+    from tests.hub import test_gpt_oss
+    from tests.hub import test_roformer_v2
+    from tests.hub import test_smollm3
+    from tests.hub import test_cspnet
+    from tests.hub import test_deit
+    from tests.hub import test_densenet
+    from tests.hub import test_dinov2
+    from tests.hub import test_dinov3
+    from tests.hub import test_resnet
+    from tests.hub import test_vgg
+    from tests.hub import test_vision
+    from tests.hub import test_xception
 
-    return {"MobileNetBackbone": (test_hub_cnn.MOBILENET, "block_2_1"),
-            "EfficientNetBackbone": (test_hub_cnn.EFFICIENTNET, "block1a"),
-            "ViTBackbone": (test_hub_vision.VIT, "vit_encoder"),
-            "MiTBackbone": (test_hub_vision.MIT, "hierarchical_encoder_0_0"),
-            "Gemma3Backbone": (test_hub_gemma2.GEMMA3, "decoder_block_0"),
-            "SmolLM3Backbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
-            "SmolLMBackbone": (test_hub_smollm3.TINY, "transformer_layer_0"),
+    return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
+            "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
+            "ViTBackbone": (test_vision.VIT, "vit_encoder"),
+            "MiTBackbone": (test_vision.MIT, "hierarchical_encoder_0_0"),
+            "Gemma3Backbone": (test_gemma2.GEMMA3, "decoder_block_0"),
+            "SmolLM3Backbone": (test_smollm3.TINY, "transformer_layer_0"),
+            "SmolLMBackbone": (test_smollm3.TINY, "transformer_layer_0"),
             # Sliding windows on odd blocks: the last block deepens exactly.
-            "GptOssBackbone": (test_hub_gpt_oss.TINY, "transformer_layer_1"),
-            "RoformerV2Backbone": (test_hub_roformer_v2.TINY, "transformer_layer_0"),
-            "DeiTBackbone": (test_hub_deit.DEIT, "deit_encoder"),
-            "DINOV2Backbone": (test_hub_dinov2.DINOV2, "encoder"),
-            "DINOV3Backbone": (test_hub_dinov3.DINOV3, "encoder"),
-            "ResNetBackbone": (test_hub_resnet.BASIC, "stack1_block1"),
-            "VGGBackbone": (test_hub_vgg.VGG, "block2_conv2"),
-            "DenseNetBackbone": (test_hub_densenet.DENSENET, "stack1_block2"),
-            "XceptionBackbone": (test_hub_xception.XCEPTION, "block3_sepconv2"),
-            "CSPNetBackbone": (test_hub_cspnet.DARK, "stage_1_block_1")}
+            "GptOssBackbone": (test_gpt_oss.TINY, "transformer_layer_1"),
+            "RoformerV2Backbone": (test_roformer_v2.TINY, "transformer_layer_0"),
+            "DeiTBackbone": (test_deit.DEIT, "deit_encoder"),
+            "DINOV2Backbone": (test_dinov2.DINOV2, "encoder"),
+            "DINOV3Backbone": (test_dinov3.DINOV3, "encoder"),
+            "ResNetBackbone": (test_resnet.BASIC, "stack1_block1"),
+            "VGGBackbone": (test_vgg.VGG, "block2_conv2"),
+            "DenseNetBackbone": (test_densenet.DENSENET, "stack1_block2"),
+            "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
+            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1")}
 
 
 def _two_stacks(cls):

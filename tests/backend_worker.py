@@ -129,16 +129,16 @@ def residual_cnn():
 #     "recurrent": (lstm_model, lambda m: dict(widen=2.0, deepen=["lstm"])),
 def attention_encoder():
     """Pre-LN encoder with MultiHeadAttention (grown x1.5 through LayerNorm pads)."""
-    from tests import test_norm_padding
+    from tests import factories
 
-    return test_norm_padding.pre_ln_encoder()
+    return factories.pre_ln_encoder()
 
 
 def recurrent():
     """Masked LSTM / GRU (both reset_after) / SimpleRNN stack."""
-    from tests import test_recurrent
+    from tests import factories
 
-    return test_recurrent.stacked_masked()
+    return factories.stacked_masked()
 
 
 FAMILIES = {

@@ -322,3 +322,46 @@ ALL = [add_to_concat, mlp, dense_rank3, cnn_flatten, cnn_channels_first, residua
        squeeze_excite, depthwise_separable, conv1d_3d_transpose, embedding_text, norms,
        activations_and_merges, nested_and_shared, multi_io, sequential,
        reshape_permute_padding, barriers, grouped_conv]
+
+
+# Shared by the rule tests and tests/backend_worker.py (the JAX worker).
+
+def pre_norm_block(x, width, norm, i):
+    h = norm(name=f"norm{i}_attn")(x)
+    h = L.MultiHeadAttention(2, 4, name=f"mha{i}")(h, h)
+    x = L.Add(name=f"res{i}_attn")([x, h])
+    h = norm(name=f"norm{i}_ffn")(x)
+    h = L.Dense(2 * width, activation="gelu", name=f"ffn{i}_in")(h)
+    h = L.Dense(width, name=f"ffn{i}_out")(h)
+    return L.Add(name=f"res{i}_ffn")([x, h])
+
+
+def pre_ln_encoder(norm=L.LayerNormalization, width=6):
+    """Token + position embeddings, two pre-norm blocks, a final norm."""
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    positions = keras.Input((5,), dtype="int32", name="positions")
+    x = L.Add()([L.Embedding(20, width, name="token_embed")(tokens),
+                 L.Embedding(5, width, name="position_embed")(positions)])
+    for i in range(2):
+        x = pre_norm_block(x, width, norm, i)
+    x = norm(name="final_norm")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model([tokens, positions], L.Dense(3, name="logits")(x))
+
+
+# Sequence length and vocabulary of the recurrent test models.
+T, VOCAB = 6, 11
+
+
+def stacked_masked():
+    """Embedding(mask_zero) -> LSTM -> GRU(reset_after=False, go_backwards) ->
+    GRU(reset_after=True) -> SimpleRNN, a masked average, a Dense head."""
+    tokens = keras.Input((T,), dtype="int32")
+    x = L.Embedding(VOCAB, 4, mask_zero=True, name="emb")(tokens)
+    x = L.LSTM(5, return_sequences=True, name="lstm")(x)
+    x = L.GRU(4, return_sequences=True, reset_after=False, go_backwards=True, name="gru_v1")(x)
+    x = L.GRU(3, return_sequences=True, reset_after=True, name="gru_v3")(x)
+    pooled = L.GlobalAveragePooling1D(name="pool")(x)
+    last = L.SimpleRNN(4, name="srnn")(x)
+    x = L.Concatenate(name="cat")([pooled, last])
+    return keras.Model(tokens, L.Dense(2, name="logits")(x))

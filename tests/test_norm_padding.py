@@ -9,6 +9,7 @@ import pytest
 
 import keras_net2net as n2n
 from keras_net2net import errors
+from tests.factories import pre_ln_encoder
 from tests.factories import randomize_state
 from tests.growth import assert_preserved
 from tests.growth import assert_unchanged
@@ -16,29 +17,6 @@ from tests.growth import probe
 from tests.growth import snapshot
 
 L = keras.layers
-
-
-def _pre_norm_block(x, width, norm, i):
-    h = norm(name=f"norm{i}_attn")(x)
-    h = L.MultiHeadAttention(2, 4, name=f"mha{i}")(h, h)
-    x = L.Add(name=f"res{i}_attn")([x, h])
-    h = norm(name=f"norm{i}_ffn")(x)
-    h = L.Dense(2 * width, activation="gelu", name=f"ffn{i}_in")(h)
-    h = L.Dense(width, name=f"ffn{i}_out")(h)
-    return L.Add(name=f"res{i}_ffn")([x, h])
-
-
-def pre_ln_encoder(norm=L.LayerNormalization, width=6):
-    """Token + position embeddings, two pre-norm blocks, a final norm."""
-    tokens = keras.Input((5,), dtype="int32", name="tokens")
-    positions = keras.Input((5,), dtype="int32", name="positions")
-    x = L.Add()([L.Embedding(20, width, name="token_embed")(tokens),
-                 L.Embedding(5, width, name="position_embed")(positions)])
-    for i in range(2):
-        x = _pre_norm_block(x, width, norm, i)
-    x = norm(name="final_norm")(x)
-    x = L.GlobalAveragePooling1D()(x)
-    return keras.Model([tokens, positions], L.Dense(3, name="logits")(x))
 
 
 def rms_gated_decoder(width=8):

@@ -9,6 +9,9 @@ import pytest
 
 import keras_net2net as n2n
 from keras_net2net import errors
+from tests.factories import T
+from tests.factories import VOCAB
+from tests.factories import stacked_masked
 from tests.growth import assert_preserved
 from tests.growth import assert_refused
 from tests.growth import assert_unchanged
@@ -17,7 +20,6 @@ from tests.growth import probe
 from tests.growth import snapshot
 
 L = keras.layers
-T, VOCAB = 6, 11
 
 
 def _randomized(model, seed=0):
@@ -46,20 +48,6 @@ def _tokens(model, seed=1):
 
 
 # -- teachers ---------------------------------------------------------------
-def stacked_masked():
-    """Embedding(mask_zero) -> LSTM -> GRU(reset_after=False, go_backwards) ->
-    GRU(reset_after=True) -> SimpleRNN, a masked average, a Dense head."""
-    tokens = keras.Input((T,), dtype="int32")
-    x = L.Embedding(VOCAB, 4, mask_zero=True, name="emb")(tokens)
-    x = L.LSTM(5, return_sequences=True, name="lstm")(x)
-    x = L.GRU(4, return_sequences=True, reset_after=False, go_backwards=True, name="gru_v1")(x)
-    x = L.GRU(3, return_sequences=True, reset_after=True, name="gru_v3")(x)
-    pooled = L.GlobalAveragePooling1D(name="pool")(x)
-    last = L.SimpleRNN(4, name="srnn")(x)
-    x = L.Concatenate(name="cat")([pooled, last])
-    return keras.Model(tokens, L.Dense(2, name="logits")(x))
-
-
 def bidirectional_masked():
     """Bidirectional layers in every merge mode, with masks."""
     tokens = keras.Input((T,), dtype="int32")

@@ -198,7 +198,7 @@ def define_growth_flags(flag_values=flags.FLAGS):
         flag_values: the `FlagValues` to define them on.
     """
     fv = {"flag_values": flag_values}
-    # training.growth.GrowthPlan's defaults (tests/test_grow_in_run.py keeps
+    # training.growth.GrowthPlan's defaults (tests/training/test_grow_in_run.py keeps
     # them equal; importing it here would load Keras to define flags).
     defaults = {"noise": 0.5, "carry_optimizer": False, "rewarm_steps": 10}
     flags.DEFINE_list(
