@@ -432,7 +432,7 @@ class CnnMaker(makers.ConfigMaker):
         student_graph = Graph(student)
         pairs = makers.pair_by_path(ctx, student, graph=student_graph)
         _check_structure(ctx, model, student, inserts)
-        widths = _widths(ctx, pairs, student_graph, name)
+        widths = student_widths(ctx, pairs, student_graph, name)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         blocks = {}
         for anchor, _ in inserts:
@@ -530,9 +530,10 @@ def _check_structure(ctx, teacher, student, inserts):
             f"another factor, e.g. widen=2.0.")
 
 
-def _widths(ctx, pairs, student_graph, name):
+def student_widths(ctx, pairs, student_graph, name):
     """{group root: the student's width}, read from the student built from
-    the edited config."""
+    the edited config (its layers paired to the teacher's by `pairs`); a
+    group that would shrink or cannot grow is refused, typed."""
     from keras_net2net.rules import rule_for as rule_of
 
     groups = ctx.groups

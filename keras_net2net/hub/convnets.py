@@ -32,7 +32,6 @@ import dataclasses
 import math
 import re
 
-import keras
 import numpy as np
 
 from keras_net2net import activations
@@ -287,7 +286,7 @@ class ConvnetMaker(makers.ConfigMaker):
         # Some classes' get_config() leaves the name out (VGG): a task's
         # student backbone may be named otherwise.
         pairs, student_graph = _pairs(ctx, student, {backbone.name: new_backbone.name})
-        widths = _widths(ctx, pairs, student_graph, name)
+        widths = cnn.student_widths(ctx, pairs, student_graph, name)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         blocks = {}
         for anchor, _ in pairs_new:
@@ -356,54 +355,13 @@ def _inserts(spec, config, deepen, name):
 
 def _pairs(ctx, student, renamed):
     """{id(teacher layer): student layer} by path, the first path element
-    renamed by `renamed`."""
-    graph = Graph(student)
-    by_path = {path: graph.layers[i] for i, path in graph.paths.items()}
-    pairs = {}
-    for layer_id, path in ctx.graph.paths.items():
-        layer = ctx.graph.layers[layer_id]
-        if isinstance(layer, keras.Model) or not getattr(layer, "weights", None):
-            continue  # an operation (ops.pad) or weightless: nothing to write
+    renamed by `renamed`; and the student's Graph."""
+    def rename(path):
         head, _, rest = path.partition("/")
-        path = f"{renamed.get(head, head)}/{rest}" if rest else path
-        other = by_path.get(path)
-        if other is None or len(other.weights) != len(layer.weights):
-            raise errors.UnsupportedModelError(
-                f"Expected the grown {type(student).__name__} to have a layer {path!r} with "
-                f"the weights of the teacher's. Received: "
-                f"{'none' if other is None else f'{len(other.weights)} weights'}. This is a "
-                f"bug in keras-net2net's keras_hub support: please report it.")
-        pairs[layer_id] = other
-    return pairs, graph
+        return f"{renamed.get(head, head)}/{rest}" if rest else path
 
-
-def _widths(ctx, pairs, student_graph, name):
-    """{group root: the student's width}, read from the student built from
-    the edited config; a group that would shrink or cannot grow is refused."""
-    groups = ctx.groups
-    found = {}
-
-    for layer_id, atom in ctx.producer_atoms.items():
-        where = f"layer {ctx.graph.paths[layer_id]!r}"
-        calls = student_graph.calls_of(pairs[layer_id])
-        width = int(student_graph.shapes[calls[0].outputs[0]][-1])
-        root = groups.find(atom)
-        old = groups.widths[root]
-        if width == old:
-            found.setdefault(root, (width, where))
-            continue
-        if groups.is_frozen(root) or width < old:
-            why = (groups.frozen_reasons(root) or ["it would shrink"])[0]
-            raise errors.FrozenGroupError(
-                f"Expected every width of {name} to grow exactly. Received: {where} goes "
-                f"{old} -> {width}, but {why}. Fix: another factor (e.g. widen=2.0).")
-        if root in found and found[root][0] != width:
-            raise errors.PlanError(
-                f"Expected one width for layers that grow together. Received: {where} -> "
-                f"{width} but {found[root][1]} -> {found[root][0]}. This is a bug in "
-                f"keras-net2net's keras_hub support: please report it.")
-        found[root] = (width, where)
-    return {root: w for root, (w, _) in found.items() if w != groups.widths[root]}
+    graph = Graph(student)
+    return makers.pair_by_path(ctx, student, rename=rename, graph=graph), graph
 
 
 def _copy_block(student, anchor, new):
