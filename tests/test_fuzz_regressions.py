@@ -91,3 +91,22 @@ def test_refusal_inside_an_inlined_custom_layer_names_its_path():
     assert_unchanged(teacher, snap)
     case = fuzz_models.Case(code="", widen=2.176, strict=True)
     fuzz_models.check_refusal(teacher, case, caught.value)  # raises FuzzFailure if not
+
+
+def test_refusal_naming_an_ops_call_barrier_passes_the_fuzz_check():
+    """Fuzz seed 0, example 1422 (final generator): a keras.ops call with no
+    rule (ops.any) keeps a group; the refusal names it as "Any 'any'", a
+    barrier explain_model lists but no layer of the teacher."""
+    from tests import fuzz_models
+
+    inp = keras.Input((6,))
+    x = L.Dense(5, name="bi5")(inp)
+    flag = keras.ops.any(x, axis=-1, keepdims=True)
+    teacher = factories.randomize_state(
+        keras.Model(inp, [L.Dense(2, name="out")(x), flag]))
+    snap = snapshot(teacher)
+    with pytest.raises(errors.FrozenGroupError, match=r"Any '") as caught:
+        n2n.expand_model(teacher, widen={"bi5": 7}, strict=True)
+    assert_unchanged(teacher, snap)
+    fuzz_models.check_refusal(teacher, fuzz_models.Case(code="", widen={"bi5": 7}, strict=True),
+                              caught.value)  # raises FuzzFailure if not
