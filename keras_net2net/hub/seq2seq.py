@@ -73,15 +73,7 @@ def propagate_with_memory(rule, ctx, call, memory):
     for key in call.outputs[1:]:
         ctx.fresh(key, ctx.rank(key) - 1, call.path, frozen=(
             f"{type(call.op).__name__} {call.path!r}: an extra output (cache, scores)"))
-    inner = {spec.role: ctx.inner(call, name, spec.width(call.op), spec.on_request)
-             for name, spec in rule.inner.items()}
-    if rule.norms and layout is not None:
-        atom = layout.segments[0].atom
-        ctx.groups.require_blocks(atom, 1, (
-            f"{type(call.op).__name__} {call.path!r} normalises its input inside, "
-            "so every channel must be copied equally (an integer widening factor)"))
-        ctx.norm_calls.append((atom, call))
-    inner.update(rule.derived_roles(inner))
+    inner = composite.inner_roles(rule, ctx, call, layout)
     roles = {IN: layout, OUT: layout, **inner}
     if memory is not None:
         roles[MEMORY] = mem

@@ -151,15 +151,7 @@ class CompositeRule(Rule):
         for key in call.outputs[1:]:
             ctx.fresh(key, ctx.rank(key) - 1, call.path, frozen=(
                 f"{type(call.op).__name__} {call.path!r}: an extra output (cache, scores)"))
-        inner = {spec.role: ctx.inner(call, name, spec.width(call.op), spec.on_request)
-                 for name, spec in self.inner.items()}
-        if self.norms and layout is not None:
-            atom = layout.segments[0].atom
-            ctx.groups.require_blocks(atom, 1, (
-                f"{type(call.op).__name__} {call.path!r} normalises its input inside, "
-                "so every channel must be copied equally (an integer widening factor)"))
-            ctx.norm_calls.append((atom, call))
-        inner.update(self.derived_roles(inner))
+        inner = inner_roles(self, ctx, call, layout)
         ctx.record_io(call, **{IN: layout if self.residual else None, OUT: out}, **inner)
         io = ctx.io[id(call.op)]
         ctx.width_checks[id(call.op)] = lambda view: self.check_widths(call.op, io, view)
@@ -303,3 +295,19 @@ def tied_norm(ctx, key, call):
         return (f"ReversibleEmbedding {call.path!r} is tied and its input is read elsewhere "
                 "too: dividing the norm that writes it would change those readers")
     return None
+
+
+def inner_roles(rule, ctx, call, layout):
+    """{role: layout} of a composite call's inner widths (and the derived
+    ones); where it normalises its input inside, the input's group takes
+    whole copies only."""
+    inner = {spec.role: ctx.inner(call, name, spec.width(call.op), spec.on_request)
+             for name, spec in rule.inner.items()}
+    if rule.norms and layout is not None:
+        atom = layout.segments[0].atom
+        ctx.groups.require_blocks(atom, 1, (
+            f"{type(call.op).__name__} {call.path!r} normalises its input inside, "
+            "so every channel must be copied equally (an integer widening factor)"))
+        ctx.norm_calls.append((atom, call))
+    inner.update(rule.derived_roles(inner))
+    return inner
