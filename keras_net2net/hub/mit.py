@@ -154,15 +154,16 @@ def _request(ctx, family, config, targets):
     return request
 
 
-def _weighted(graph):
+def weighted_layers(graph):
     return [(path, graph.layers[i]) for i, path in graph.paths.items()
-            if not isinstance(graph.layers[i], keras.Model) and graph.layers[i].weights]
+            if not isinstance(graph.layers[i], keras.Model)
+            and getattr(graph.layers[i], "weights", None)]  # keras.ops calls have none
 
 
 def pair_layers(ctx, family, student, inserts):
     """{id(teacher layer): student layer} by graph order (auto names differ)."""
-    teacher = _weighted(ctx.graph)
-    mine = _weighted(Graph(student))
+    teacher = weighted_layers(ctx.graph)
+    mine = weighted_layers(Graph(student))
     ids = {id(layer): i for i, layer in ctx.graph.layers.items()}
     if len(teacher) != len(mine) or any(
             type(a) is not type(b) or len(a.weights) != len(b.weights)
@@ -193,8 +194,8 @@ def _append_blocks(task, student, inserts):
         anchors[names[index]] = count
     config["layerwise_depths"] = depths
     deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
-    old = [layer for _, layer in _weighted(Graph(student))]
-    new = [layer for _, layer in _weighted(Graph(deeper))]
+    old = [layer for _, layer in weighted_layers(Graph(student))]
+    new = [layer for _, layer in weighted_layers(Graph(deeper))]
     j = 0
     for layer in old:
         copies = [layer] + [None] * anchors.get(layer.name, 0)
