@@ -108,8 +108,8 @@ class BackboneMaker(makers.ConfigMaker):
         new_config = dict(config)
         new_config.update({keys.get(k, k): v for k, v in targets.items()})
         appended = family.append_blocks is not None
-        new_config[keys["layers"]] = config[keys["layers"]] + (
-            0 if appended else sum(inserts.values()))
+        if not appended:  # else append_blocks edits it (Swin's `depths` is a tuple)
+            new_config[keys["layers"]] = config[keys["layers"]] + sum(inserts.values())
         if family.deepen_config is not None and inserts and not appended:
             family.deepen_config(config, new_config, inserts)
         return makers.Growth(model, request, ctx, the_plan, state=dict(

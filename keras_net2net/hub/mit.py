@@ -125,23 +125,35 @@ def _block_names(config):
             for k in range(depth)]
 
 
+def integer_factor(cls_name, widen, grows, why):
+    """`widen` as an int, or a typed PlanError: `cls_name` grows `grows`
+    together by whole multiples only, because `why`.
+
+    Example:
+    >>> integer_factor("MiTBackbone", 2.0, "hidden_dims", "...")
+    2
+    """
+    if not is_number(widen):
+        raise errors.PlanError(
+            f"Expected widen to be an integer factor (e.g. 2.0) for {cls_name}, which grows "
+            f"{grows} together. Received: widen={widen!r}. Fix: widen=2.0.")
+    if widen < 1 or abs(widen - round(widen)) > 1e-9:
+        raise errors.PlanError(
+            f"Expected an integer factor >= 1 for {cls_name}: {why}. Received: "
+            f"widen={widen!r}. Fix: widen={float(max(2, math.ceil(widen)))} (the closest exact "
+            f"factor above).")
+    return int(round(widen))
+
+
 def _targets(family, config, widen):
     dims, heads = list(config["hidden_dims"]), list(config["layerwise_num_heads"])
     out = {"hidden_dims": dims, "layerwise_num_heads": heads}
     if widen is None:
         return out
-    if not is_number(widen):
-        raise errors.PlanError(
-            f"Expected widen to be an integer factor (e.g. 2.0) for MiTBackbone, which grows "
-            f"every stage's hidden_dims and layerwise_num_heads together. Received: "
-            f"widen={widen!r}. Fix: widen=2.0.")
-    if widen < 1 or abs(widen - round(widen)) > 1e-9:
-        raise errors.PlanError(
-            f"Expected an integer factor >= 1 for MiTBackbone: each stage's patch embedding ends "
-            f"in a LayerNorm, whose output cannot carry the mean pads a non-integer width needs "
-            f"(as a post-LN stream). Received: widen={widen!r}. Fix: widen="
-            f"{float(max(2, math.ceil(widen)))} (the closest exact factor above).")
-    f = int(round(widen))
+    f = integer_factor(
+        "MiTBackbone", widen, "every stage's hidden_dims and layerwise_num_heads",
+        "each stage's patch embedding ends in a LayerNorm, whose output cannot carry the mean "
+        "pads a non-integer width needs (as a post-LN stream)")
     return {"hidden_dims": [d * f for d in dims], "layerwise_num_heads": [h * f for h in heads]}
 
 
