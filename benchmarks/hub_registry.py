@@ -64,6 +64,7 @@ def _per_class():
     from tests.hub import test_xception
     from tests.hub import test_vit_det
     from tests.hub import test_swin
+    from tests.hub import test_sam
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -84,7 +85,8 @@ def _per_class():
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "ViTDetBackbone": (test_vit_det.VITDET, "block_0"),
-            "SwinTransformerBackbone": (test_swin.SWIN, "stage_0")}
+            "SwinTransformerBackbone": (test_swin.SWIN, "stage_0"),
+            "SAMBackbone": (test_sam.SAM, "block_0")}
 
 
 def _two_stacks(cls):

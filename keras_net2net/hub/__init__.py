@@ -72,6 +72,7 @@ def activate():
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
+        from keras_net2net.hub import sam
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import swin
         from keras_net2net.hub import t5
@@ -88,7 +89,7 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
