@@ -65,6 +65,7 @@ def _per_class():
     from tests.hub import test_vit_det
     from tests.hub import test_swin
     from tests.hub import test_sam
+    from tests.hub import test_video_prism
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -86,7 +87,8 @@ def _per_class():
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "ViTDetBackbone": (test_vit_det.VITDET, "block_0"),
             "SwinTransformerBackbone": (test_swin.SWIN, "stage_0"),
-            "SAMBackbone": (test_sam.SAM, "block_0")}
+            "SAMBackbone": (test_sam.SAM, "block_0"),
+            "VideoPrismBackbone": (test_video_prism.VIDEOPRISM, "temporal_encoder")}
 
 
 def _two_stacks(cls):

@@ -146,35 +146,53 @@ def request(ctx, family, config, targets):
 ZERO = (r"attn/attention_projection/(kernel|bias)", r"mlp/fc2/(kernel|bias)")
 
 
-def append_blocks(task, student, inserts):
-    """Rebuilt with `inserts[i]` more blocks at the end of stage i, every
-    weight copied by path, a new block a copy of its stage's last one with
-    its writers (`ZERO`) zero."""
+def append_by_path(task, student, edit_config, source_of):
+    """The grown `student` rebuilt from `edit_config(config)` (more blocks),
+    every weight copied by path; a weight no path of the student has is a
+    new block's: `source_of(path)` gives (the path it copies, whether it
+    starts at zero), or None (a bug: refused typed).
+
+    Example:
+
+    ```python
+    append_by_path(None, student, deeper_depths, lambda path: (last_block(path), False))
+    ```
+    """
     backbone = student.backbone if task is not None else student
-    config = backbone.get_config()
-    old = list(config["depths"])
-    config["depths"] = type(config["depths"])(d + inserts.get(i, 0) for i, d in enumerate(old))
-    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred
+    deeper, made = hub_backbone.build_student(
+        task, backbone, edit_config(backbone.get_config()))  # deferred
     source = {v.path: v for v in student.weights}
     for variable in deeper.weights:
-        path = variable.path
-        match = re.fullmatch(r"(.*stage_(\d+)/blocks_)(\d+)/(.*)", path)
-        if path not in source and match is not None:
-            stage, rest = int(match.group(2)), match.group(4)
-            path = f"{match.group(1)}{old[stage] - 1}/{rest}"
-            value = source[path].numpy()
-            if any(re.fullmatch(z, rest) for z in ZERO):
-                value = np.zeros_like(value)
-            lazy.set_value(variable, value)
-        elif path in source:
-            lazy.set_value(variable, source[path].numpy())
-        else:
+        found = (variable.path, False) if variable.path in source else \
+            source_of(variable.path)
+        if found is None or found[0] not in source:
             raise errors.UnsupportedModelError(
                 f"Expected the deeper {type(deeper).__name__} to hold the grown model's "
-                f"weights and new blocks only. Received: a weight {path!r} of neither. This is "
-                f"a bug in keras-net2net's keras_hub support: please report it.")
+                f"weights and new blocks only. Received: a weight {variable.path!r} of neither. "
+                f"This is a bug in keras-net2net's keras_hub support: please report it.")
+        value = source[found[0]].numpy()
+        lazy.set_value(variable, np.zeros_like(value) if found[1] else value)
     lazy.initialize_rest(deeper.variables + made)
     return deeper
+
+
+def append_blocks(task, student, inserts):
+    """`inserts[i]` more blocks at the end of stage i, each a copy of the
+    stage's last block with its writers (`ZERO`) zero."""
+    depths = (student.backbone if task is not None else student).get_config()["depths"]
+
+    def deeper(config):
+        config["depths"] = type(depths)(d + inserts.get(i, 0) for i, d in enumerate(depths))
+        return config
+
+    def source_of(path):
+        match = re.fullmatch(r"(.*stage_(\d+)/blocks_)(\d+)/(.*)", path)
+        if match is None:
+            return None
+        rest = match.group(4)
+        return (f"{match.group(1)}{depths[int(match.group(2))] - 1}/{rest}",
+                any(re.fullmatch(z, rest) for z in ZERO))
+    return append_by_path(task, student, deeper, source_of)
 
 
 TABLE = {swin_layers.SwinTransformerStage: StageRule(),
