@@ -80,7 +80,7 @@ class StageRule(composite.CompositeRule):
     }
 
     def derived_roles(self, inner):
-        return vit_det.WindowedBlockRule.derived_roles(self, inner)
+        return vit_det.fused_qkv_roles(inner)
 
     def propagate(self, ctx, call):
         if call.op.downsample is None:  # the last stage writes the stream it reads

@@ -48,6 +48,13 @@ KEYS = {"hidden": "hidden_size", "heads": "num_heads", "intermediate": "intermed
         "layers": "num_layers"}
 
 
+def fused_qkv_roles(inner):
+    """A fused qkv Dense's output axis `(3, heads, head dim)` and the
+    projection's input axis `(heads, head dim)`, flattened."""
+    return {QKV: Product(Product(inner[QKV_PART], inner[HEADS]), inner[HEAD_DIM]),
+            HEADS_X_DIM: Product(inner[HEADS], inner[HEAD_DIM])}
+
+
 def norm(role=IN):
     return [[(0, role, NORM_SCALE)], [(0, role, COPY, ZERO_FILL)]]
 
@@ -73,8 +80,7 @@ class WindowedBlockRule(composite.CompositeRule):
     }
 
     def derived_roles(self, inner):
-        return {QKV: Product(Product(inner[QKV_PART], inner[HEADS]), inner[HEAD_DIM]),
-                HEADS_X_DIM: Product(inner[HEADS], inner[HEAD_DIM])}
+        return fused_qkv_roles(inner)
 
     def weight_axes(self, layer, io):
         specs = norm() + norm()  # layer_norm1, layer_norm2 (built first)
