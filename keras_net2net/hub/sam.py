@@ -30,8 +30,14 @@ def _encoder(config):
 def targets(family, config, widen):
     """{"image_encoder": its serialized config with ViTDet's new widths}."""
     grown = vit_det.targets(ENCODER, _encoder(config), widen)
+    if grown["num_output_channels"] != _encoder(config)["num_output_channels"]:
+        raise errors.PlanError(
+            f"Expected SAMBackbone's image encoder to keep num_output_channels "
+            f"({_encoder(config)['num_output_channels']}): its prompt encoder and mask decoder "
+            f"read that width and have no growth rule. Received: widen={widen!r}. Fix: grow "
+            f"hidden_size, num_heads and intermediate_dim (e.g. widen=2.0).")
     encoder = copy.deepcopy(config["image_encoder"])
-    encoder["config"].update({ENCODER.keys[k]: v for k, v in grown.items()})
+    encoder["config"].update({ENCODER.keys.get(k, k): v for k, v in grown.items()})
     return {"image_encoder": encoder}
 
 

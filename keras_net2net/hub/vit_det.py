@@ -10,7 +10,9 @@ kept: the relative position tables `(2 size - 1, head dim)` are shared by
 all heads, so copied heads read them unchanged, while a grown head dim would
 need them rescaled against the query's QUERY_DIMS scale; a request that
 changes it is a typed PlanError. The neck keeps `num_output_channels` (its
-output is the interface SAM's prompt encoder and mask decoder read).
+output is the interface SAM's prompt encoder and mask decoder read) unless
+`widen={"num_output_channels": n}` names it (whole multiples: the neck's
+LayerNorms read it; the grown output is read back through its mapping).
 
 keras_hub auto-names the blocks and their sublayers (global counters), so
 the block rule reads weights by build order, layers pair by graph order
@@ -21,6 +23,7 @@ last Dense zero) after the second block, with the anchor's attention kind
 (`keras_hub.src.models.vit_det.vit_layers`) for the layer classes.
 """
 
+import keras
 import keras_hub
 import numpy as np
 from keras_hub.src.models.vit_det import vit_layers
@@ -132,7 +135,20 @@ def block_names(config):
 
 
 def targets(family, config, widen):
-    """`default_targets`, refusing a request that changes the head dim."""
+    """`default_targets`, refusing a request that changes the head dim; the
+    neck's `num_output_channels` grows only when named (whole multiples:
+    the neck's LayerNorms read it)."""
+    neck = config["num_output_channels"]
+    if isinstance(widen, dict) and "num_output_channels" in widen:
+        widen = dict(widen)
+        neck = hub_backbone.requested_width(
+            "num_output_channels", widen.pop("num_output_channels"), config["num_output_channels"])
+        if neck % config["num_output_channels"]:
+            raise errors.PlanError(
+                f"Expected num_output_channels to grow by a whole multiple: the neck of "
+                f"{family.backbone.__name__} normalises it with LayerNorms, whose outputs "
+                f"cannot carry pads. Received: widen={{'num_output_channels': {neck}}}. Fix: "
+                f"num_output_channels={2 * config['num_output_channels']}.")
     out = hub_backbone.default_targets(family, config, widen)
     k = config["hidden_size"] // config["num_heads"]
     if out["hidden"] != out["heads"] * k:
@@ -143,16 +159,22 @@ def targets(family, config, widen):
             f"copy. Received: hidden_size={out['hidden']} and num_heads={out['heads']}. Fix: "
             f"num_heads={out['hidden'] // k if out['hidden'] % k == 0 else '...'} with "
             f"hidden_size a multiple of {k} (e.g. widen=2.0).")
-    return out
+    return {**out, "num_output_channels": neck}
 
 
 def request(ctx, family, config, targets):
     """The per-layer request: the patch embedding and every block by the
-    teacher's own (auto) names."""
+    teacher's own (auto) names, and the neck's convolutions (the graph's
+    only Conv2D calls: the patch one lives inside its layer) where named."""
     embedding = next(c.op for c in ctx.graph.calls
                      if isinstance(c.op, vit_layers.ViTDetPatchingAndEmbedding))
     inner = {"num_heads": targets["heads"], "intermediate_dim": targets["intermediate"]}
-    return {embedding.name: targets["hidden"], **{b.name: inner for b in _blocks(ctx.graph)}}
+    out = {embedding.name: targets["hidden"], **{b.name: inner for b in _blocks(ctx.graph)}}
+    neck = targets.get("num_output_channels", config["num_output_channels"])
+    if neck != config["num_output_channels"]:
+        out.update({c.op.name: neck for c in ctx.graph.calls
+                    if isinstance(c.op, keras.layers.Conv2D)})
+    return out
 
 
 ZERO = ("projection", "mlp")  # the attention output and the MLP's last Dense

@@ -11,11 +11,13 @@ import pytest
 from tests.hub.helpers import grow_and_check
 from tests.hub.helpers import keras_hub
 from tests.hub.helpers import perturb
+from tests.hub.helpers import refused
 from tests.hub.helpers import relative
 from tests.hub.helpers import weights_of
 from tests.hub.test_vit_det import VITDET
 
 import keras_net2net as n2n  # noqa: E402
+from keras_net2net import errors  # noqa: E402
 
 ENCODER = dict(VITDET, num_output_channels=8)
 PROMPT = dict(hidden_size=8, image_embedding_size=(4, 4), input_image_size=(16, 16),
@@ -80,6 +82,11 @@ def test_sam_backbone_grows_its_image_encoder(segmenter, kwargs, expected, tmp_p
     for a, b in zip(weights_of(teacher.mask_decoder), weights_of(student.mask_decoder)):
         np.testing.assert_array_equal(a, b)
     print(f"SAMBackbone {kwargs}: max rel {max(errs):.2e}")
+
+
+def test_sam_keeps_the_width_its_decoder_reads(segmenter):
+    message = refused(segmenter.backbone, errors.PlanError, widen={"num_output_channels": 16})
+    assert "mask decoder" in message
 
 
 def test_sam_image_segmenter_grows(float64):

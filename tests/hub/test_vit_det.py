@@ -1,7 +1,8 @@
 """keras_hub ViTDet grows into bigger ViTDets (exact): x2 and x1.5 (mean
 pads: pre-LN blocks), one identity block deeper after a windowed or a
 global block (the anchor's attention kind kept, later global indices
-shifted); the neck keeps `num_output_channels`; a head-dim change refused."""
+shifted); the neck keeps `num_output_channels` unless it is named (whole
+multiples); a head-dim change refused."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tests.hub.helpers import grow_and_check
 from tests.hub.helpers import keras_hub
 from tests.hub.helpers import perturb
+from tests.hub.helpers import readout
 from tests.hub.helpers import refused
 from tests.hub.helpers import relative
 
@@ -50,7 +52,21 @@ def test_vit_det_backbone_grows_into_its_class(vitdet, config, kwargs, expected,
         assert np.any(new[anchor].attention.projection.kernel.numpy())
 
 
+def test_vit_det_neck_grows_when_named(vitdet, tmp_path):
+    expected = dict(num_output_channels=8, hidden_size=16, num_heads=4)
+    student, report, errs, (y, z) = grow_and_check(
+        vitdet, tmp_path, expected, widen={"num_output_channels": 8, "hidden_size": 16})
+    neck = [name for name in report.mappings() if "conv2d" in name]
+    g = report.mappings()[neck[-1]]  # the neck's last convolution writes the output
+    assert len(neck) == 2 and len(g) == 8
+    error = relative(y[0], readout(z[0], g, tied=False))
+    print(f"ViTDetBackbone neck x2, hidden x2: max rel {max(errs):.2e}, {error:.2e} (here)")
+    assert error <= 1e-5
+
+
 def test_vit_det_bad_requests_are_refused(vitdet):
+    message = refused(vitdet, errors.PlanError, widen={"num_output_channels": 6})
+    assert "LayerNorm" in message and "num_output_channels=8" in message
     message = refused(vitdet, errors.PlanError, widen={"hidden_size": 16, "num_heads": 2})
     assert "relative position" in message and "num_heads=4" in message
     message = refused(vitdet, errors.PlanError, deepen=["windowed_transformer_encoder"])
