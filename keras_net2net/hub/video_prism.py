@@ -12,8 +12,8 @@ Whole multiples only: the spatial encoder's final LayerNorm writes the
 temporal encoder's stream, and a LayerNorm's output carries zero pads at
 the teacher's scale where a padded stream needs mean pads at 1 / sqrt(s)
 (at integer factors nothing is padded). The text tower (`num_text_layers`
-> 0: a text embedding, a causal encoder, an attention-pooling head) has no
-rules: refused typed.
+> 0) is refused typed: its embedding adds sinusoidal positions whose
+frequencies follow `hidden_dim`, so no wider text stream copies the old one.
 
 Deeper: each encoder is one container (as ViT's), so
 `deepen=["spatial_encoder"]` / `["temporal_encoder"]` appends identity
@@ -126,10 +126,12 @@ def targets(family, config, widen):
     if config.get("num_text_layers", 0) > 0:
         raise errors.UnsupportedModelError(
             f"Expected a vision-only VideoPrismBackbone (num_text_layers=0). Received: "
-            f"num_text_layers={config['num_text_layers']}: its text embedding and attention "
-            f"pooling (VideoPrismEmbedding, VideoPrismAttenTokenPoolingLayer, queries scaled "
-            f"per head dim) have no growth rule. Fix: grow a vision-only VideoPrismBackbone "
-            f"with the same vision config and copy its weights into the vision tower.")
+            f"num_text_layers={config['num_text_layers']}: its text embedding "
+            f"(VideoPrismEmbedding) adds sinusoidal positions whose frequencies are set by "
+            f"hidden_dim, so a wider text stream holds other frequencies, no copies of the old "
+            f"ones; and its VideoPrismAttenTokenPoolingLayer has no growth rule. Fix: grow a "
+            f"vision-only VideoPrismBackbone with the same vision config and copy its weights "
+            f"into the vision tower.")
     out = hub_backbone.default_targets(family, config, widen)
     mit.integer_factor(
         "VideoPrismBackbone", out["hidden"] / config["hidden_dim"] if widen is not None else 1,
