@@ -268,7 +268,7 @@ class ConvnetMaker(makers.ConfigMaker):
         spec = spec_of(type(backbone))
         factor = _factor(widen, name)
         config = backbone.get_config()
-        inserts = _inserts(spec, config, deepen, name)
+        inserts = stack_inserts(spec, config, deepen, name)
         if (factor is None or factor == 1.0) and not inserts:
             raise errors.PlanError(
                 f"Expected at least one width or block to grow. Received: widen={widen!r} and "
@@ -321,7 +321,7 @@ def _factor(widen, name):
     return float(widen)
 
 
-def _inserts(spec, config, deepen, name):
+def stack_inserts(spec, config, deepen, name):
     """{stack index: count} from deepen=."""
     counts = options.as_counts(deepen)
     if not counts:
