@@ -59,6 +59,7 @@ def _per_class():
     from tests.hub import test_dinov2
     from tests.hub import test_dinov3
     from tests.hub import test_resnet
+    from tests.hub import test_segmentation
     from tests.hub import test_vgg
     from tests.hub import test_vision
     from tests.hub import test_xception
@@ -80,7 +81,10 @@ def _per_class():
             "VGGBackbone": (test_vgg.VGG, "block2_conv2"),
             "DenseNetBackbone": (test_densenet.DENSENET, "stack1_block2"),
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
-            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1")}
+            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
+            # Built by a function (their image encoder is a model).
+            "SegFormerBackbone": (test_segmentation.tiny_segformer, "hierarchical_encoder_0_0"),
+            "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1")}
 
 
 def _two_stacks(cls):
@@ -131,7 +135,8 @@ def tiny(cls):
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)
     try:
-        model = cls(**(own[0] if own is not None else kwargs))
+        model = own[0]() if callable(own[0] if own else None) else cls(
+            **(own[0] if own is not None else kwargs))
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)

@@ -32,20 +32,27 @@ DEEPLAB = dict(spatial_pyramid_pooling_key="P3", upsampling_size=2, dilation_rat
                low_level_feature_key="P2", projection_filters=8, image_shape=(32, 32, 3))
 
 
-def segformer():
-    """SegFormerBackbone on a 2-stage MiT (hidden 8, 16), projection 8."""
-    keras.utils.set_random_seed(0)
+def tiny_segformer():
+    """SegFormerBackbone on a 2-stage MiT (hidden 8, 16), projection 8
+    (initial weights; also benchmarks/hub_registry.py's)."""
     encoder = keras_hub.models.MiTBackbone(**MIT)
-    return perturb(keras_hub.models.SegFormerBackbone(image_encoder=encoder,
-                                                      projection_filters=8))
+    return keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=8)
+
+
+def tiny_deeplab():
+    """DeepLabV3Backbone on a basic-block ResNet (stacks 64, 16)."""
+    encoder = keras_hub.models.ResNetBackbone(**dict(BASIC, image_shape=(None, None, 3)))
+    return keras_hub.models.DeepLabV3Backbone(image_encoder=encoder, **DEEPLAB)
+
+
+def segformer():
+    keras.utils.set_random_seed(0)
+    return perturb(tiny_segformer())
 
 
 def deeplab():
-    """DeepLabV3Backbone on a basic-block ResNet (stacks 64, 16)."""
     keras.utils.set_random_seed(0)
-    encoder = keras_hub.models.ResNetBackbone(**dict(BASIC, image_shape=(None, None, 3)))
-    return calibrate(perturb(keras_hub.models.DeepLabV3Backbone(image_encoder=encoder,
-                                                                **DEEPLAB)))
+    return calibrate(perturb(tiny_deeplab()))
 
 
 def segmenter(task_class, backbone):
