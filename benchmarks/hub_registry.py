@@ -48,6 +48,7 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
 # Classes the generic filler cannot build, with the tiny configs their tests
 # use, and the block each deepens after where its name has no "_0".
 def _per_class():
+    from tests.hub import test_basnet
     from tests.hub import test_cnn
     from tests.hub import test_gemma2
     from tests.hub import test_gpt_oss
@@ -84,7 +85,8 @@ def _per_class():
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             # Built by a function (their image encoder is a model).
             "SegFormerBackbone": (test_segmentation.tiny_segformer, "hierarchical_encoder_0_0"),
-            "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1")}
+            "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1"),
+            "BASNetBackbone": (test_basnet.tiny_basnet, "stack3_block0")}
 
 
 def _two_stacks(cls):

@@ -26,6 +26,8 @@ Reaches keras_hub internals: `keras_hub.src.models.deeplab_v3.
 deeplab_v3_layers.SpatialPyramidPooling` (not exported; its rule).
 """
 
+import dataclasses
+
 import keras_hub
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers
 
@@ -73,10 +75,57 @@ class SpatialPyramidPoolingRule(composite.CompositeRule):
 TABLE = {deeplab_v3_layers.SpatialPyramidPooling: SpatialPyramidPoolingRule()}
 
 
-def _head_widths():
+def _unbuilt_heads(config):
+    """BASNet's prediction and refinement heads are Sequentials serialised
+    with the width they read (its `projection_filters` x 8, x 1): without
+    their input layer and build shapes they build at the width they are
+    called on."""
+    heads = config["prediction_heads"] + [config["refinement_head"]]
+    odd = [h.get("class_name") if isinstance(h, dict) else type(h).__name__ for h in heads
+           if not isinstance(h, dict) or h.get("class_name") != "Sequential"]
+    if odd:
+        raise errors.UnsupportedModelError(
+            f"Expected BASNetBackbone's prediction and refinement heads to be Sequentials (its "
+            f"defaults), which build at the width they read. Received: {odd}. Fix: build the "
+            f"teacher with the default heads, or keep its widths.")
+    for head in heads:
+        head.pop("build_config", None)
+        inner = head["config"]
+        inner.pop("build_input_shape", None)
+        inner["layers"] = [l for l in inner["layers"] if l.get("class_name") != "InputLayer"]
+        for layer in inner["layers"]:
+            layer.pop("build_config", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What a composite class adds to its encoder.
+
+    Attributes:
+        keys: the config keys of the head's widths (grown by the factor).
+        edit: None, or a function editing the grown config in place.
+        no_identity: None, or why no block added to the encoder is the
+            identity of the composite (with the closest exact alternative).
+    """
+
+    keys: tuple
+    edit: object = None
+    no_identity: str = None
+
+
+_BASNET_TAPS = (
+    "BASNet reads each ResNet stack's last residual add before its ReLU "
+    "(`stack{i}_block{n}_add`), and an appended block adds after that ReLU, so relu(x) "
+    "reaches the head where x did")
+
+
+def _heads():
+    """{class: Head}."""
     m = keras_hub.models
-    return {m.SegFormerBackbone: ("projection_filters",),
-            m.DeepLabV3Backbone: ("projection_filters",)}
+    return {m.SegFormerBackbone: Head(("projection_filters",)),
+            m.DeepLabV3Backbone: Head(("projection_filters",)),
+            # Its first conv writes the ResNet stem's width: both scale alike.
+            m.BASNetBackbone: Head(("projection_filters",), _unbuilt_heads, _BASNET_TAPS)}
 
 
 def _deeper_encoders():
@@ -88,7 +137,7 @@ def _deeper_encoders():
 def composite_of(model):
     """The composite backbone of `model` (itself, or a task's), or None."""
     backbone = getattr(model, "backbone", model)
-    heads = _head_widths()
+    heads = _heads()
     return backbone if any(c in heads for c in type(backbone).__mro__) else None
 
 
@@ -126,11 +175,16 @@ class CompositeMaker(makers.ConfigMaker):
         widen, deepen = request.widen, request.deepen
         task = model if hasattr(model, "backbone") else None
         backbone = composite_of(model)
-        heads, encoder = _heads_of(backbone), backbone.image_encoder
+        head, encoder = _heads_of(backbone), backbone.image_encoder
         factor = _factor(widen, type(backbone).__name__)
         config = backbone.get_config()
         encoder_config = config["image_encoder"]["config"]
         inserts = _encoder_inserts(encoder, encoder_config, deepen)
+        if inserts and head.no_identity:
+            raise errors.PlanError(
+                f"Expected a block whose insertion leaves {type(backbone).__name__} unchanged. "
+                f"Received: deepen={deepen!r}, but {head.no_identity}. Fix: grow it wider "
+                f"(widen=2.0), which stays exact.")
         if (factor is None or factor == 1.0) and not inserts:
             raise errors.PlanError(
                 f"Expected at least one width or block to grow. Received: widen={widen!r} and "
@@ -146,8 +200,10 @@ class CompositeMaker(makers.ConfigMaker):
                 new_encoder, new_blocks = spec.deepen(new_encoder, inserts)
                 skip = tuple(new for _, new in new_blocks)
         new_config = _with_encoder(config, new_encoder)
-        for key in heads:
+        for key in head.keys:
             new_config[key] = convnets.scaled(config[key], factor or 1.0)
+        if head.edit is not None:
+            head.edit(new_config)
         ctx = analysis.analyze(model, grow_outputs=task is None)
         student, made = hub_backbone.build_student(task, backbone, new_config)  # deferred
         carry.check_own_variables(model, student)  # before any write
@@ -181,7 +237,7 @@ MAKER = CompositeMaker()
 
 
 def _heads_of(backbone):
-    heads = _head_widths()
+    heads = _heads()
     return next(heads[c] for c in type(backbone).__mro__ if c in heads)
 
 
@@ -254,7 +310,7 @@ def _families():
     grows them)."""
     return [families.Family(cls, embedding="image_encoder", block="{}",
                             identity="see keras_net2net.hub.segmentation")
-            for cls in _head_widths()]
+            for cls in _heads()]
 
 
 FAMILIES = _families()
