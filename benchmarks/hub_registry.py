@@ -57,6 +57,7 @@ def _per_class():
     from tests.hub import test_cspnet
     from tests.hub import test_deit
     from tests.hub import test_densenet
+    from tests.hub import test_depth_anything
     from tests.hub import test_dinov2
     from tests.hub import test_dinov3
     from tests.hub import test_resnet
@@ -86,7 +87,8 @@ def _per_class():
             # Built by a function (their image encoder is a model).
             "SegFormerBackbone": (test_segmentation.tiny_segformer, "hierarchical_encoder_0_0"),
             "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1"),
-            "BASNetBackbone": (test_basnet.tiny_basnet, "stack3_block0")}
+            "BASNetBackbone": (test_basnet.tiny_basnet, "stack3_block0"),
+            "DepthAnythingBackbone": (test_depth_anything.tiny_depth_anything, "encoder")}
 
 
 def _two_stacks(cls):

@@ -30,6 +30,7 @@ import dataclasses
 
 import keras_hub
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers
+from keras_hub.src.models.depth_anything import depth_anything_layers
 
 from keras_net2net import analysis
 from keras_net2net import carry
@@ -72,7 +73,33 @@ class SpatialPyramidPoolingRule(composite.CompositeRule):
         ctx.record_io(call, **{IN: layout, OUT: out})
 
 
-TABLE = {deeplab_v3_layers.SpatialPyramidPooling: SpatialPyramidPoolingRule()}
+class DepthAnythingNeckRule(composite.CompositeRule):
+    """DepthAnything's neck reads DINOv2's stream at several depths (token to
+    image, then a 1x1 `projection` conv per stage: rows divided) and works at
+    its own widths (`neck_hidden_dims`, `fusion_hidden_dim`), which are kept."""
+
+    residual = False
+    specs = {r"reassemble_stage_\d+/projection/kernel": [(2, IN, DIVIDE)]}
+
+    def propagate(self, ctx, call):
+        layouts = [ctx.layout(key) for key in call.inputs]
+        roots = {ctx.groups.find(l.segments[0].atom) if l is not None and len(l.segments) == 1
+                 and l.axis == ctx.rank(key) - 1 else None
+                 for l, key in zip(layouts, call.inputs)}
+        layout = layouts[0] if len(roots) == 1 and None not in roots else None
+        if layout is None:
+            for other in layouts:
+                ctx.groups.freeze_layout(other, (
+                    f"{type(call.op).__name__} {call.path!r} reads features that are not one "
+                    "channel group on their last axis"))
+        outs = [ctx.fresh(key, ctx.rank(key) - 1, call.path, frozen=(
+            f"{type(call.op).__name__} {call.path!r}: its neck_hidden_dims and "
+            "fusion_hidden_dim are kept")) for key in call.outputs]
+        ctx.record_io(call, **{IN: layout, OUT: outs[0]})
+
+
+TABLE = {deeplab_v3_layers.SpatialPyramidPooling: SpatialPyramidPoolingRule(),
+         depth_anything_layers.DepthAnythingNeck: DepthAnythingNeckRule()}
 
 
 def _unbuilt_heads(config):
@@ -119,13 +146,19 @@ _BASNET_TAPS = (
     "reaches the head where x did")
 
 
+_DEPTH_TAPS = (
+    "its neck reads DINOv2's stream after the blocks its `feature_keys` name, and blocks "
+    "appended at the encoder's end feed no feature it reads (dead weight)")
+
+
 def _heads():
     """{class: Head}."""
     m = keras_hub.models
     return {m.SegFormerBackbone: Head(("projection_filters",)),
             m.DeepLabV3Backbone: Head(("projection_filters",)),
             # Its first conv writes the ResNet stem's width: both scale alike.
-            m.BASNetBackbone: Head(("projection_filters",), _unbuilt_heads, _BASNET_TAPS)}
+            m.BASNetBackbone: Head(("projection_filters",), _unbuilt_heads, _BASNET_TAPS),
+            m.DepthAnythingBackbone: Head((), None, _DEPTH_TAPS)}
 
 
 def _deeper_encoders():
@@ -179,12 +212,12 @@ class CompositeMaker(makers.ConfigMaker):
         factor = _factor(widen, type(backbone).__name__)
         config = backbone.get_config()
         encoder_config = config["image_encoder"]["config"]
-        inserts = _encoder_inserts(encoder, encoder_config, deepen)
-        if inserts and head.no_identity:
+        if options.as_counts(deepen) and head.no_identity:
             raise errors.PlanError(
                 f"Expected a block whose insertion leaves {type(backbone).__name__} unchanged. "
                 f"Received: deepen={deepen!r}, but {head.no_identity}. Fix: grow it wider "
                 f"(widen=2.0), which stays exact.")
+        inserts = _encoder_inserts(encoder, encoder_config, deepen)
         if (factor is None or factor == 1.0) and not inserts:
             raise errors.PlanError(
                 f"Expected at least one width or block to grow. Received: widen={widen!r} and "

@@ -55,9 +55,9 @@ def deeplab():
     return calibrate(perturb(tiny_deeplab()))
 
 
-def segmenter(task_class, backbone):
-    """A segmenter with its own head perturbed (the backbone's already are)."""
-    task = task_class(backbone=backbone, num_classes=3)
+def segmenter(task_class, backbone, **kwargs):
+    """A task with its own head perturbed (the backbone's already are)."""
+    task = task_class(backbone=backbone, **(kwargs or dict(num_classes=3)))
     rng = np.random.default_rng(1)
     own = {id(w) for w in backbone.weights}
     for w in task.weights:
