@@ -266,7 +266,7 @@ class ConvnetMaker(makers.ConfigMaker):
         task = model if hasattr(model, "backbone") else None
         backbone = model.backbone if task is not None else model
         spec = spec_of(type(backbone))
-        factor = _factor(widen, name)
+        factor = factor_of(widen, name)
         config = backbone.get_config()
         inserts = stack_inserts(spec, config, deepen, name)
         if (factor is None or factor == 1.0) and not inserts:
@@ -309,7 +309,8 @@ class ConvnetMaker(makers.ConfigMaker):
 MAKER = ConvnetMaker()
 
 
-def _factor(widen, name):
+def factor_of(widen, name):
+    """The widening factor (a float) or None; PlanError for anything else."""
     if widen is None:
         return None
     if not families.is_number(widen):

@@ -209,7 +209,7 @@ class CompositeMaker(makers.ConfigMaker):
         task = model if hasattr(model, "backbone") else None
         backbone = composite_of(model)
         head, encoder = _heads_of(backbone), backbone.image_encoder
-        factor = _factor(widen, type(backbone).__name__)
+        factor = convnets.factor_of(widen, type(backbone).__name__)
         config = backbone.get_config()
         encoder_config = config["image_encoder"]["config"]
         if options.as_counts(deepen) and head.no_identity:
@@ -272,18 +272,6 @@ MAKER = CompositeMaker()
 def _heads_of(backbone):
     heads = _heads()
     return next(heads[c] for c in type(backbone).__mro__ if c in heads)
-
-
-def _factor(widen, name):
-    if widen is None:
-        return None
-    if not families.is_number(widen):
-        raise errors.PlanError(
-            f"Expected widen to be a factor >= 1 for {name} (it scales the image encoder's "
-            f"widths and the head's). Received: widen={widen!r} ({type(widen).__name__}). "
-            f"Fix: e.g. widen=2.0.")
-    families.check_factor(widen)
-    return float(widen)
 
 
 def _encoder_widen(encoder, config, factor):
