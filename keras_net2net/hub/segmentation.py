@@ -3,27 +3,28 @@ DeepLabV3 and BASNet on ResNet, DepthAnything on DINOv2), and the
 segmenters on them, grown into bigger models of their own class.
 
 Each wraps an `image_encoder` sub-backbone whose own family grows already
-(hub/mit.py, hub/convnets.py): the encoder's config grows by that family's
-rules (its `targets`, or its convnets `Spec.widen`), the head's width keys
-(`projection_filters`) by the same factor, and the student is the class
-`from_config` of the composite config holding the grown encoder config.
-The head is plain Keras layers (Dense, Conv2D, BatchNorm, resizing,
-concatenation), which the core rules grow; DeepLabV3's atrous spatial
-pyramid pooling has a rule here. Layers pair by graph order, not path: the
-head's names follow the encoder's widths (SegFormer's `linear_{hidden
-dim}`) and nested models are auto-named. Every width is read back from the
-student (`hub.cnn.student_widths`), so widths the class fixes (DeepLabV3's
-256-wide pyramid pooling and segmentation head, ResNet's 64-wide first
-stack) stay.
+(hub/mit.py, hub/convnets.py, hub/dinov2.py): the encoder's config grows by
+that family's rules (its `targets`, or its convnets `Spec.widen`), the
+head's width key (`projection_filters`) by the same factor, and the student
+is the class `from_config` of the composite config holding the grown encoder
+config. The heads are plain Keras layers, which the core rules grow;
+DeepLabV3's atrous spatial pyramid pooling and DepthAnything's neck have
+rules here. Layers pair by graph order, not path: the head's names follow
+the encoder's widths (SegFormer's `linear_{hidden dim}`) and nested models
+are auto-named. Every width is read back from the student
+(`hub.cnn.student_widths`), so widths the class fixes (DeepLabV3's 256-wide
+pyramid pooling and segmentation head, ResNet's 64-wide first stack,
+DepthAnything's neck) stay.
 
 Deeper, through the encoder: `deepen=` names a block of the encoder as its
 own family does (`"hierarchical_encoder_0_0"` for MiT; `"stack1_block1"`,
 the last block of a stack, for ResNet); the new block starts as the identity
-as in that family. Classes whose encoder or head has no rule here
-(BASNet, DepthAnything) are refused, typed.
+as in that family. BASNet and DepthAnything refuse it, typed (`Head.
+no_identity` says why).
 
 Reaches keras_hub internals: `keras_hub.src.models.deeplab_v3.
-deeplab_v3_layers.SpatialPyramidPooling` (not exported; its rule).
+deeplab_v3_layers.SpatialPyramidPooling` and `depth_anything_layers.
+DepthAnythingNeck` (not exported; their rules).
 """
 
 import dataclasses
@@ -176,7 +177,7 @@ def composite_of(model):
 
 class CompositeMaker(makers.ConfigMaker):
     """Grows a keras_hub backbone on an `image_encoder` (SegFormer,
-    DeepLabV3), or a segmenter on one, into one of its class
+    DeepLabV3, BASNet, DepthAnything), or a task on one, into one of its class
     (`keras_net2net.expand_model` runs it for them).
 
     Requests (`expand_model`'s `widen` and `deepen`):
