@@ -27,6 +27,7 @@ deeplab_v3_layers.SpatialPyramidPooling` and `depth_anything_layers.
 DepthAnythingNeck` (not exported; their rules).
 """
 
+import collections
 import dataclasses
 
 import keras_hub
@@ -245,11 +246,9 @@ class CompositeMaker(makers.ConfigMaker):
         widths = cnn.student_widths(ctx, pairs, Graph(student), type(model).__name__)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         the_plan.keep_epsilon = True  # the class fixes its norms' epsilons
-        blocks = {}
-        for anchor, _ in new_blocks:
-            blocks[anchor] = blocks.get(anchor, 0) + 1
         return makers.Growth(model, request, ctx, the_plan, state=dict(
-            config=config, new_config=new_config, blocks=blocks, task=task,
+            config=config, new_config=new_config, task=task,
+            blocks=dict(collections.Counter(anchor for anchor, _ in new_blocks)),
             backbone=backbone, student=student, made=made, pairs=pairs,
             new_blocks=new_blocks, later=later, grown_outputs=task is None))
 
