@@ -48,6 +48,7 @@ TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_hidden_layers=2
 # Classes the generic filler cannot build, with the tiny configs their tests
 # use, and the block each deepens after where its name has no "_0".
 def _per_class():
+    from tests.hub import test_basnet
     from tests.hub import test_cnn
     from tests.hub import test_gemma2
     from tests.hub import test_gpt_oss
@@ -56,9 +57,11 @@ def _per_class():
     from tests.hub import test_cspnet
     from tests.hub import test_deit
     from tests.hub import test_densenet
+    from tests.hub import test_depth_anything
     from tests.hub import test_dinov2
     from tests.hub import test_dinov3
     from tests.hub import test_resnet
+    from tests.hub import test_segmentation
     from tests.hub import test_vgg
     from tests.hub import test_vision
     from tests.hub import test_xception
@@ -88,7 +91,12 @@ def _per_class():
             "ViTDetBackbone": (test_vit_det.VITDET, "block_0"),
             "SwinTransformerBackbone": (test_swin.SWIN, "stage_0"),
             "SAMBackbone": (test_sam.SAM, "block_0"),
-            "VideoPrismBackbone": (test_video_prism.VIDEOPRISM, "temporal_encoder")}
+            "VideoPrismBackbone": (test_video_prism.VIDEOPRISM, "temporal_encoder"),
+            # Built by a function (their image encoder is a model).
+            "SegFormerBackbone": (test_segmentation.tiny_segformer, "hierarchical_encoder_0_0"),
+            "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1"),
+            "BASNetBackbone": (test_basnet.tiny_basnet, "stack3_block0"),
+            "DepthAnythingBackbone": (test_depth_anything.tiny_depth_anything, "encoder")}
 
 
 def _two_stacks(cls):
@@ -139,7 +147,8 @@ def tiny(cls):
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)
     try:
-        model = cls(**(own[0] if own is not None else kwargs))
+        model = own[0]() if callable(own[0] if own else None) else cls(
+            **(own[0] if own is not None else kwargs))
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)

@@ -489,7 +489,10 @@ def build_from_config(cls, config):
     student, made = build_from_config(type(backbone), new_config)
     ```
     """
-    return lazy.build(cls.from_config, carry.detached(config))
+    # A fresh copy per run: `lazy.build` may run it twice, and some
+    # from_config edit their config in place (BASNet's deserialises its
+    # image encoder into it).
+    return lazy.build(lambda: cls.from_config(carry.detached(config)))
 
 
 def pair_by_path(ctx, student, rename=None, graph=None):

@@ -73,6 +73,7 @@ def activate():
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import sam
+        from keras_net2net.hub import segmentation
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import swin
         from keras_net2net.hub import t5
@@ -90,10 +91,12 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam, video_prism):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam, video_prism,
+                   segmentation):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
+    makers.register_maker(segmentation.MAKER)
     makers.register_maker(convnets.MAKER)
     makers.register_maker(cnn.MAKER)
     makers.register_maker(backbone.MAKER)

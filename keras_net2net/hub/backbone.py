@@ -91,7 +91,7 @@ class BackboneMaker(makers.ConfigMaker):
         config = backbone.get_config()
         keys = family.keys
         targets = (family.targets or default_targets)(family, config, widen)
-        inserts = _deepen(family, config, deepen)
+        inserts = block_inserts(family, config, deepen)
         if targets == {k: config[keys.get(k, k)] for k in targets} and not inserts:
             raise errors.PlanError(
                 f"Expected at least one width or block to grow. Received: widen={widen!r} and "
@@ -105,8 +105,7 @@ class BackboneMaker(makers.ConfigMaker):
         _mark_tied_norm(ctx, family, backbone, task)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         the_plan.keep_epsilon = True
-        new_config = dict(config)
-        new_config.update({keys.get(k, k): v for k, v in targets.items()})
+        new_config = targets_config(family, config, targets)
         appended = family.append_blocks is not None
         if not appended:  # else append_blocks edits it (Swin's `depths` is a tuple)
             new_config[keys["layers"]] = config[keys["layers"]] + sum(inserts.values())
@@ -241,6 +240,14 @@ def default_targets(family, config, widen):
     return out
 
 
+def targets_config(family, config, targets):
+    """A copy of `config` with the widths `targets` (from `default_targets`
+    or `family.targets`) under their config keys."""
+    new_config = dict(config)
+    new_config.update({family.keys.get(k, k): v for k, v in targets.items()})
+    return new_config
+
+
 def requested_width(key, value, old):
     """The width `widen={key: value}` asks for, from its current width `old`:
     an int is the width, a float a factor (rounded up).
@@ -268,7 +275,7 @@ def _factor(config, keys, targets):
     return targets["hidden"] / config[keys["hidden"]]
 
 
-def _deepen(family, config, deepen):
+def block_inserts(family, config, deepen):
     """{block index: count} of identity blocks to insert after it."""
     deepen = options.as_counts(deepen)
     names = family.blocks(config)

@@ -266,9 +266,9 @@ class ConvnetMaker(makers.ConfigMaker):
         task = model if hasattr(model, "backbone") else None
         backbone = model.backbone if task is not None else model
         spec = spec_of(type(backbone))
-        factor = _factor(widen, name)
+        factor = factor_of(widen, name)
         config = backbone.get_config()
-        inserts = _inserts(spec, config, deepen, name)
+        inserts = stack_inserts(spec, config, deepen, name)
         if (factor is None or factor == 1.0) and not inserts:
             raise errors.PlanError(
                 f"Expected at least one width or block to grow. Received: widen={widen!r} and "
@@ -309,7 +309,8 @@ class ConvnetMaker(makers.ConfigMaker):
 MAKER = ConvnetMaker()
 
 
-def _factor(widen, name):
+def factor_of(widen, name):
+    """The widening factor (a float) or None; PlanError for anything else."""
     if widen is None:
         return None
     if not families.is_number(widen):
@@ -321,7 +322,7 @@ def _factor(widen, name):
     return float(widen)
 
 
-def _inserts(spec, config, deepen, name):
+def stack_inserts(spec, config, deepen, name):
     """{stack index: count} from deepen=."""
     counts = options.as_counts(deepen)
     if not counts:

@@ -58,6 +58,7 @@ class DINOv2EncoderRule(composite.CompositeRule):
     """DINOV2Encoder: pre-LN blocks x + s1 * mha(norm1(x)), x + s2 * ffn(norm2(x))."""
 
     norms = True
+    stream_outputs = True  # its pyramid: the stream after each block (DepthAnything reads it)
     inner = {
         "num_heads": composite.Inner(HEADS, lambda l: l.num_heads, config_key="num_heads"),
         "head_dim": composite.Inner(HEAD_DIM, lambda l: l.hidden_dim // l.num_heads,

@@ -172,10 +172,13 @@ def weighted_layers(graph):
             and getattr(graph.layers[i], "weights", None)]  # keras.ops calls have none
 
 
-def pair_layers(ctx, family, student, inserts):
-    """{id(teacher layer): student layer} by graph order (auto names differ)."""
+def pair_layers(ctx, family, student, inserts, skip=()):
+    """{id(teacher layer): student layer} by graph order (auto names differ);
+    student layers whose name starts with one of `skip` (new blocks) left
+    out."""
     teacher = weighted_layers(ctx.graph)
-    mine = weighted_layers(Graph(student))
+    mine = [(path, layer) for path, layer in weighted_layers(Graph(student))
+            if not layer.name.startswith(tuple(skip))]
     ids = {id(layer): i for i, layer in ctx.graph.layers.items()}
     if len(teacher) != len(mine) or any(
             type(a) is not type(b) or len(a.weights) != len(b.weights)
@@ -190,13 +193,10 @@ def pair_layers(ctx, family, student, inserts):
 ZERO_SPECS = ("proj", "fc2")
 
 
-def _append_blocks(task, student, inserts):
-    """Rebuilt with more blocks: layers copied in graph order, each new block
-    a copy of its anchor with the attention `proj` and Mix-FFN `fc2` zero."""
-    from keras_net2net.hub import backbone as hub_backbone
-
-    backbone = student.backbone if task is not None else student
-    config = backbone.get_config()
+def deeper_config(config, inserts):
+    """`config` with `inserts` ({block index: count}) added to their stages'
+    `layerwise_depths`; and {anchor block name: count}."""
+    config = dict(config)
     names = _block_names(config)
     depths = list(config["layerwise_depths"])
     anchors = {}
@@ -205,8 +205,15 @@ def _append_blocks(task, student, inserts):
         depths[stage] += count
         anchors[names[index]] = count
     config["layerwise_depths"] = depths
-    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
-    old = [layer for _, layer in weighted_layers(Graph(student))]
+    return config, anchors
+
+
+def copy_deeper(model, deeper, anchors):
+    """Every weight of `model` into `deeper` (the same model with more MiT
+    blocks, whole or inside a composite: SegFormer) in graph order, each new
+    block a copy of its anchor with the attention `proj` and Mix-FFN `fc2`
+    zero."""
+    old = [layer for _, layer in weighted_layers(Graph(model))]
     new = [layer for _, layer in weighted_layers(Graph(deeper))]
     j = 0
     for layer in old:
@@ -221,6 +228,16 @@ def _append_blocks(task, student, inserts):
                 for sub in (target.attn.proj, target.mlp.fc2):
                     for variable in sub.weights:
                         variable.assign(np.zeros(variable.shape, variable.dtype))
+
+
+def _append_blocks(task, student, inserts):
+    """Rebuilt with more blocks (`deeper_config`, `copy_deeper`)."""
+    from keras_net2net.hub import backbone as hub_backbone
+
+    backbone = student.backbone if task is not None else student
+    config, anchors = deeper_config(backbone.get_config(), inserts)
+    deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred: every value below
+    copy_deeper(student, deeper, anchors)
     lazy.initialize_rest(deeper.variables + made)
     return deeper
 

@@ -96,6 +96,9 @@ class CompositeRule(Rule):
     specs = {}
     inner = {}
     residual = True
+    # Extra outputs are the stream itself at other depths (DINOv2's pyramid
+    # of block outputs), not caches or scores.
+    stream_outputs = False
     norms = False
     pre_norm = True
     pad_kind = "mean"
@@ -149,6 +152,9 @@ class CompositeRule(Rule):
         else:
             out = ctx.produce(call, out_key, ctx.rank(out_key) - 1)
         for key in call.outputs[1:]:
+            if self.stream_outputs and out is not None and ctx.rank(key) == ctx.rank(out_key):
+                ctx.layouts[key] = out
+                continue
             ctx.fresh(key, ctx.rank(key) - 1, call.path, frozen=(
                 f"{type(call.op).__name__} {call.path!r}: an extra output (cache, scores)"))
         inner = inner_roles(self, ctx, call, layout)
