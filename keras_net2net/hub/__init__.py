@@ -67,6 +67,7 @@ def activate():
         from keras_net2net.hub import moe
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
+        from keras_net2net.hub import pali_gemma
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
@@ -88,7 +89,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper,
-                   t5gemma):
+                   t5gemma, pali_gemma):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
