@@ -35,6 +35,7 @@ student = n2n.expand_model(t5gemma, widen=2.0,
 """
 
 import math
+import re
 
 import keras_hub
 import numpy as np
@@ -163,7 +164,7 @@ def _keys(stack):
             "query": f"{stack}_num_attention_heads", "ffn": f"{stack}_intermediate_dim"}
 
 
-def _targets(family, config, widen):
+def grow_targets(family, config, widen):
     """Every width key of both stacks; "hidden"/"heads"/"intermediate" (the
     driver's names) are the encoder's."""
     out = {key: config[key] for stack in STACKS for key in _keys(stack).values()}
@@ -179,8 +180,8 @@ def _targets(family, config, widen):
         if key not in out or "attention_heads" in key:
             raise errors.PlanError(
                 f"Expected widen keys among {sorted(k for k in out if 'attention_heads' not in k)}"
-                f" for T5GemmaBackbone (query heads follow their key-value heads; head_dim is "
-                f"kept: rotary frequencies). Received: widen={{{key!r}: {value!r}}}. Fix: name "
+                f" for {family.backbone.__name__} (query heads follow their key-value heads; "
+                f"head_dim is kept: rotary frequencies). Received: widen={{{key!r}: {value!r}}}. Fix: name "
                 f"one of those config keys (layers grow with deepen=).")
         out[key] = requested_width(key, value, config[key])
     for stack in STACKS:
@@ -202,7 +203,7 @@ def _stack_targets(targets, stack):
     return targets[k["hidden"]], targets[k["kv"]], targets[k["ffn"]]
 
 
-def _request(ctx, family, config, targets):
+def layer_request(ctx, family, config, targets):
     request = {}
     for stack, block in zip(STACKS, (ENCODER, DECODER)):
         hidden, kv, ffn = _stack_targets(targets, stack)
@@ -212,12 +213,12 @@ def _request(ctx, family, config, targets):
     return request
 
 
-def _block_names(config):
+def block_names(config):
     return ([ENCODER.format(i) for i in range(config["encoder_num_layers"])] +
             [DECODER.format(i) for i in range(config["decoder_num_layers"])])
 
 
-def _finish(ctx, plan, teacher, student):
+def finish_student(ctx, plan, teacher, student):
     """Each embedding's output is multiplied by sqrt(its width): its copied
     columns times sqrt(D / D'); a decoder norm divided for a tied LM head
     (keras_net2net.rules.composite) takes sqrt(D' / D) back in (1 + scale)."""
@@ -238,10 +239,10 @@ def _finish(ctx, plan, teacher, student):
             scale.assign(value.astype(scale.dtype))
 
 
-ZERO = (r"(self|cross)_attention/attention_output/(kernel|bias)", r"mlp/down_proj/kernel")
+ZERO = (r"(self|cross|merged)_attention/attention_output/(kernel|bias)", r"mlp/down_proj/kernel")
 
 
-def _append_blocks(task, student, inserts):
+def append_blocks(task, student, inserts):
     """The widened student rebuilt with more blocks in either stack; each
     inserted block takes its anchor's weights (writers zero) and its
     `layer_types` entry."""
@@ -270,9 +271,8 @@ def _outside_blocks(backbone):
     """The layers with weights outside the blocks, in graph order."""
     graph = graph_lib.Graph(backbone)
     return [graph.layers[i] for i in graph.layers
-            if getattr(graph.layers[i], "weights", None) and not isinstance(
-                graph.layers[i], (t5gemma_encoder.T5GemmaEncoderLayer,
-                                  t5gemma_decoder.T5GemmaDecoderLayer))]
+            if getattr(graph.layers[i], "weights", None) and
+            not re.fullmatch(r"(en|de)coder_layer_\d+", graph.layers[i].name)]
 
 
 TABLE = {t5gemma_encoder.T5GemmaEncoderLayer: T5GemmaEncoderRule(),
@@ -282,6 +282,6 @@ FAMILIES = [Family(
     keras_hub.models.T5GemmaBackbone, embedding="encoder_token_embedding", block=ENCODER,
     keys={"hidden": "encoder_hidden_dim", "heads": "encoder_num_key_value_heads",
           "intermediate": "encoder_intermediate_dim", "layers": "encoder_num_layers"},
-    block_names=_block_names, identity="pre", zero=ZERO, rotary=True,
-    targets=_targets, request=_request, finish=_finish, pairs=mit.pair_layers,
-    append_blocks=_append_blocks)]
+    block_names=block_names, identity="pre", zero=ZERO, rotary=True,
+    targets=grow_targets, request=layer_request, finish=finish_student,
+    pairs=mit.pair_layers, append_blocks=append_blocks)]

@@ -50,19 +50,23 @@ def t5gemma(**kwargs):
     return perturb(keras_hub.models.T5GemmaBackbone(**{**TINY, **kwargs}))
 
 
-def grow_and_read_back(teacher, tmp_path, expected, **kwargs):
+def grow_and_read_back(teacher, tmp_path, expected, producers=STREAMS, **kwargs):
     """grow_and_check, then each stream read back through its own mapping
     (its width the student's: the stacks differ), independently of the
-    library. Returns (student, report, {output: max relative error})."""
+    library. Returns (student, report, {output: max relative error}).
+
+    Args:
+        producers: {output: the layer the report names its mapping by}.
+    """
     student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
     mappings, out = report.mappings(), {}
     for name, a, b in zip(STREAMS, y, z):  # keras.tree order: sorted keys
         stack = name.split("_")[0]
-        g = mappings.get(STREAMS[name], list(range(a.shape[-1])))
+        g = mappings.get(producers[name], list(range(a.shape[-1])))
         assert len(g) == getattr(student, f"{stack}_hidden_dim") == b.shape[-1]
         out[name] = relative(a, readout(b, g, tied=False))
         assert out[name] <= 1e-5, (name, out[name])
-    print(f"T5GemmaBackbone {kwargs}: report {max(errs):.2e}, here {out}")
+    print(f"{type(teacher).__name__} {kwargs}: report {max(errs):.2e}, here {out}")
     return student, report, out
 
 
@@ -92,7 +96,7 @@ def test_t5gemma_refuses_bad_requests(widen, fragment):
     assert fragment in message, message
 
 
-def _prompt():
+def prompt():
     ones = np.ones((1, 8), "int32")
     return {"encoder_token_ids": np.array([[5, 7, 9, 11, 13, 1, 0, 0]], "int32"),
             "encoder_padding_mask": np.array([[1, 1, 1, 1, 1, 1, 0, 0]], "int32"),
@@ -118,7 +122,7 @@ def test_t5gemma_seq2seq_lm_grows_with_its_head(tied, tmp_path):
         tokens = []
         for model in (teacher, student):
             model.compile(sampler="greedy")
-            tokens.append(model.generate(_prompt(), max_length=8,
+            tokens.append(model.generate(prompt(), max_length=8,
                                          stop_token_ids=None)["decoder_token_ids"])
         np.testing.assert_array_equal(tokens[0], tokens[1])
         assert len(np.unique(tokens[0][:, 2:])) > 1, tokens[0]
