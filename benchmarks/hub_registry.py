@@ -65,6 +65,7 @@ def _per_class():
     from tests.hub import test_t5gemma
     from tests.hub import test_pali_gemma
     from tests.hub import test_t5gemma2
+    from tests.hub import test_gemma4
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -86,7 +87,8 @@ def _per_class():
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "T5GemmaBackbone": (test_t5gemma.TINY, "encoder_layer_0"),
             "PaliGemmaBackbone": (test_pali_gemma.TINY, "decoder_block_1"),
-            "T5Gemma2Backbone": (test_t5gemma2.TINY, "decoder_layer_0")}
+            "T5Gemma2Backbone": (test_t5gemma2.TINY, "decoder_layer_0"),
+            "Gemma4Backbone": (test_gemma4.TINY, "decoder_block_1")}
 
 
 def _two_stacks(cls):

@@ -57,6 +57,7 @@ def activate():
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gemma3
+        from keras_net2net.hub import gemma4
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import gpt_oss
         from keras_net2net.hub import layers
@@ -90,7 +91,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper,
-                   t5gemma, pali_gemma, t5gemma2):
+                   t5gemma, pali_gemma, t5gemma2, gemma4):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

@@ -1,0 +1,101 @@
+"""Gemma 4 (text-only): Gemma 3's blocks (pre- and post-norms, grouped-query
+attention with QK-norm and an explicit `head_dim`, rotary wavelengths per
+block from `layer_types`, a GeGLU of `intermediate_dim` units) whose RMS
+norms multiply by `scale` (not 1 + scale), and whose output is multiplied by
+a per-block `layer_scalar`: (x + attn + ffw) * lambda; a tied embedding
+times sqrt(hidden_dim).
+
+Widths as Gemma's (keras_net2net.hub.gemma): `hidden_dim` (zero pads at
+non-integer factors), key-value heads with their query heads,
+`intermediate_dim`; `head_dim` kept. The scalar scales every channel alike,
+so it is kept; the tied final norm is divided for the LM head and takes
+sqrt(D' / D) back for the embedding scale.
+
+Deeper: not offered, typed: an identity block needs lambda = 1 while its
+copied anchor holds the teacher's lambda, and the driver's identity blocks
+only zero weights. Refused, typed: vision or audio encoders, per-layer
+inputs, shared key-value layers, mixture-of-experts blocks, separate global
+heads or head dims, the double-wide MLP, embedding models (their layers
+have no rule yet).
+
+keras_hub internals: `Gemma4TextDecoderBlock` and Gemma 4's
+`RMSNormalization` (keras_hub.src.models.gemma4).
+"""
+
+import functools
+import math
+
+import keras_hub
+import numpy as np
+from keras_hub.src.models.gemma4 import gemma4_decoder_block
+from keras_hub.src.models.gemma4 import gemma4_layers
+
+from keras_net2net import errors
+from keras_net2net.hub import gemma
+from keras_net2net.hub import layers as hub_layers
+from keras_net2net.hub.families import Family
+from keras_net2net.rules import composite
+from keras_net2net.rules.base import IN
+from keras_net2net.rules.base import NORM_SCALE
+
+# Config values a text-only, dense Gemma 4 has; anything else has no rule.
+PLAIN = {"vision_encoder": None, "audio_encoder": None, "hidden_size_per_layer_input": 0,
+         "num_kv_shared_layers": 0, "enable_moe_block": False,
+         "num_global_key_value_heads": None, "global_head_dim": None,
+         "use_double_wide_mlp": False, "is_embedding_model": False}
+
+
+class Gemma4DecoderRule(gemma.GemmaDecoderRule):
+    """Gemma4TextDecoderBlock: Gemma 3's sublayers, plain-scale norms."""
+
+    inner = {**gemma.GemmaDecoderRule.inner,
+             gemma.FFW_UNITS: composite.Inner(gemma.FFN, lambda l: l.intermediate_dim)}
+    specs = {**gemma.GemmaDecoderRule.specs,
+             "pre_attention_norm/scale": [(0, IN, NORM_SCALE)],
+             "pre_ffw_norm/scale": [(0, IN, NORM_SCALE)]}
+
+    def edit_config(self, config, io, plan):
+        config = super().edit_config(config, io, plan)
+        config["intermediate_dim"] = plan.width(io.layouts[gemma.FFN])
+        return config
+
+
+def _targets(family, config, widen):
+    odd = [key for key, value in PLAIN.items() if config.get(key, value) != value]
+    if odd:
+        raise errors.UnsupportedModelError(
+            f"Expected a text-only, dense Gemma4Backbone ({', '.join(f'{k}={v!r}' for k, v in PLAIN.items())}). "
+            f"Received: {odd[0]}={config[odd[0]]!r}, whose layers keras-net2net has no "
+            f"growth rule for yet. Fix: grow a Gemma4Backbone without it (its text decoder "
+            f"weights are the same), or a plain functional copy of it.")
+    return gemma.grow_targets(family, config, widen, reduction=1)
+
+
+def _finish(ctx, plan, teacher, student):
+    """The sqrt(hidden_dim) embedding scale: columns times sqrt(D / D'), the
+    tied final norm's scale times sqrt(D' / D)."""
+    ratio = math.sqrt(teacher.hidden_dim / student.hidden_dim)
+    if ratio == 1.0:
+        return
+    table = student.token_embedding.embeddings
+    table.assign((np.asarray(table.numpy(), np.float64) * ratio).astype(table.dtype))
+    scale = student.get_layer("final_normalization").scale
+    scale.assign((np.asarray(scale.numpy(), np.float64) / ratio).astype(scale.dtype))
+    for layer_id, layer in ctx.graph.layers.items():
+        if layer is teacher.get_layer("final_normalization") and layer_id in ctx.io:
+            ctx.io[layer_id].extra["readout_scale"] = ratio
+
+
+TABLE = {gemma4_decoder_block.Gemma4TextDecoderBlock: Gemma4DecoderRule(),
+         gemma4_layers.RMSNormalization: hub_layers.RMSNormLastAxis()}
+
+FAMILIES = [Family(
+    keras_hub.models.Gemma4Backbone, embedding="token_embedding", block="decoder_block_{}",
+    identity=("each block multiplies its output by a layer_scalar, which an identity block "
+              "needs at 1 while the copied anchor holds the teacher's"),
+    zero=gemma.ZERO, rotary=True, tied_norm="final_normalization",
+    keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
+          "intermediate": "intermediate_dim", "layers": "num_layers",
+          "query_heads": "num_query_heads"},
+    targets=_targets, request=functools.partial(gemma.layer_request_of, reduction=1),
+    finish=_finish)]
