@@ -1,7 +1,8 @@
 """keras_hub Gemma 4, text-only and dense (Gemma 3's blocks with plain-scale
 RMS norms and a per-block output `layer_scalar`) grows into a bigger
-Gemma4Backbone: x2 and x1.5 (zero pads); deeper and the features without a
-rule (per-layer inputs, MoE, shared kv, encoders) are refused, typed.
+Gemma4Backbone: x2, x1.5 (zero pads) and deeper (identity blocks with
+layer_scalar 1, their anchor's layer type); the features without a rule
+(per-layer inputs, MoE, shared kv, encoders) are refused, typed.
 Gemma4CausalLM grows with its tied head: the teacher's logits and greedy
 tokens."""
 
@@ -31,8 +32,11 @@ def gemma4(**kwargs):
 @pytest.mark.parametrize("kwargs,expected", [
     (dict(widen=2.0), dict(hidden_dim=24, num_query_heads=8, num_key_value_heads=4,
                            intermediate_dim=48, head_dim=4)),
-    (dict(widen=1.5), dict(hidden_dim=18, num_query_heads=6, num_key_value_heads=3,
-                           intermediate_dim=36, head_dim=4)),
+    (dict(widen=1.5, deepen={"decoder_block_0": 2}),
+     dict(hidden_dim=18, num_query_heads=6, num_key_value_heads=3, intermediate_dim=36,
+          head_dim=4, num_layers=4,
+          layer_types=["sliding_attention"] * 3 + ["full_attention"])),
+    (dict(deepen=["decoder_block_1"]), dict(hidden_dim=12, num_layers=3)),
 ])
 def test_gemma4_grows_into_its_class(kwargs, expected, tmp_path):
     student, report, errs, (y, z) = grow_and_check(gemma4(), tmp_path, expected, **kwargs)
@@ -43,10 +47,7 @@ def test_gemma4_grows_into_its_class(kwargs, expected, tmp_path):
     assert error <= 1e-5
 
 
-def test_gemma4_refuses_deeper_and_features_without_a_rule():
-    teacher = gemma4()
-    message = refused(teacher, errors.PlanError, deepen=["decoder_block_1"])
-    assert "layer_scalar" in message and "widen=2.0" in message, message
+def test_gemma4_refuses_features_without_a_rule():
     message = refused(gemma4(enable_moe_block=True, num_experts=2, expert_intermediate_dim=8,
                              num_experts_per_token=1), errors.UnsupportedModelError, widen=2.0)
     assert "enable_moe_block=True" in message, message
@@ -59,10 +60,11 @@ PROMPT = {"token_ids": np.array([[1, 2, 3, 0, 0, 0, 0, 0]], "int32"),
 def test_gemma4_causal_lm_grows_with_its_head(tmp_path):
     teacher = keras_hub.models.Gemma4CausalLM(backbone=gemma4(), preprocessor=None)
     perturb(teacher, seed=4, scale=1.0)
-    student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, dict(hidden_dim=24),
-                                                   widen=2.0)
+    student, report, errs, (y, z) = grow_and_check(
+        teacher, tmp_path, dict(hidden_dim=24, num_layers=3), widen=2.0,
+        deepen=["decoder_block_1"])
     error = relative(y[0], z[0])
-    print(f"Gemma4CausalLM x2: logits max rel {error:.2e}")
+    print(f"Gemma4CausalLM x2 + block: logits max rel {error:.2e}")
     assert error <= 1e-5
     tokens = []
     for model in (teacher, student):
