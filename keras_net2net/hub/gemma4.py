@@ -72,7 +72,8 @@ def _targets(family, config, widen):
     odd = [key for key, value in PLAIN.items() if config.get(key, value) != value]
     if odd:
         raise errors.UnsupportedModelError(
-            f"Expected a text-only, dense Gemma4Backbone ({', '.join(f'{k}={v!r}' for k, v in PLAIN.items())}). "
+            f"Expected a text-only, dense Gemma4Backbone "
+            f"({', '.join(f'{k}={v!r}' for k, v in PLAIN.items())}). "
             f"Received: {odd[0]}={config[odd[0]]!r}, whose layers keras-net2net has no "
             f"growth rule for yet. Fix: grow a Gemma4Backbone without it (its text decoder "
             f"weights are the same), or a plain functional copy of it.")
@@ -122,7 +123,8 @@ def _append_blocks(task, student, inserts):
 
 FAMILIES = [Family(
     keras_hub.models.Gemma4Backbone, embedding="token_embedding", block="decoder_block_{}",
-    identity="pre", zero=gemma.ZERO, append_blocks=_append_blocks, rotary=True, tied_norm="final_normalization",
+    identity="pre", zero=gemma.ZERO, append_blocks=_append_blocks, rotary=True,
+    tied_norm="final_normalization",
     keys={"hidden": "hidden_dim", "heads": "num_key_value_heads",
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},

@@ -181,8 +181,8 @@ def grow_targets(family, config, widen):
             raise errors.PlanError(
                 f"Expected widen keys among {sorted(k for k in out if 'attention_heads' not in k)}"
                 f" for {family.backbone.__name__} (query heads follow their key-value heads; "
-                f"head_dim is kept: rotary frequencies). Received: widen={{{key!r}: {value!r}}}. Fix: name "
-                f"one of those config keys (layers grow with deepen=).")
+                f"head_dim is kept: rotary frequencies). Received: widen={{{key!r}: {value!r}}}. "
+                f"Fix: name one of those config keys (layers grow with deepen=).")
         out[key] = requested_width(key, value, config[key])
     for stack in STACKS:
         k = _keys(stack)

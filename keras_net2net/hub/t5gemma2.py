@@ -51,11 +51,11 @@ class T5Gemma2DecoderRule(t5gemma.T5GemmaDecoderRule):
 def _targets(family, config, widen):
     if config.get("vision_encoder") is not None:
         raise errors.UnsupportedModelError(
-            f"Expected a text-only T5Gemma2Backbone (vision_encoder=None). Received: one with "
-            f"a vision encoder, whose image embeddings are interleaved into the encoder's "
-            f"stream through layers keras-net2net has no rule for yet. Fix: grow the text-only "
-            f"T5Gemma2Backbone with the same config and vision_encoder=None (its text weights "
-            f"are the same).")
+            "Expected a text-only T5Gemma2Backbone (vision_encoder=None). Received: one with "
+            "a vision encoder, whose image embeddings are interleaved into the encoder's "
+            "stream through layers keras-net2net has no rule for yet. Fix: grow the text-only "
+            "T5Gemma2Backbone with the same config and vision_encoder=None (its text weights "
+            "are the same).")
     targets = t5gemma.grow_targets(family, config, widen)
     if targets["hidden"] != targets["decoder_hidden_dim"]:
         raise errors.PlanError(
