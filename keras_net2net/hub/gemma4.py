@@ -26,7 +26,6 @@ keras_hub internals: `Gemma4TextDecoderBlock` and Gemma 4's
 """
 
 import functools
-import math
 import re
 
 import keras_hub
@@ -80,21 +79,6 @@ def _targets(family, config, widen):
     return gemma.grow_targets(family, config, widen, reduction=1)
 
 
-def _finish(ctx, plan, teacher, student):
-    """The sqrt(hidden_dim) embedding scale: columns times sqrt(D / D'), the
-    tied final norm's scale times sqrt(D' / D)."""
-    ratio = math.sqrt(teacher.hidden_dim / student.hidden_dim)
-    if ratio == 1.0:
-        return
-    table = student.token_embedding.embeddings
-    table.assign((np.asarray(table.numpy(), np.float64) * ratio).astype(table.dtype))
-    scale = student.get_layer("final_normalization").scale
-    scale.assign((np.asarray(scale.numpy(), np.float64) / ratio).astype(scale.dtype))
-    for layer_id, layer in ctx.graph.layers.items():
-        if layer is teacher.get_layer("final_normalization") and layer_id in ctx.io:
-            ctx.io[layer_id].extra["readout_scale"] = ratio
-
-
 TABLE = {gemma4_decoder_block.Gemma4TextDecoderBlock: Gemma4DecoderRule(),
          gemma4_layers.RMSNormalization: hub_layers.RMSNormLastAxis()}
 
@@ -129,4 +113,4 @@ FAMILIES = [Family(
           "intermediate": "intermediate_dim", "layers": "num_layers",
           "query_heads": "num_query_heads"},
     targets=_targets, request=functools.partial(gemma.layer_request_of, reduction=1),
-    finish=_finish)]
+    finish=functools.partial(gemma.finish_student, one_plus=False))]
