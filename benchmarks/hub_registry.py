@@ -69,6 +69,10 @@ def _per_class():
     from tests.hub import test_swin
     from tests.hub import test_sam
     from tests.hub import test_video_prism
+    from tests.hub import test_t5gemma
+    from tests.hub import test_pali_gemma
+    from tests.hub import test_t5gemma2
+    from tests.hub import test_gemma4
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -96,7 +100,11 @@ def _per_class():
             "SegFormerBackbone": (test_segmentation.tiny_segformer, "hierarchical_encoder_0_0"),
             "DeepLabV3Backbone": (test_segmentation.tiny_deeplab, "stack1_block1"),
             "BASNetBackbone": (test_basnet.tiny_basnet, "stack3_block0"),
-            "DepthAnythingBackbone": (test_depth_anything.tiny_depth_anything, "encoder")}
+            "DepthAnythingBackbone": (test_depth_anything.tiny_depth_anything, "encoder"),
+            "T5GemmaBackbone": (test_t5gemma.TINY, "encoder_layer_0"),
+            "PaliGemmaBackbone": (test_pali_gemma.TINY, "decoder_block_1"),
+            "T5Gemma2Backbone": (test_t5gemma2.TINY, "decoder_layer_0"),
+            "Gemma4Backbone": (test_gemma4.TINY, "decoder_block_1")}
 
 
 def _two_stacks(cls):

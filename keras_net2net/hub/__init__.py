@@ -57,6 +57,7 @@ def activate():
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gemma3
+        from keras_net2net.hub import gemma4
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import gpt_oss
         from keras_net2net.hub import layers
@@ -67,6 +68,7 @@ def activate():
         from keras_net2net.hub import moe
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
+        from keras_net2net.hub import pali_gemma
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
@@ -77,6 +79,8 @@ def activate():
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import swin
         from keras_net2net.hub import t5
+        from keras_net2net.hub import t5gemma
+        from keras_net2net.hub import t5gemma2
         from keras_net2net.hub import vit
         from keras_net2net.hub import video_prism
         from keras_net2net.hub import vit_det
@@ -92,7 +96,8 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam, video_prism,
-                   segmentation):
+                   segmentation,
+                   t5gemma, pali_gemma, t5gemma2, gemma4):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

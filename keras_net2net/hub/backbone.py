@@ -351,7 +351,7 @@ def build_student(task, backbone, new_config):
     return type(task).from_config(config), made
 
 
-def _renamer(family, inserts):
+def block_renamer(family, inserts):
     """Teacher path -> student path: blocks after an insertion move down."""
     pattern = re.compile("(^|/)" + re.escape(family.block).replace(r"\{\}", r"(\d+)") + "(?=/|$)")
 
@@ -365,12 +365,12 @@ def _renamer(family, inserts):
 def _pairs(ctx, family, student, inserts):
     """{id(teacher layer): student layer} by path, blocks after an insertion
     moved down."""
-    return makers.pair_by_path(ctx, student, _renamer(family, inserts))
+    return makers.pair_by_path(ctx, student, block_renamer(family, inserts))
 
 
 def _insert_identities(family, backbone, config, inserts):
     """Identity blocks after each anchor (already written at its new index)."""
-    rename = _renamer(family, inserts)
+    rename = block_renamer(family, inserts)
     for anchor, count in sorted(inserts.items()):
         source = backbone.get_layer(rename(family.block.format(anchor)))
         start = int(re.findall(r"\d+", source.name)[-1])

@@ -194,16 +194,18 @@ def layer_request_of(ctx, family, config, targets, reduction=2):
     return request
 
 
-def finish_student(ctx, plan, teacher, student):
+def finish_student(ctx, plan, teacher, student, one_plus=True):
     """The sqrt(hidden_dim) embedding scale: columns times sqrt(D / D'), the
-    tied final norm's (1 + scale) times sqrt(D' / D)."""
+    tied final norm's (1 + scale) times sqrt(D' / D) (its scale, where the
+    norm multiplies by the scale itself: `one_plus=False`, Gemma 4)."""
     ratio = math.sqrt(teacher.hidden_dim / student.hidden_dim)
     if ratio == 1.0:
         return
     table = student.token_embedding.embeddings
     table.assign((np.asarray(table.numpy(), np.float64) * ratio).astype(table.dtype))
     scale = student.get_layer("final_normalization").scale
-    value = (1.0 + np.asarray(scale.numpy(), np.float64)) / ratio - 1.0
+    one = 1.0 if one_plus else 0.0
+    value = (one + np.asarray(scale.numpy(), np.float64)) / ratio - one
     scale.assign(value.astype(scale.dtype))
     for layer_id, layer in ctx.graph.layers.items():
         if layer is teacher.get_layer("final_normalization") and layer_id in ctx.io:

@@ -43,16 +43,18 @@ def memory_of(call, name):
     return value if isinstance(value, TensorKey) else None
 
 
-def propagate_with_memory(rule, ctx, call, memory):
+def propagate_with_memory(rule, ctx, call, memory, stream=None):
     """`CompositeRule.propagate` for a block that also reads a second stream
     `memory` (a TensorKey or None): that stream is not frozen as a mask is,
     its layout is recorded as the `MEMORY` role (the rows its readers divide).
+    `stream`: the tensor of the block's own stream (default: its first
+    tensor argument).
     """
     reason = rule.refuse(call.op)
     if reason:
         ctx.barrier(call, reason)
         return
-    stream = composite.first_tensor(call)
+    stream = stream if stream is not None else composite.first_tensor(call)
     for key in call.inputs:
         if key not in (stream, memory):
             ctx.groups.freeze_layout(ctx.layout(key), (
@@ -184,40 +186,66 @@ def make_append_blocks(zero, own_weights=None):
         config["num_layers"] = n + sum(enc.values())
         deeper, made = hub_backbone.build_student(task, backbone, config)
         new_backbone = deeper.backbone if task is not None else deeper
-        written = set()
-        for stack, stack_inserts in ((ENCODER, enc), (DECODER, dec)):
-            for i in range(n):
-                source = dict(own_weights(backbone.get_layer(stack.format(i))))
-                j = _new_index(i, stack_inserts)
-                targets = [(j, False)] + [(j + t, True)
-                                          for t in range(1, stack_inserts.get(i, 0) + 1)]
-                for index, inserted in targets:
-                    block = new_backbone.get_layer(stack.format(index))
-                    for key, variable in own_weights(block):
-                        if key not in source:
-                            raise _bug(deeper, variable)
-                        value = source[key].numpy()
-                        if inserted and any(re.fullmatch(z, key) for z in zero):
-                            value = np.zeros_like(value)
-                        lazy.set_value(variable, value)
-                        written.add(id(variable))
-        blocks = re.compile("^(" + "|".join(s.format(r"\d+") for s in (ENCODER, DECODER)) + ")$")
-        for layer in new_backbone.layers:
-            if blocks.match(layer.name) or not layer.weights:
-                continue
-            old = backbone.get_layer(layer.name)
-            if len(old.weights) != len(layer.weights):
-                raise _bug(deeper, layer.weights[0])
-            for a, b in zip(old.weights, layer.weights):
-                lazy.set_value(b, a.numpy())
-                written.add(id(b))
-        missed = [v for v in new_backbone.weights if id(v) not in written]
-        if missed:
-            raise _bug(deeper, missed[0])
+        stacks = [(ENCODER, n, enc), (DECODER, n, dec)]
+        rest = [(backbone.get_layer(layer.name), layer) for layer in new_backbone.layers
+                if not _is_block(layer, stacks) and layer.weights]
+        write_deeper(backbone, new_backbone, stacks, rest, zero, own_weights)
         lazy.initialize_rest(deeper.variables + made)
         return deeper
 
     return append_blocks
+
+
+def _is_block(layer, stacks):
+    return any(re.fullmatch(stack.replace("{}", r"\d+"), layer.name) for stack, _, _ in stacks)
+
+
+def write_deeper(backbone, new_backbone, stacks, rest, zero, own_weights=None):
+    """Writes a widened backbone's weights into a rebuilt deeper one: every
+    old block at its new index, each inserted block a copy of its anchor with
+    the weights matching `zero` (its writers) zero, and every other layer
+    from its pair in `rest`.
+
+    Args:
+        backbone: the widened backbone (its old depth).
+        new_backbone: the rebuilt deeper backbone.
+        stacks: [(block name with "{}", old block count, {anchor: count})].
+        rest: [(old layer, new layer)] of the layers outside the blocks.
+        zero: regexes over a weight's path below its block.
+        own_weights: function(block) -> [(key, variable)] (default: by
+            path below the block).
+
+    Raises:
+        UnsupportedModelError: a weight of the deeper model that nothing
+            wrote (a bug).
+    """
+    own_weights = own_weights or _by_path
+    written = set()
+    for stack, n, stack_inserts in stacks:
+        for i in range(n):
+            source = dict(own_weights(backbone.get_layer(stack.format(i))))
+            j = _new_index(i, stack_inserts)
+            targets = [(j, False)] + [(j + t, True)
+                                      for t in range(1, stack_inserts.get(i, 0) + 1)]
+            for index, inserted in targets:
+                block = new_backbone.get_layer(stack.format(index))
+                for key, variable in own_weights(block):
+                    if key not in source:
+                        raise _bug(new_backbone, variable)
+                    value = source[key].numpy()
+                    if inserted and any(re.fullmatch(z, key) for z in zero):
+                        value = np.zeros_like(value)
+                    lazy.set_value(variable, value)
+                    written.add(id(variable))
+    for old, layer in rest:
+        if len(old.weights) != len(layer.weights):
+            raise _bug(new_backbone, layer.weights[0])
+        for a, b in zip(old.weights, layer.weights):
+            lazy.set_value(b, a.numpy())
+            written.add(id(b))
+    missed = [v for v in new_backbone.weights if id(v) not in written]
+    if missed:
+        raise _bug(new_backbone, missed[0])
 
 
 def _by_path(block):
