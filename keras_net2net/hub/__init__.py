@@ -74,6 +74,7 @@ def activate():
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
+        from keras_net2net.hub import siglip
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import t5
         from keras_net2net.hub import vit
@@ -88,7 +89,7 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, clip):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, clip, siglip):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

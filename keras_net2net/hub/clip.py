@@ -77,7 +77,8 @@ class CLIPEncoderLayerRule(composite.CompositeRule):
 ZERO = (r"attention/attention_output/(kernel|bias)", r"dense_2/(kernel|bias)")
 
 
-def _text_targets(config, targets):
+def text_targets(config, targets):
+    """`embedding_dim` grows with `hidden_dim` (a text tower's `extra_targets`)."""
     targets["embedding_dim"] = targets["hidden"]  # the blocks read the embedding's output
 
 
@@ -96,11 +97,11 @@ _TOWERS = (
     (keras_hub.models.CLIPVisionEncoder, clip_layers.CLIPVisionEmbedding,
      clip_layers.CLIPEncoderLayer, None),
     (keras_hub.models.CLIPTextEncoder, _tpe.TokenAndPositionEmbedding,
-     clip_layers.CLIPEncoderLayer, _text_targets),
+     clip_layers.CLIPEncoderLayer, text_targets),
     (keras_hub.models.MetaCLIP2VisionEncoder, metaclip_2_layers.MetaCLIP2VisionEmbedding,
      metaclip_2_layers.MetaCLIP2EncoderLayer, None),
     (keras_hub.models.MetaCLIP2TextEncoder, _tpe.TokenAndPositionEmbedding,
-     metaclip_2_layers.MetaCLIP2EncoderLayer, _text_targets),
+     metaclip_2_layers.MetaCLIP2EncoderLayer, text_targets),
 )
 
 FAMILIES = [dual_encoder.tower_family(tower, embedding, block, ZERO, extra)

@@ -132,10 +132,10 @@ def block_inserter(block_pattern, zero):
                     c for a, c in spec["at"].items() if a < index)
             tower["num_layers"] = spec["n"] + added
         deeper, made = hub_backbone.build_student(task, backbone, config)  # deferred
-        source = {v.path: v for v in student.weights}
+        source = {_unnumbered(v.path): v for v in student.weights}
         pattern = re.compile(rf"(^|.*/)(?P<tower>[^/]+)_{re.escape(block_pattern)}(?P<i>\d+)/(?P<rest>.*)")
         for variable in deeper.weights:
-            path, value = variable.path, None
+            path, value = _unnumbered(variable.path), None
             match = pattern.fullmatch(path)
             if match is not None and match.group("tower") in moves:
                 old, new_block = _source_block(moves[match.group("tower")]["at"],
@@ -158,6 +158,12 @@ def block_inserter(block_pattern, zero):
         lazy.initialize_rest(deeper.variables + made)
         return deeper
     return append
+
+
+def _unnumbered(path):
+    """A weight created without a name is "variable_<global counter>"
+    (SigLIP's pooling probe): one per layer, so the layer's path names it."""
+    return re.sub(r"/variable(_\d+)?$", "/variable", path)
 
 
 def _at(config, where):
@@ -193,8 +199,8 @@ def tower_family(backbone, embedding, block, zero, extra_targets=None, also=()):
         zero: regexes of the block weights an identity block zeroes.
         extra_targets: function (config, targets) adding config keys that
             follow the widths (the text tower's `embedding_dim`).
-        also: (class, function targets -> request) of other layers with
-            widths of their own (SigLIP's attention-pooling head).
+        also: classes of other layers with the blocks' inner widths
+            (SigLIP's attention-pooling head).
 
     Example:
 
@@ -251,11 +257,8 @@ def tower_request(ctx, tower, targets, embedding, block, also=()):
         path = ctx.graph.paths[layer_id]
         if isinstance(layer, embedding):
             request[path] = targets["hidden"]
-        elif isinstance(layer, block):
+        elif isinstance(layer, (block,) + tuple(also)):
             request[path] = dict(inner)
-        for cls, make in also:
-            if isinstance(layer, cls):
-                request[path] = make(targets)
     return request
 
 
