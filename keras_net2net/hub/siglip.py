@@ -70,7 +70,8 @@ class SigLIPPoolingRule(clip.CLIPEncoderLayerRule):
     stream's width (`hidden_dim`), so they are taken as its group."""
 
     epsilon_key = "layer_norm_epsilon"
-    specs = {"variable": [(2, IN, COPY)],  # the probe: a query in the stream's width
+    # The probe, a query in the stream's width: "variable_<n>" (made without a name).
+    specs = {r"variable(_\d+)?": [(2, IN, COPY)],
              **hub_layers.attention_specs("attention"),
              "layernorm/gamma": [(0, IN, NORM_SCALE)],
              "layernorm/beta": [(0, IN, COPY, ZERO_FILL)],
