@@ -62,6 +62,7 @@ def _per_class():
     from tests.hub import test_vgg
     from tests.hub import test_vision
     from tests.hub import test_xception
+    from tests.hub import dual_helpers
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -80,7 +81,11 @@ def _per_class():
             "VGGBackbone": (test_vgg.VGG, "block2_conv2"),
             "DenseNetBackbone": (test_densenet.DENSENET, "stack1_block2"),
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
-            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1")}
+            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
+            # Dual encoders: a function (the config holds built towers).
+            "CLIPBackbone": (dual_helpers.tiny_clip, "vision_encoder_block_0"),
+            "MetaCLIP2Backbone": (dual_helpers.tiny_metaclip2, "vision_encoder_block_0"),
+            "SigLIPBackbone": (dual_helpers.tiny_siglip, "vision_encoder_block_0")}
 
 
 def _two_stacks(cls):
@@ -131,7 +136,8 @@ def tiny(cls):
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)
     try:
-        model = cls(**(own[0] if own is not None else kwargs))
+        config = kwargs if own is None else own[0]() if callable(own[0]) else own[0]
+        model = cls(**config)
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)

@@ -450,7 +450,10 @@ def _report_blocks(inserts):
 
 
 def _example(ctx, model):
-    return ctx.graph.paths.get(id(model.text_encoder.layers[-2]), "encoder_block_0")
+    """The path of the text tower's last block, for messages."""
+    blocks = _SPECS[type(model)]["blocks"]
+    last = [layer for layer in model.text_encoder.layers if isinstance(layer, blocks)][-1]
+    return ctx.graph.paths[id(last)]
 
 
 def _fix(widen, spec):

@@ -34,13 +34,32 @@ def perturb(model, seed=0, scale=0.2):
     return model
 
 
-def dual(prefix, **kwargs):
-    """A tiny perturbed `{prefix}Backbone` (CLIP, MetaCLIP2, SigLIP)."""
+def towers(prefix, **kwargs):
+    """The arguments of a tiny `{prefix}Backbone` (CLIP, MetaCLIP2, SigLIP):
+    its towers named "vision" and "text" (as presets name them: their
+    layers then carry the name, e.g. "vision_encoder_block_0"), and `kwargs`."""
     models = keras_hub.models
     keras.utils.set_random_seed(0)
-    vision = getattr(models, f"{prefix}VisionEncoder")(**VISION)
-    text = getattr(models, f"{prefix}TextEncoder")(**TEXT)
-    return perturb(getattr(models, f"{prefix}Backbone")(vision, text, **kwargs))
+    return dict(vision_encoder=getattr(models, f"{prefix}VisionEncoder")(name="vision", **VISION),
+                text_encoder=getattr(models, f"{prefix}TextEncoder")(name="text", **TEXT),
+                **kwargs)
+
+
+def dual(prefix, **kwargs):
+    """A tiny perturbed `{prefix}Backbone` (see `towers`)."""
+    return perturb(getattr(keras_hub.models, f"{prefix}Backbone")(**towers(prefix, **kwargs)))
+
+
+def tiny_clip():
+    return towers("CLIP", projection_dim=6)
+
+
+def tiny_metaclip2():
+    return towers("MetaCLIP2", projection_dim=6)
+
+
+def tiny_siglip():
+    return towers("SigLIP")
 
 
 def relative(y, z):

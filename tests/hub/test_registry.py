@@ -26,7 +26,8 @@ def test_every_exported_backbone_has_a_status():
             "GPTNeoXBackbone", "BloomBackbone", "FalconBackbone", "Gemma3Backbone",
             "SmolLM3Backbone", "SmolLMBackbone", "ESMBackbone", "ESM2Backbone",
             "DebertaV3Backbone", "GptOssBackbone", "RoformerV2Backbone", "BartBackbone",
-            "T5Backbone", "WhisperBackbone"} <= grows
+            "T5Backbone", "WhisperBackbone",
+            "CLIPBackbone", "MetaCLIP2Backbone", "SigLIPBackbone"} <= grows
     table = hub_registry.table(rows)
     assert table.count("\n| ") == len(rows) and "backbone classes have a family" in table
 

@@ -27,12 +27,12 @@ def siglip():
 def test_siglip_backbone_x2_deeper_in_both_towers(siglip, tmp_path):
     student, report, error = grow_dual(
         siglip, tmp_path, {"vision_encoder": (16, 4, 32, 3), "text_encoder": (16, 4, 32, 3)},
-        widen=2.0, deepen=["sig_lip_vision_encoder/encoder_block_1",
-                           "sig_lip_text_encoder/encoder_block_0"])
+        widen=2.0, deepen=["vision/vision_encoder_block_1",
+                           "text_encoder_block_0"])
     print(f"SigLIPBackbone x2, one block deeper per tower: max rel {error:.2e}")
     assert student.text_encoder.get_config()["projection_dim"] == 16
     assert student.vision_encoder.get_layer(
-        "sig_lip_vision_encoder_head").get_config()["intermediate_dim"] == 32
+        "vision_head").get_config()["intermediate_dim"] == 32
     new_block_is_identity(student.vision_encoder, 2, ZERO)
     new_block_is_identity(student.text_encoder, 1, ZERO)
 
