@@ -29,13 +29,13 @@ import math
 import re
 
 import keras
-import keras_hub
 import numpy as np
 
 from keras_net2net import analysis
 from keras_net2net import errors
 from keras_net2net import lazy
 from keras_net2net import makers
+from keras_net2net import options
 from keras_net2net import plan as plan_lib
 from keras_net2net.hub import backbone as hub_backbone
 from keras_net2net.hub import families
@@ -375,9 +375,7 @@ class DualEncoderMaker(hub_backbone.BackboneMaker):
         return layers, new_config
 
     def _inserts(self, ctx, model, spec, deepen):
-        """{(tower key,), block index): count}."""
-        from keras_net2net import options
-
+        """{((tower key,), block index): count}."""
         counts = options.as_counts(deepen)
         if not isinstance(counts, dict):
             raise errors.PlanError(
