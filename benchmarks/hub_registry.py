@@ -73,6 +73,7 @@ def _per_class():
     from tests.hub import test_pali_gemma
     from tests.hub import test_t5gemma2
     from tests.hub import test_gemma4
+    from tests.hub import dual_helpers
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -104,7 +105,11 @@ def _per_class():
             "T5GemmaBackbone": (test_t5gemma.TINY, "encoder_layer_0"),
             "PaliGemmaBackbone": (test_pali_gemma.TINY, "decoder_block_1"),
             "T5Gemma2Backbone": (test_t5gemma2.TINY, "decoder_layer_0"),
-            "Gemma4Backbone": (test_gemma4.TINY, "decoder_block_1")}
+            "Gemma4Backbone": (test_gemma4.TINY, "decoder_block_1"),
+            # Dual encoders: a function (the config holds built towers).
+            "CLIPBackbone": (dual_helpers.tiny_clip, "vision_encoder_block_0"),
+            "MetaCLIP2Backbone": (dual_helpers.tiny_metaclip2, "vision_encoder_block_0"),
+            "SigLIPBackbone": (dual_helpers.tiny_siglip, "vision_encoder_block_0")}
 
 
 def _two_stacks(cls):
@@ -157,6 +162,8 @@ def tiny(cls):
     try:
         model = own[0]() if callable(own[0] if own else None) else cls(
             **(own[0] if own is not None else kwargs))
+        config = kwargs if own is None else own[0]() if callable(own[0]) else own[0]
+        model = cls(**config)
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)

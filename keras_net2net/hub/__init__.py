@@ -46,12 +46,14 @@ def activate():
         from keras_net2net.hub import backbone
         from keras_net2net.hub import bart
         from keras_net2net.hub import bert
+        from keras_net2net.hub import clip
         from keras_net2net.hub import cnn
         from keras_net2net.hub import deberta_v3
         from keras_net2net.hub import convnets
         from keras_net2net.hub import deit
         from keras_net2net.hub import dinov2
         from keras_net2net.hub import dinov3
+        from keras_net2net.hub import dual_encoder
         from keras_net2net.hub import electra
         from keras_net2net.hub import esm
         from keras_net2net.hub import families
@@ -76,6 +78,7 @@ def activate():
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import sam
         from keras_net2net.hub import segmentation
+        from keras_net2net.hub import siglip
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import swin
         from keras_net2net.hub import t5
@@ -97,13 +100,15 @@ def activate():
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam, video_prism,
                    segmentation,
-                   t5gemma, pali_gemma, t5gemma2, gemma4):
+                   t5gemma, pali_gemma, t5gemma2, gemma4,
+                   clip, siglip):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
     makers.register_maker(segmentation.MAKER)
     makers.register_maker(convnets.MAKER)
     makers.register_maker(cnn.MAKER)
+    makers.register_maker(dual_encoder.MAKER)
     makers.register_maker(backbone.MAKER)
     _ACTIVE.append(sys.modules[__name__])
     return _ACTIVE[0]

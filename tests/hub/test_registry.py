@@ -27,7 +27,8 @@ def test_every_exported_backbone_has_a_status():
             "SmolLM3Backbone", "SmolLMBackbone", "ESMBackbone", "ESM2Backbone",
             "DebertaV3Backbone", "GptOssBackbone", "RoformerV2Backbone", "BartBackbone",
             "T5Backbone", "WhisperBackbone", "T5GemmaBackbone", "T5Gemma2Backbone",
-            "PaliGemmaBackbone", "Gemma4Backbone"} <= grows
+            "PaliGemmaBackbone", "Gemma4Backbone",
+            "CLIPBackbone", "MetaCLIP2Backbone", "SigLIPBackbone"} <= grows
     table = hub_registry.table(rows)
     assert table.count("\n| ") == len(rows) and "backbone classes have a family" in table
 
