@@ -59,6 +59,7 @@ def activate():
         from keras_net2net.hub import gemma3
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import gpt_oss
+        from keras_net2net.hub import hgnetv2
         from keras_net2net.hub import layers
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
@@ -86,7 +87,7 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, hgnetv2):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

@@ -62,12 +62,23 @@ class Spec:
             [(anchor layer prefix, new layer prefix)]).
         identity: function (student, anchor prefix, new prefix): makes the
             new block the identity (its weights copied from the anchor).
+        view: function (model, check) -> the functional model to analyse and pair
+            (a flat view of nested keras_hub layers, hub.nested), or None:
+            the model itself.
+        rename: function (teacher backbone, student backbone) -> a function
+            teacher path -> student path, where layer names carry the
+            backbone's name (HGNetV2), or None.
+        task: function (task config, factor) -> the task's config with its
+            own widths grown (a head conv's filters), or None.
     """
 
     widen: object
     anchors: object
     deepen: object = None
     identity: object = None
+    view: object = None
+    rename: object = None
+    task: object = None
 
 
 def scaled(value, factor):
@@ -212,8 +223,13 @@ def _cspnet_identity(student, anchor, new):
 def _specs():
     import keras_hub
 
+    from keras_net2net.hub import hgnetv2
+
     m = keras_hub.models
     return {
+        m.HGNetV2Backbone: Spec(hgnetv2.widen, hgnetv2.anchors, hgnetv2.deepen,
+                                hgnetv2.identity, hgnetv2.view, hgnetv2.rename,
+                                hgnetv2.task_config),
         m.ResNetBackbone: Spec(_resnet_widen, _resnet_anchors, _resnet_deepen,
                                _resnet_identity),
         m.VGGBackbone: Spec(_vgg_widen, _vgg_anchors, _vgg_deepen, _vgg_identity),
@@ -279,13 +295,17 @@ class ConvnetMaker(makers.ConfigMaker):
             new_config, pairs_new = spec.deepen(new_config, inserts)
         # A task's head (pooling, Dense) reads the grown features: its logits
         # keep their width.
-        ctx = analysis.analyze(model, grow_outputs=task is None)
-        student, made = hub_backbone.build_student(task, backbone, new_config)  # deferred
+        view = spec.view or (lambda m, check=True: m)
+        ctx = analysis.analyze(view(model), grow_outputs=task is None)
+        student, made = hub_backbone.build_student(
+            task, backbone, new_config,
+            spec.task and (lambda c: spec.task(c, factor)))  # deferred
         carry.check_own_variables(model, student)  # before any write
         new_backbone = student.backbone if task is not None else student
         # Some classes' get_config() leaves the name out (VGG): a task's
         # student backbone may be named otherwise.
-        pairs, student_graph = _pairs(ctx, student, {backbone.name: new_backbone.name})
+        pairs, student_graph = _pairs(ctx, view(student, False), {backbone.name: new_backbone.name},
+                                      spec.rename and spec.rename(backbone, new_backbone))
         widths = cnn.student_widths(ctx, pairs, student_graph, name)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         blocks = {}
@@ -353,10 +373,12 @@ def _inserts(spec, config, deepen, name):
     return out
 
 
-def _pairs(ctx, student, renamed):
+def _pairs(ctx, student, renamed, below=None):
     """{id(teacher layer): student layer} by path, the first path element
-    renamed by `renamed`; and the student's Graph."""
+    renamed by `renamed` and the path by `below` (or None); and the
+    student's Graph."""
     def rename(path):
+        path = below(path) if below is not None else path
         head, _, rest = path.partition("/")
         return f"{renamed.get(head, head)}/{rest}" if rest else path
 
@@ -401,7 +423,7 @@ def _families():
     return [family(m.ResNetBackbone, "conv1_conv"), family(m.VGGBackbone, "block1_conv1"),
             family(m.DenseNetBackbone, "conv1_conv"),
             family(m.XceptionBackbone, "block1_conv1"),
-            family(m.CSPNetBackbone, "stem")]
+            family(m.CSPNetBackbone, "stem"), family(m.HGNetV2Backbone, "embedder")]
 
 
 FAMILIES = _families()
