@@ -370,19 +370,32 @@ def _describe(e):
 def _checked_view(model, traced, probe):
     """(view, None), or (view, max relative error) where the view does not
     reproduce `model` on `probe` to rounding."""
+    view = _view(model, traced)
+    return view, view_error(model, view, probe)
+
+
+def view_error(model, view, probe):
+    """None where `view` reproduces `model` on `probe` to rounding, else
+    the max relative error (NaN where the view cannot run).
+
+    Example:
+
+    ```python
+    assert view_error(model, inline_custom_layers(model).model, x) is None
+    ```
+    """
     from keras_net2net import verify
 
-    view = _view(model, traced)
     names = [f"output_{i}" for i in range(len(keras.tree.flatten(model.outputs)))]
     try:
         rows = verify.compare(model, view, probe, names)
     except Exception:  # noqa: BLE001 - a view that cannot run is not used
-        return view, float("nan")
+        return float("nan")
     error = verify.max_relative(rows)
     dtype = verify.compute_dtype(model)
     if not error <= verify.ROUNDING.get(dtype, 1e-6):  # NaN fails too
-        return view, error
-    return view, None
+        return error
+    return None
 
 
 def _view(model, traced):

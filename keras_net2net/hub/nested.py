@@ -21,6 +21,7 @@ import keras
 from keras_net2net import errors
 from keras_net2net import inline
 from keras_net2net import rules
+from keras_net2net.hub import cnn
 
 _MAX_DEPTH = 8  # deeper nesting than any keras_hub model has
 
@@ -53,17 +54,30 @@ def flat_view(model, classes, check=True):
                 and rules.rule_for(op) is None)
 
     view = model
+    if getattr(model, "compiled", False):
+        # A compiled task's clone compiles too, building an optimizer on
+        # variables a config-made student has not set yet: view an
+        # uncompiled functional model of the same layers instead.
+        view = keras.Model(model.input, model.output, name=model.name)
     for _ in range(_MAX_DEPTH):
-        inlining = inline.inline_custom_layers(view, custom=custom, check=check)
+        # Traced unchecked, round by round; the flat view is checked once.
+        inlining = inline.inline_custom_layers(view, custom=custom, check=False)
         if inlining.kept:
-            reason = next(iter(inlining.kept.values()))
-            raise errors.UnsupportedModelError(
-                f"Expected every nested layer of {type(model).__name__} {model.name!r} to be a "
-                f"plain composition of Keras layers. Received: {len(inlining.kept)} that could "
-                f"not be inlined, e.g. because {reason}. Fix: grow a plain functional copy of it "
-                f"(keras.Model(model.inputs, model.outputs)), which keeps such layers at their "
-                f"width.")
+            _refuse(model, next(iter(inlining.kept.values())))
         if not inlining.inlined:
-            return view
+            break
         view = inlining.model
+    if check and view is not model:
+        error = inline.view_error(model, view, [cnn.probe(getattr(model, "backbone", model))])
+        if error is not None:
+            _refuse(model, f"the traced subgraph does not reproduce it on a probe batch (max "
+                           f"relative error {error:.3g})")
     return view
+
+
+def _refuse(model, reason):
+    raise errors.UnsupportedModelError(
+        f"Expected every nested layer of {type(model).__name__} {model.name!r} to be a plain "
+        f"composition of Keras layers. Received: a layer that could not be inlined: {reason}. "
+        f"Fix: grow a plain functional copy of it (keras.Model(model.inputs, model.outputs)), "
+        f"which keeps such layers at their width.")
