@@ -224,9 +224,12 @@ def _specs():
     import keras_hub
 
     from keras_net2net.hub import hgnetv2
+    from keras_net2net.hub import retinanet
 
     m = keras_hub.models
     return {
+        m.RetinaNetBackbone: Spec(retinanet.widen, retinanet.anchors, retinanet.deepen,
+                                  retinanet.identity, retinanet.view),
         m.HGNetV2Backbone: Spec(hgnetv2.widen, hgnetv2.anchors, hgnetv2.deepen,
                                 hgnetv2.identity, hgnetv2.view, hgnetv2.rename,
                                 hgnetv2.task_config),
@@ -423,7 +426,8 @@ def _families():
     return [family(m.ResNetBackbone, "conv1_conv"), family(m.VGGBackbone, "block1_conv1"),
             family(m.DenseNetBackbone, "conv1_conv"),
             family(m.XceptionBackbone, "block1_conv1"),
-            family(m.CSPNetBackbone, "stem"), family(m.HGNetV2Backbone, "embedder")]
+            family(m.CSPNetBackbone, "stem"), family(m.HGNetV2Backbone, "embedder"),
+            family(m.RetinaNetBackbone, "backbone")]
 
 
 FAMILIES = _families()
