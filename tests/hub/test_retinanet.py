@@ -25,11 +25,14 @@ from keras_net2net import errors  # noqa: E402
 RETINANET = dict(min_level=2, max_level=4, use_p5=False, image_shape=(32, 32, 3))
 
 
+def retinanet_config():
+    """RetinaNetBackbone's tiny kwargs: its image encoder is a model."""
+    return dict(RETINANET, image_encoder=keras_hub.models.ResNetBackbone(**BASIC))
+
+
 def retinanet():
     keras.utils.set_random_seed(0)
-    encoder = keras_hub.models.ResNetBackbone(**BASIC)
-    return calibrate(perturb(keras_hub.models.RetinaNetBackbone(image_encoder=encoder,
-                                                                **RETINANET)))
+    return calibrate(perturb(keras_hub.models.RetinaNetBackbone(**retinanet_config())))
 
 
 @pytest.mark.parametrize("kwargs,filters,blocks", [
