@@ -59,6 +59,7 @@ def _per_class():
     from tests.hub import test_dinov2
     from tests.hub import test_dinov3
     from tests.hub import test_hgnetv2
+    from tests.hub import test_mobilenetv5
     from tests.hub import test_resnet
     from tests.hub import test_retinanet
     from tests.hub import test_vgg
@@ -84,7 +85,8 @@ def _per_class():
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "HGNetV2Backbone": (test_hgnetv2.HGNETV2, "stage_1_block_1"),
-            "RetinaNetBackbone": (test_retinanet.retinanet_config, "stack1_block1")}
+            "RetinaNetBackbone": (test_retinanet.retinanet_config, "stack1_block1"),
+            "MobileNetV5Backbone": (test_mobilenetv5.MOBILENETV5, "universal_inverted_residual")}
 
 
 def _two_stacks(cls):

@@ -71,6 +71,7 @@ def activate():
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
+        from keras_net2net.hub import refusals
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import smollm3
@@ -91,6 +92,7 @@ def activate():
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
+    makers.register_maker(refusals.MAKER)
     makers.register_maker(convnets.MAKER)
     makers.register_maker(cnn.MAKER)
     makers.register_maker(backbone.MAKER)
