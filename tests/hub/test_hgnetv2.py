@@ -9,7 +9,6 @@ import re
 
 import keras
 import numpy as np
-import pytest
 
 from tests.growth import assert_unchanged
 from tests.growth import snapshot
