@@ -70,6 +70,8 @@ class Spec:
             backbone's name (HGNetV2), or None.
         task: function (task config, factor) -> the task's config with its
             own widths grown (a head conv's filters), or None.
+        pairs: function (ctx, student view) -> {id(teacher layer): student
+            layer}, where layers do not pair by path (auto names), or None.
     """
 
     widen: object
@@ -79,6 +81,7 @@ class Spec:
     view: object = None
     rename: object = None
     task: object = None
+    pairs: object = None
 
 
 def scaled(value, factor):
@@ -224,10 +227,13 @@ def _specs():
     import keras_hub
 
     from keras_net2net.hub import hgnetv2
+    from keras_net2net.hub import mobilenetv5
     from keras_net2net.hub import retinanet
 
     m = keras_hub.models
     return {
+        m.MobileNetV5Backbone: Spec(mobilenetv5.widen, lambda config: mobilenetv5.NO_IDENTITY,
+                                    view=mobilenetv5.view, pairs=mobilenetv5.pairs),
         m.RetinaNetBackbone: Spec(retinanet.widen, retinanet.anchors, retinanet.deepen,
                                   retinanet.identity, retinanet.view),
         m.HGNetV2Backbone: Spec(hgnetv2.widen, hgnetv2.anchors, hgnetv2.deepen,
@@ -307,8 +313,12 @@ class ConvnetMaker(makers.ConfigMaker):
         new_backbone = student.backbone if task is not None else student
         # Some classes' get_config() leaves the name out (VGG): a task's
         # student backbone may be named otherwise.
-        pairs, student_graph = _pairs(ctx, view(student, False), {backbone.name: new_backbone.name},
-                                      spec.rename and spec.rename(backbone, new_backbone))
+        student_view = view(student, False)
+        if spec.pairs is not None:  # auto-named layers: by graph order
+            pairs, student_graph = spec.pairs(ctx, student_view), Graph(student_view)
+        else:
+            pairs, student_graph = _pairs(ctx, student_view, {backbone.name: new_backbone.name},
+                                          spec.rename and spec.rename(backbone, new_backbone))
         widths = cnn.student_widths(ctx, pairs, student_graph, name)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         blocks = {}
@@ -427,7 +437,8 @@ def _families():
             family(m.DenseNetBackbone, "conv1_conv"),
             family(m.XceptionBackbone, "block1_conv1"),
             family(m.CSPNetBackbone, "stem"), family(m.HGNetV2Backbone, "embedder"),
-            family(m.RetinaNetBackbone, "backbone")]
+            family(m.RetinaNetBackbone, "backbone"),
+            family(m.MobileNetV5Backbone, "conv_stem")]
 
 
 FAMILIES = _families()

@@ -156,7 +156,8 @@ def _request(ctx, family, config, targets):
 
 def _weighted(graph):
     return [(path, graph.layers[i]) for i, path in graph.paths.items()
-            if not isinstance(graph.layers[i], keras.Model) and graph.layers[i].weights]
+            if not isinstance(graph.layers[i], keras.Model)
+            and getattr(graph.layers[i], "weights", None)]  # ops (keras.ops.add) have none
 
 
 def pair_layers(ctx, family, student, inserts):
