@@ -95,13 +95,19 @@ def is_custom_layer(op):
     return not (module + ".").startswith(_KERAS_MODULES)
 
 
-def inline_custom_layers(model, inputs=None):
+def inline_custom_layers(model, inputs=None, custom=None, check=True):
     """Replaces each traceable custom layer of `model` by a plain subgraph.
 
     Args:
         model: a Functional or Sequential `keras.Model`.
         inputs: arrays to check the inlined model on (one per model input);
             default: a random probe batch.
+        custom: which layers to inline, a function of a layer (default
+            `is_custom_layer`); a keras_hub family passes its own to inline
+            keras_hub's nested layers (keras_net2net.hub.nested).
+        check: compare the inlined model with `model` on a probe batch;
+            False only for a model whose variables hold no values yet (a
+            config-made student, traced as its teacher was, checked).
 
     Returns:
         An `Inlining`; `Inlining.model` is `model` itself when no custom
@@ -117,7 +123,7 @@ def inline_custom_layers(model, inputs=None):
     graph = graph_lib.Graph(model)
     candidates = {}
     for call in graph.calls:
-        if is_custom_layer(call.op):
+        if (custom or is_custom_layer)(call.op):
             candidates.setdefault(id(call.op), []).append(call)
     if not candidates:
         return Inlining(model)
@@ -130,6 +136,8 @@ def inline_custom_layers(model, inputs=None):
             kept[id(layer)] = str(e)
     if not traced:
         return Inlining(model, kept=kept)
+    if not check:
+        return Inlining(_view(model, traced), inlined=_described(graph, traced), kept=kept)
     probe = _probe(graph, inputs)
     if probe is None:
         for layer_id in traced:
@@ -156,10 +164,13 @@ def inline_custom_layers(model, inputs=None):
                     f"the inlined model does not reproduce the teacher on a probe batch "
                     f"(max relative error {error:.3g})")
             return Inlining(model, kept=kept)
-    inlined = [{"layer": graph.paths[i], "class": type(graph.layers[i]).__name__,
-                "layers": [l.name for l in sub.layers
-                           if not isinstance(l, keras.layers.InputLayer)]} for i, sub in traced.items()]
-    return Inlining(view, inlined=inlined, kept=kept)
+    return Inlining(view, inlined=_described(graph, traced), kept=kept)
+
+
+def _described(graph, traced):
+    return [{"layer": graph.paths[i], "class": type(graph.layers[i]).__name__,
+             "layers": [l.name for l in sub.layers
+                        if not isinstance(l, keras.layers.InputLayer)]} for i, sub in traced.items()]
 
 
 # -- tracing -------------------------------------------------------------------
@@ -359,19 +370,32 @@ def _describe(e):
 def _checked_view(model, traced, probe):
     """(view, None), or (view, max relative error) where the view does not
     reproduce `model` on `probe` to rounding."""
+    view = _view(model, traced)
+    return view, view_error(model, view, probe)
+
+
+def view_error(model, view, probe):
+    """None where `view` reproduces `model` on `probe` to rounding, else
+    the max relative error (NaN where the view cannot run).
+
+    Example:
+
+    ```python
+    assert view_error(model, inline_custom_layers(model).model, x) is None
+    ```
+    """
     from keras_net2net import verify
 
-    view = _view(model, traced)
     names = [f"output_{i}" for i in range(len(keras.tree.flatten(model.outputs)))]
     try:
         rows = verify.compare(model, view, probe, names)
     except Exception:  # noqa: BLE001 - a view that cannot run is not used
-        return view, float("nan")
+        return float("nan")
     error = verify.max_relative(rows)
     dtype = verify.compute_dtype(model)
     if not error <= verify.ROUNDING.get(dtype, 1e-6):  # NaN fails too
-        return view, error
-    return view, None
+        return error
+    return None
 
 
 def _view(model, traced):

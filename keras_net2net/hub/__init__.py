@@ -62,11 +62,13 @@ def activate():
         from keras_net2net.hub import gemma4
         from keras_net2net.hub import gpt2
         from keras_net2net.hub import gpt_oss
+        from keras_net2net.hub import hgnetv2
         from keras_net2net.hub import layers
         from keras_net2net.hub import llama
         from keras_net2net.hub import mistral
         from keras_net2net.hub import mit
         from keras_net2net.hub import mixtral
+        from keras_net2net.hub import mobilenetv5
         from keras_net2net.hub import moe
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
@@ -74,6 +76,7 @@ def activate():
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
+        from keras_net2net.hub import refusals
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import sam
@@ -106,6 +109,11 @@ def activate():
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
     makers.register_maker(segmentation.MAKER)
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, hgnetv2, mobilenetv5):
+        rules.register_table(getattr(module, "TABLE", {}))
+        families.register(module.FAMILIES)
+    # Consulted in this order: the CNN backbones first, then every family.
+    makers.register_maker(refusals.MAKER)
     makers.register_maker(convnets.MAKER)
     makers.register_maker(cnn.MAKER)
     makers.register_maker(dual_encoder.MAKER)

@@ -328,7 +328,7 @@ def _mark_tied_norm(ctx, family, backbone, task):
             ctx.io[layer_id].extra["tied_divide"] = True
 
 
-def build_student(task, backbone, new_config):
+def build_student(task, backbone, new_config, task_edit=None):
     for attribute in ("tie_word_embeddings",):
         if getattr(backbone, attribute, False) and attribute not in new_config:
             raise errors.UnsupportedModelError(
@@ -348,6 +348,8 @@ def build_student(task, backbone, new_config):
     config = carry.detached(task.get_config())
     config["backbone"] = student_backbone
     config["preprocessor"] = task.preprocessor  # reused as it is
+    if task_edit is not None:  # a task's own widths (a head conv's filters)
+        config = task_edit(config)
     return type(task).from_config(config), made
 
 

@@ -62,12 +62,26 @@ class Spec:
             [(anchor layer prefix, new layer prefix)]).
         identity: function (student, anchor prefix, new prefix): makes the
             new block the identity (its weights copied from the anchor).
+        view: function (model, check) -> the functional model to analyse and pair
+            (a flat view of nested keras_hub layers, hub.nested), or None:
+            the model itself.
+        rename: function (teacher backbone, student backbone) -> a function
+            teacher path -> student path, where layer names carry the
+            backbone's name (HGNetV2), or None.
+        task: function (task config, factor) -> the task's config with its
+            own widths grown (a head conv's filters), or None.
+        pairs: function (ctx, student view) -> {id(teacher layer): student
+            layer}, where layers do not pair by path (auto names), or None.
     """
 
     widen: object
     anchors: object
     deepen: object = None
     identity: object = None
+    view: object = None
+    rename: object = None
+    task: object = None
+    pairs: object = None
 
 
 def scaled(value, factor):
@@ -212,8 +226,19 @@ def _cspnet_identity(student, anchor, new):
 def _specs():
     import keras_hub
 
+    from keras_net2net.hub import hgnetv2
+    from keras_net2net.hub import mobilenetv5
+    from keras_net2net.hub import retinanet
+
     m = keras_hub.models
     return {
+        m.MobileNetV5Backbone: Spec(mobilenetv5.widen, lambda config: mobilenetv5.NO_IDENTITY,
+                                    view=mobilenetv5.view, pairs=mobilenetv5.pairs),
+        m.RetinaNetBackbone: Spec(retinanet.widen, retinanet.anchors, retinanet.deepen,
+                                  retinanet.identity, retinanet.view),
+        m.HGNetV2Backbone: Spec(hgnetv2.widen, hgnetv2.anchors, hgnetv2.deepen,
+                                hgnetv2.identity, hgnetv2.view, hgnetv2.rename,
+                                hgnetv2.task_config),
         m.ResNetBackbone: Spec(_resnet_widen, _resnet_anchors, _resnet_deepen,
                                _resnet_identity),
         m.VGGBackbone: Spec(_vgg_widen, _vgg_anchors, _vgg_deepen, _vgg_identity),
@@ -279,13 +304,21 @@ class ConvnetMaker(makers.ConfigMaker):
             new_config, pairs_new = spec.deepen(new_config, inserts)
         # A task's head (pooling, Dense) reads the grown features: its logits
         # keep their width.
-        ctx = analysis.analyze(model, grow_outputs=task is None)
-        student, made = hub_backbone.build_student(task, backbone, new_config)  # deferred
+        view = spec.view or (lambda m, check=True: m)
+        ctx = analysis.analyze(view(model), grow_outputs=task is None)
+        student, made = hub_backbone.build_student(
+            task, backbone, new_config,
+            spec.task and (lambda c: spec.task(c, factor)))  # deferred
         carry.check_own_variables(model, student)  # before any write
         new_backbone = student.backbone if task is not None else student
         # Some classes' get_config() leaves the name out (VGG): a task's
         # student backbone may be named otherwise.
-        pairs, student_graph = _pairs(ctx, student, {backbone.name: new_backbone.name})
+        student_view = view(student, False)
+        if spec.pairs is not None:  # auto-named layers: by graph order
+            pairs, student_graph = spec.pairs(ctx, student_view), Graph(student_view)
+        else:
+            pairs, student_graph = _pairs(ctx, student_view, {backbone.name: new_backbone.name},
+                                          spec.rename and spec.rename(backbone, new_backbone))
         widths = cnn.student_widths(ctx, pairs, student_graph, name)
         the_plan = plan_lib.Plan(ctx, widths, request.mapping, request.seed)
         blocks = {}
@@ -354,10 +387,12 @@ def stack_inserts(spec, config, deepen, name):
     return out
 
 
-def _pairs(ctx, student, renamed):
+def _pairs(ctx, student, renamed, below=None):
     """{id(teacher layer): student layer} by path, the first path element
-    renamed by `renamed`; and the student's Graph."""
+    renamed by `renamed` and the path by `below` (or None); and the
+    student's Graph."""
     def rename(path):
+        path = below(path) if below is not None else path
         head, _, rest = path.partition("/")
         return f"{renamed.get(head, head)}/{rest}" if rest else path
 
@@ -402,7 +437,9 @@ def _families():
     return [family(m.ResNetBackbone, "conv1_conv"), family(m.VGGBackbone, "block1_conv1"),
             family(m.DenseNetBackbone, "conv1_conv"),
             family(m.XceptionBackbone, "block1_conv1"),
-            family(m.CSPNetBackbone, "stem")]
+            family(m.CSPNetBackbone, "stem"), family(m.HGNetV2Backbone, "embedder"),
+            family(m.RetinaNetBackbone, "backbone"),
+            family(m.MobileNetV5Backbone, "conv_stem")]
 
 
 FAMILIES = _families()
