@@ -62,6 +62,7 @@ def _per_class():
     from tests.hub import test_vgg
     from tests.hub import test_vision
     from tests.hub import test_xception
+    from tests.hub import test_parseq
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -80,7 +81,8 @@ def _per_class():
             "VGGBackbone": (test_vgg.VGG, "block2_conv2"),
             "DenseNetBackbone": (test_densenet.DENSENET, "stack1_block2"),
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
-            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1")}
+            "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
+            "PARSeqBackbone": (test_parseq.tiny(), "decoder")}
 
 
 def _two_stacks(cls):

@@ -67,6 +67,7 @@ def activate():
         from keras_net2net.hub import moe
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
+        from keras_net2net.hub import parseq
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
@@ -86,7 +87,7 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
