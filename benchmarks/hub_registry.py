@@ -63,6 +63,7 @@ def _per_class():
     from tests.hub import test_vision
     from tests.hub import test_xception
     from tests.hub import test_parseq
+    from tests.hub import test_moonshine
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -82,7 +83,8 @@ def _per_class():
             "DenseNetBackbone": (test_densenet.DENSENET, "stack1_block2"),
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
-            "PARSeqBackbone": (test_parseq.tiny(), "decoder")}
+            "PARSeqBackbone": (test_parseq.tiny(), "decoder"),
+            "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0")}
 
 
 def _two_stacks(cls):

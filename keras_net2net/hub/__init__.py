@@ -65,6 +65,7 @@ def activate():
         from keras_net2net.hub import mit
         from keras_net2net.hub import mixtral
         from keras_net2net.hub import moe
+        from keras_net2net.hub import moonshine
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
         from keras_net2net.hub import parseq
@@ -87,7 +88,8 @@ def activate():
     for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq):
+                   deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
+                   moonshine):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

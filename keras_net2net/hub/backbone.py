@@ -424,8 +424,11 @@ def probe(model, batch=2, length=8, seed=0):
     vocab = getattr(backbone, "vocabulary_size", None) or getattr(backbone, "vocab_size", 2)
     length = min(length, getattr(backbone, "max_sequence_length", length) or length)
     out = {}
+    family = families.family_of(type(backbone))
+    lengths = family.input_lengths if family is not None else {}
     for name, tensor in _inputs(model).items():
-        shape = tuple(batch if i == 0 else (d or length) for i, d in enumerate(tensor.shape))
+        shape = tuple(batch if i == 0 else (d or lengths.get(name, length))
+                      for i, d in enumerate(tensor.shape))
         if "mask" in name:
             out[name] = np.ones(shape, "int32")
         elif "segment" in name:

@@ -46,6 +46,8 @@ class Family:
             student layer}, where layers do not pair by path (MiT's auto names).
         deepen_config: function (config, new config, inserts) editing the new
             config where it lists blocks by index (Qwen 3 MoE's dense layers).
+        input_lengths: {input name: length} of inputs the probe fills longer
+            than its token length (raw audio under strided convolutions).
 
     Example:
 
@@ -74,6 +76,7 @@ class Family:
     append_blocks: object = None
     pairs: object = None
     deepen_config: object = None
+    input_lengths: dict = dataclasses.field(default_factory=dict)
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
