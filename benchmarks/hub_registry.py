@@ -64,6 +64,7 @@ def _per_class():
     from tests.hub import test_xception
     from tests.hub import test_parseq
     from tests.hub import test_moonshine
+    from tests.hub import test_xlnet
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -84,7 +85,8 @@ def _per_class():
             "XceptionBackbone": (test_xception.XCEPTION, "block3_sepconv2"),
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "PARSeqBackbone": (test_parseq.tiny(), "decoder"),
-            "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0")}
+            "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0"),
+            "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0")}
 
 
 def _two_stacks(cls):

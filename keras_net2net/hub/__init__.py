@@ -78,6 +78,7 @@ def activate():
         from keras_net2net.hub import t5
         from keras_net2net.hub import vit
         from keras_net2net.hub import whisper
+        from keras_net2net.hub import xlnet
     except ImportError:  # a keras_hub this package does not know
         return None
     from keras_net2net import makers
@@ -89,7 +90,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
-                   moonshine):
+                   moonshine, xlnet):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

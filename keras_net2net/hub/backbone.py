@@ -390,10 +390,11 @@ def _post_norm_identity(family, source, new):
     def norm(block, name):
         return getattr(block, name)
 
-    gamma, beta = (v.numpy() for v in norm(source, "_feedforward_layer_norm").weights)
+    first, last = family.post_norms
+    gamma, beta = (v.numpy() for v in norm(source, last).weights)
     for block in [source] + new:
-        for name in ("_self_attention_layer_norm", "_feedforward_layer_norm"):
-            if block is source and name == "_self_attention_layer_norm":
+        for name in (first, last):
+            if block is source and name == first:
                 continue
             g, b = norm(block, name).weights
             g.assign(np.ones(g.shape, g.dtype))
@@ -403,7 +404,7 @@ def _post_norm_identity(family, source, new):
                 below = variable.path.split(block.name + "/", 1)[-1]
                 if any(re.fullmatch(z, below) for z in family.zero):
                     variable.assign(np.zeros(variable.shape, variable.dtype))
-    g, b = norm(new[-1], "_feedforward_layer_norm").weights
+    g, b = norm(new[-1], last).weights
     g.assign(gamma)
     b.assign(beta)
 

@@ -48,6 +48,8 @@ class Family:
             config where it lists blocks by index (Qwen 3 MoE's dense layers).
         input_lengths: {input name: length} of inputs the probe fills longer
             than its token length (raw audio under strided convolutions).
+        post_norms: a post-LN block's (attention norm, output norm)
+            attributes, for the `identity="post"` hand-over.
 
     Example:
 
@@ -77,6 +79,7 @@ class Family:
     pairs: object = None
     deepen_config: object = None
     input_lengths: dict = dataclasses.field(default_factory=dict)
+    post_norms: tuple = ("_self_attention_layer_norm", "_feedforward_layer_norm")
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""

@@ -3,7 +3,8 @@ blocks with partial rotary attention; a token embedding into pre-LN decoder
 blocks with rotary self attention, cross attention and SwiGLU) grows into a
 bigger MoonshineBackbone: x2, and deeper in either stack on its own, each
 stream read back through its own mapping. x1.5 is refused with the reason
-(the group norm needs every filter copied equally), the teacher unchanged."""
+(the group norm needs every filter copied equally), the teacher unchanged.
+MoonshineAudioToText (its head the tied token embedding) grows x2 with it."""
 
 import keras
 import numpy as np
@@ -69,3 +70,10 @@ def test_moonshine_refuses_a_free_head_dim(moonshine):
     message = refused(moonshine, errors.PlanError, widen={"hidden_dim": 24,
                                                           "decoder_num_heads": 2})
     assert "decoder" in message and "rotary" in message, message
+
+
+def test_moonshine_audio_to_text_grows_with_its_tied_head(moonshine, tmp_path):
+    task = keras_hub.models.MoonshineAudioToText(backbone=moonshine, preprocessor=None)
+    student, _, errs, (y, z) = grow_and_check(task, tmp_path, dict(hidden_dim=32), widen=2.0)
+    assert type(student) is keras_hub.models.MoonshineAudioToText
+    assert relative(y[0], z[0]) <= 1e-5  # the logits themselves
