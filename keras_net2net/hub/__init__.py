@@ -72,6 +72,7 @@ def activate():
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
+        from keras_net2net.hub import qwen3_5
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import smollm3
@@ -90,7 +91,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
-                   moonshine, xlnet):
+                   moonshine, xlnet, qwen3_5):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
