@@ -65,6 +65,8 @@ def _per_class():
     from tests.hub import test_parseq
     from tests.hub import test_moonshine
     from tests.hub import test_xlnet
+    from tests.hub import test_qwen3_5
+    from tests.hub import test_qwen3_5_moe
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -86,7 +88,9 @@ def _per_class():
             "CSPNetBackbone": (test_cspnet.DARK, "stage_1_block_1"),
             "PARSeqBackbone": (test_parseq.tiny(), "decoder"),
             "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0"),
-            "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0")}
+            "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0"),
+            "Qwen3_5Backbone": (test_qwen3_5.TINY, "transformer_layer_0"),
+            "Qwen3_5MoeBackbone": (test_qwen3_5_moe.TINY, "transformer_layer_1")}
 
 
 def _two_stacks(cls):

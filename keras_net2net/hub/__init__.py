@@ -73,6 +73,7 @@ def activate():
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
         from keras_net2net.hub import qwen3_5
+        from keras_net2net.hub import qwen3_5_moe
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import smollm3
@@ -91,7 +92,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
-                   moonshine, xlnet, qwen3_5):
+                   moonshine, xlnet, qwen3_5, qwen3_5_moe):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

@@ -111,6 +111,11 @@ def rule(specs=None, inner=None):
 def targets(family, config, widen):
     """Llama's targets (head dim kept, `linear_num_key_heads` by the factor),
     value heads = key heads x r."""
+    key = family.keys["intermediate"]  # Qwen 3.5 MoE: moe_intermediate_dim
+    if key != "intermediate_dim":  # Llama's targets name intermediate_dim
+        config = {**config, "intermediate_dim": config[key]}
+        if isinstance(widen, dict):
+            widen = {("intermediate_dim" if k == key else k): v for k, v in widen.items()}
     out = llama.grow_targets(family, config, widen)
     r = config["linear_num_value_heads"] // config["linear_num_key_heads"]
     out["linear_num_value_heads"] = out["linear_num_key_heads"] * r
