@@ -67,6 +67,7 @@ def _per_class():
     from tests.hub import test_xlnet
     from tests.hub import test_qwen3_5
     from tests.hub import test_qwen3_5_moe
+    from tests.hub import test_f_net
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -90,7 +91,8 @@ def _per_class():
             "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0"),
             "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0"),
             "Qwen3_5Backbone": (test_qwen3_5.TINY, "transformer_layer_0"),
-            "Qwen3_5MoeBackbone": (test_qwen3_5_moe.TINY, "transformer_layer_1")}
+            "Qwen3_5MoeBackbone": (test_qwen3_5_moe.TINY, "transformer_layer_1"),
+            "FNetBackbone": (test_f_net.TINY, "f_net_layer_0")}
 
 
 def _two_stacks(cls):
@@ -120,7 +122,7 @@ def status(cls):
 
     family = families.family_of(cls)
     if family is not None:
-        return "grows", family.backbone.__name__
+        return ("partial", family.partial) if family.partial else ("grows", family.backbone.__name__)
     if cnn.handles_class(cls):
         return "grows", "hub/cnn.py"
     return "refused", "no growth rule (UnsupportedModelError)"

@@ -53,6 +53,7 @@ def activate():
         from keras_net2net.hub import dinov2
         from keras_net2net.hub import dinov3
         from keras_net2net.hub import electra
+        from keras_net2net.hub import f_net
         from keras_net2net.hub import esm
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
@@ -92,7 +93,7 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
-                   moonshine, xlnet, qwen3_5, qwen3_5_moe):
+                   moonshine, xlnet, qwen3_5, qwen3_5_moe, f_net):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.

@@ -277,10 +277,12 @@ def _deepen(family, config, deepen):
             f"Expected deepen to be a block name, a list of them or {{name: count}}. "
             f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{names[-1]!r}].")
     if deepen and family.identity not in ("pre", "post"):
+        wider = (f"widen={{'{family.keys['intermediate']}': ...}}" if family.partial
+                 else "widen=2.0")
         raise errors.PlanError(
             f"Expected a backbone whose blocks admit an identity block. Received: "
             f"deepen={deepen!r} for {family.backbone.__name__}: {family.identity}. Fix: grow "
-            f"it wider (widen=2.0), which stays exact.")
+            f"it wider ({wider}), which stays exact.")
     out = {}
     for name, count in deepen.items():
         if name not in names:

@@ -50,6 +50,8 @@ class Family:
             than its token length (raw audio under strided convolutions).
         post_norms: a post-LN block's (attention norm, output norm)
             attributes, for the `identity="post"` hand-over.
+        partial: why the model width cannot grow (FNet): the class grows
+            only some widths, so it does not grow x2 into its own class.
 
     Example:
 
@@ -80,6 +82,7 @@ class Family:
     deepen_config: object = None
     input_lengths: dict = dataclasses.field(default_factory=dict)
     post_norms: tuple = ("_self_attention_layer_norm", "_feedforward_layer_norm")
+    partial: str = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""
