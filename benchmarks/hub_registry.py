@@ -68,6 +68,7 @@ def _per_class():
     from tests.hub import test_qwen3_5
     from tests.hub import test_qwen3_5_moe
     from tests.hub import test_f_net
+    from tests.hub import test_rwkv7
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -92,7 +93,8 @@ def _per_class():
             "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0"),
             "Qwen3_5Backbone": (test_qwen3_5.TINY, "transformer_layer_0"),
             "Qwen3_5MoeBackbone": (test_qwen3_5_moe.TINY, "transformer_layer_1"),
-            "FNetBackbone": (test_f_net.TINY, "f_net_layer_0")}
+            "FNetBackbone": (test_f_net.TINY, "f_net_layer_0"),
+            "RWKV7Backbone": (test_rwkv7.TINY, "rwkv_layer_1")}
 
 
 def _two_stacks(cls):

@@ -77,6 +77,7 @@ def activate():
         from keras_net2net.hub import qwen3_5_moe
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
+        from keras_net2net.hub import rwkv7
         from keras_net2net.hub import smollm3
         from keras_net2net.hub import t5
         from keras_net2net.hub import vit
@@ -93,7 +94,8 @@ def activate():
                    moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
                    gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
                    deit, dinov2, dinov3, convnets, bart, t5, whisper, parseq,
-                   moonshine, xlnet, qwen3_5, qwen3_5_moe, f_net):
+                   moonshine, xlnet, qwen3_5, qwen3_5_moe, f_net,
+                   rwkv7):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
     # Consulted in this order: the CNN backbones first, then every family.
