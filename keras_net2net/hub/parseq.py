@@ -10,8 +10,8 @@ family's rules; the config is the nested `image_encoder`) and the decoder's
 kept). keras_hub builds the cross attention's keys and values from the
 decoder's width, so the two model widths must stay equal. The decoder
 stream is its own group (cross-attention key/value rows follow the image
-stream's mapping, divided by its counts). Its norms take whole copies only:
-integer factors.
+stream's mapping, divided by its counts). Pre-LN throughout: at non-integer
+factors the decoder stream takes mean pads (its writers' columns mean-filled).
 
 The decoder multiplies its token embeddings by sqrt(hidden_dim): the
 student's table is scaled by sqrt(D / D') after the copy (`_finish`).
@@ -28,7 +28,6 @@ Reaches keras_hub internals: `keras_hub.src.models.parseq.parseq_decoder`
 import math
 import re
 
-import keras
 import keras_hub
 import numpy as np
 from keras_hub.src.models.parseq import parseq_decoder

@@ -121,7 +121,9 @@ def _finish(ctx, plan, teacher, student):
     place = [k * r if r < half else new // 2 + k * (r - half) for r in range(d)]
     g = plan.src(ctx.layouts[_stream(ctx)])[0]
     for i in range(student.num_layers):  # inserted blocks copy their anchor's rows
-        kernel = student.get_layer(f"xlnet_encoder_{i}").relative_attention._encoding_dense.kernel
+        block = student.get_layer(f"xlnet_encoder_{i}")
+        (kernel,) = [v for v in block.weights
+                     if v.path.endswith(f"{_ATTENTION}/encoding/kernel")]
         written = kernel.numpy().astype("float64")
         rows = np.zeros_like(written)
         for r in range(d):
