@@ -77,6 +77,13 @@ def _per_class():
     from tests.hub import test_t5gemma2
     from tests.hub import test_gemma4
     from tests.hub import dual_helpers
+    from tests.hub import test_parseq
+    from tests.hub import test_moonshine
+    from tests.hub import test_xlnet
+    from tests.hub import test_qwen3_5
+    from tests.hub import test_qwen3_5_moe
+    from tests.hub import test_f_net
+    from tests.hub import test_rwkv7
 
     return {"MobileNetBackbone": (test_cnn.MOBILENET, "block_2_1"),
             "EfficientNetBackbone": (test_cnn.EFFICIENTNET, "block1a"),
@@ -115,7 +122,14 @@ def _per_class():
             "SigLIPBackbone": (dual_helpers.tiny_siglip, "vision_encoder_block_0"),
             "HGNetV2Backbone": (test_hgnetv2.HGNETV2, "stage_1_block_1"),
             "RetinaNetBackbone": (test_retinanet.retinanet_config, "stack1_block1"),
-            "MobileNetV5Backbone": (test_mobilenetv5.MOBILENETV5, "universal_inverted_residual")}
+            "MobileNetV5Backbone": (test_mobilenetv5.MOBILENETV5, "universal_inverted_residual"),
+            "PARSeqBackbone": (test_parseq.tiny(), "decoder"),
+            "MoonshineBackbone": (test_moonshine.TINY, "decoder_block_0"),
+            "XLNetBackbone": (test_xlnet.TINY, "xlnet_encoder_0"),
+            "Qwen3_5Backbone": (test_qwen3_5.TINY, "transformer_layer_0"),
+            "Qwen3_5MoeBackbone": (test_qwen3_5_moe.TINY, "transformer_layer_1"),
+            "FNetBackbone": (test_f_net.TINY, "f_net_layer_0"),
+            "RWKV7Backbone": (test_rwkv7.TINY, "rwkv_layer_1")}
 
 
 def _two_stacks(cls):
@@ -147,7 +161,7 @@ def status(cls):
         return "refused", "abstract base class (its subclasses build the layers)"
     family = families.family_of(cls)
     if family is not None:
-        return "grows", family.backbone.__name__
+        return ("partial", family.partial) if family.partial else ("grows", family.backbone.__name__)
     if cnn.handles_class(cls):
         return "grows", "hub/cnn.py"
     return "refused", "no growth rule (UnsupportedModelError)"

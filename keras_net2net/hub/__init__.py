@@ -48,14 +48,15 @@ def activate():
         from keras_net2net.hub import bert
         from keras_net2net.hub import clip
         from keras_net2net.hub import cnn
-        from keras_net2net.hub import deberta_v3
         from keras_net2net.hub import convnets
+        from keras_net2net.hub import deberta_v3
         from keras_net2net.hub import deit
         from keras_net2net.hub import dinov2
         from keras_net2net.hub import dinov3
         from keras_net2net.hub import dual_encoder
         from keras_net2net.hub import electra
         from keras_net2net.hub import esm
+        from keras_net2net.hub import f_net
         from keras_net2net.hub import families
         from keras_net2net.hub import gemma
         from keras_net2net.hub import gemma3
@@ -70,15 +71,20 @@ def activate():
         from keras_net2net.hub import mixtral
         from keras_net2net.hub import mobilenetv5
         from keras_net2net.hub import moe
+        from keras_net2net.hub import moonshine
         from keras_net2net.hub import neox
         from keras_net2net.hub import opt
         from keras_net2net.hub import pali_gemma
+        from keras_net2net.hub import parseq
         from keras_net2net.hub import phi3
         from keras_net2net.hub import qwen
         from keras_net2net.hub import qwen3
+        from keras_net2net.hub import qwen3_5
+        from keras_net2net.hub import qwen3_5_moe
         from keras_net2net.hub import refusals
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
+        from keras_net2net.hub import rwkv7
         from keras_net2net.hub import sam
         from keras_net2net.hub import segmentation
         from keras_net2net.hub import siglip
@@ -87,10 +93,11 @@ def activate():
         from keras_net2net.hub import t5
         from keras_net2net.hub import t5gemma
         from keras_net2net.hub import t5gemma2
-        from keras_net2net.hub import vit
         from keras_net2net.hub import video_prism
+        from keras_net2net.hub import vit
         from keras_net2net.hub import vit_det
         from keras_net2net.hub import whisper
+        from keras_net2net.hub import xlnet
     except ImportError:  # a keras_hub this package does not know
         return None
     from keras_net2net import makers
@@ -98,21 +105,17 @@ def activate():
 
     rules.register_table(layers.TABLE)
     rules.register_table(cnn.TABLE)
-    for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral,
-                   moe, qwen, qwen3, phi3, neox, alibi, gemma, vit, mit,
-                   gemma3, smollm3, esm, deberta_v3, gpt_oss, roformer_v2,
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, vit_det, swin, sam, video_prism,
-                   segmentation,
-                   t5gemma, pali_gemma, t5gemma2, gemma4,
-                   clip, siglip):
+    for module in (gpt2, bert, albert, roberta, electra, opt, llama, mistral, mixtral, moe, qwen,
+                   qwen3, phi3, neox, alibi, gemma, vit, mit, gemma3, smollm3, esm, deberta_v3,
+                   gpt_oss, roformer_v2, deit, dinov2, dinov3, convnets, bart, t5, whisper,
+                   vit_det, swin, sam, video_prism, segmentation, t5gemma, pali_gemma, t5gemma2,
+                   gemma4, clip, siglip, hgnetv2, mobilenetv5, parseq, moonshine, xlnet, qwen3_5,
+                   qwen3_5_moe, f_net, rwkv7):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
-    # Consulted in this order: the CNN backbones first, then every family.
+    # Consulted in this order: composites on a sub-backbone and typed refusals
+    # first, then the CNN backbones, the dual encoders, then every family.
     makers.register_maker(segmentation.MAKER)
-                   deit, dinov2, dinov3, convnets, bart, t5, whisper, hgnetv2, mobilenetv5):
-        rules.register_table(getattr(module, "TABLE", {}))
-        families.register(module.FAMILIES)
-    # Consulted in this order: the CNN backbones first, then every family.
     makers.register_maker(refusals.MAKER)
     makers.register_maker(convnets.MAKER)
     makers.register_maker(cnn.MAKER)

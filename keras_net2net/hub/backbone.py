@@ -284,10 +284,12 @@ def block_inserts(family, config, deepen):
             f"Expected deepen to be a block name, a list of them or {{name: count}}. "
             f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{names[-1]!r}].")
     if deepen and family.identity not in ("pre", "post"):
+        wider = (f"widen={{'{family.keys['intermediate']}': ...}}" if family.partial
+                 else "widen=2.0")
         raise errors.PlanError(
             f"Expected a backbone whose blocks admit an identity block. Received: "
             f"deepen={deepen!r} for {family.backbone.__name__}: {family.identity}. Fix: grow "
-            f"it wider (widen=2.0), which stays exact.")
+            f"it wider ({wider}), which stays exact.")
     out = {}
     for name, count in deepen.items():
         if name not in names:
@@ -399,10 +401,11 @@ def _post_norm_identity(family, source, new):
     def norm(block, name):
         return getattr(block, name)
 
-    gamma, beta = (v.numpy() for v in norm(source, "_feedforward_layer_norm").weights)
+    first, last = family.post_norms
+    gamma, beta = (v.numpy() for v in norm(source, last).weights)
     for block in [source] + new:
-        for name in ("_self_attention_layer_norm", "_feedforward_layer_norm"):
-            if block is source and name == "_self_attention_layer_norm":
+        for name in (first, last):
+            if block is source and name == first:
                 continue
             g, b = norm(block, name).weights
             g.assign(np.ones(g.shape, g.dtype))
@@ -412,7 +415,7 @@ def _post_norm_identity(family, source, new):
                 below = variable.path.split(block.name + "/", 1)[-1]
                 if any(re.fullmatch(z, below) for z in family.zero):
                     variable.assign(np.zeros(variable.shape, variable.dtype))
-    g, b = norm(new[-1], "_feedforward_layer_norm").weights
+    g, b = norm(new[-1], last).weights
     g.assign(gamma)
     b.assign(beta)
 
@@ -433,8 +436,11 @@ def probe(model, batch=2, length=8, seed=0):
     vocab = getattr(backbone, "vocabulary_size", None) or getattr(backbone, "vocab_size", 2)
     length = min(length, getattr(backbone, "max_sequence_length", length) or length)
     out = {}
+    family = families.family_of(type(backbone))
+    lengths = family.input_lengths if family is not None else {}
     for name, tensor in _inputs(model).items():
-        shape = tuple(batch if i == 0 else (d or length) for i, d in enumerate(tensor.shape))
+        shape = tuple(batch if i == 0 else (d or lengths.get(name, length))
+                      for i, d in enumerate(tensor.shape))
         if "mask" in name:
             out[name] = np.ones(shape, "int32")
         elif "segment" in name:

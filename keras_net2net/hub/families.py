@@ -46,6 +46,12 @@ class Family:
             student layer}, where layers do not pair by path (MiT's auto names).
         deepen_config: function (config, new config, inserts) editing the new
             config where it lists blocks by index (Qwen 3 MoE's dense layers).
+        input_lengths: {input name: length} of inputs the probe fills longer
+            than its token length (raw audio under strided convolutions).
+        post_norms: a post-LN block's (attention norm, output norm)
+            attributes, for the `identity="post"` hand-over.
+        partial: why the model width cannot grow (FNet): the class grows
+            only some widths, so it does not grow x2 into its own class.
 
     Example:
 
@@ -74,6 +80,9 @@ class Family:
     append_blocks: object = None
     pairs: object = None
     deepen_config: object = None
+    input_lengths: dict = dataclasses.field(default_factory=dict)
+    post_norms: tuple = ("_self_attention_layer_norm", "_feedforward_layer_norm")
+    partial: str = None
 
     def blocks(self, config):
         """Names of the blocks (one per block layer, shared ones once)."""

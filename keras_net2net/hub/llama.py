@@ -206,4 +206,7 @@ def _request(ctx, family, config, targets):
     return request
 
 
+# Public for families built on Llama's (Qwen 3.5): their own targets wrap these.
+grow_targets, layer_request_of = _targets, _request
+
 FAMILIES = [family(keras_hub.models.LlamaBackbone)]

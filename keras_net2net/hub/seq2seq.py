@@ -160,7 +160,7 @@ def _new_index(i, stack_inserts):
     return i + sum(c for a, c in stack_inserts.items() if a < i)
 
 
-def make_append_blocks(zero, own_weights=None):
+def make_append_blocks(zero, own_weights=None, stacks=(ENCODER, DECODER), layers=None):
     """An `append_blocks` function for a two-stack backbone with pre-norm
     blocks: the widened student rebuilt with as many more layers as each
     stack gains, every old block's weights at its new index, each inserted
@@ -173,6 +173,10 @@ def make_append_blocks(zero, own_weights=None):
             weights keyed so an anchor's and a new block's keys line up
             (default: by path below the block). T5 names its norms by a
             global counter, and only block 0 holds the position bias.
+        stacks: the two stacks' block names, "{}" for the index.
+        layers: None (one `num_layers` counts both stacks, which must gain
+            as many blocks each), or the two config keys counting each
+            stack's blocks (Moonshine's), which grow independently.
     """
     own_weights = own_weights or _by_path
 
@@ -181,15 +185,24 @@ def make_append_blocks(zero, own_weights=None):
 
         backbone = student.backbone if task is not None else student
         config = backbone.get_config()
-        n = config["num_layers"]
-        enc, dec = _stack_inserts(type(backbone).__name__, n, inserts)
-        config["num_layers"] = n + sum(enc.values())
+        if layers is None:
+            n = config["num_layers"]
+            enc, dec = _stack_inserts(type(backbone).__name__, n, inserts)
+            config["num_layers"] = n + sum(enc.values())
+            counts = (n, n)
+        else:
+            counts = tuple(config[key] for key in layers)
+            enc = {i: c for i, c in inserts.items() if i < counts[0]}
+            dec = {i - counts[0]: c for i, c in inserts.items() if i >= counts[0]}
+            for key, stack_inserts in zip(layers, (enc, dec)):
+                config[key] += sum(stack_inserts.values())
         deeper, made = hub_backbone.build_student(task, backbone, config)
         new_backbone = deeper.backbone if task is not None else deeper
-        stacks = [(ENCODER, n, enc), (DECODER, n, dec)]
+        plan = [(name, count, stack_inserts)
+                for name, count, stack_inserts in zip(stacks, counts, (enc, dec))]
         rest = [(backbone.get_layer(layer.name), layer) for layer in new_backbone.layers
-                if not _is_block(layer, stacks) and layer.weights]
-        write_deeper(backbone, new_backbone, stacks, rest, zero, own_weights)
+                if not _is_block(layer, plan) and layer.weights]
+        write_deeper(backbone, new_backbone, plan, rest, zero, own_weights)
         lazy.initialize_rest(deeper.variables + made)
         return deeper
 

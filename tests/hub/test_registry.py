@@ -1,6 +1,7 @@
 """Every backbone class keras_hub exports has a status (benchmarks/hub_registry.py,
 the full sweep and the README table): it grows into its own class, or is
-refused with a typed error. Here: the static status of all of them, and a
+refused with a typed error, or partial (some widths grow, the model width is
+refused typed: FNet). Here: the static status of all of them, and a
 representative subset built tiny and grown (the full --build sweep takes
 minutes on two cores)."""
 
@@ -18,7 +19,7 @@ def test_every_exported_backbone_has_a_status():
     rows = hub_registry.rows()
     assert len(rows) >= 70, len(rows)
     for row in rows:
-        assert row["status"] in ("grows", "refused"), row
+        assert row["status"] in ("grows", "partial", "refused"), row
     grows = {r["class"] for r in rows if r["status"] == "grows"}
     assert {"Llama3Backbone", "MistralBackbone", "QwenBackbone", "RobertaBackbone",
             "XLMRobertaBackbone", "ElectraBackbone", "OPTBackbone", "Phi3Backbone",
@@ -42,5 +43,7 @@ def test_a_tiny_backbone_grows_exactly_or_is_refused_typed(name):
         assert row["widen"].startswith("exact"), row
         error = float(row["widen"].split()[1])
         assert error <= 1e-5, row
+    elif row["status"] == "partial":  # FNet: the model width is refused by name
+        assert row["widen"].startswith("typed: FrozenGroupError"), row
     else:
         assert row["widen"].startswith("typed: UnsupportedModelError"), row
