@@ -19,8 +19,11 @@ frontier, "compute_saved" and "compute_saved_sunk" at scratch's best quality
 with a 95% interval over seeds, "quality_gain_equal_compute", and the
 wall-clock view "compute_saved_wall" / "quality_gain_equal_wall", the
 teacher counted at its seconds per step measured beside the student's) and both
-parts' reports; `frontier.png` and `curves.png` (image arms),
-`lm_frontier.png` and `lm_curves.png`. Needs no network.
+parts' reports; `frontier.png`, `curves.png` and `slope.png` (image arms:
+the loss slope per student-step equivalent against the loss, from the
+evaluations every --eval_every steps), `lm_frontier.png` and `lm_curves.png`
+(and `lm_slope.png` when the language model evaluates on the way). Needs no
+network. `--teacher_share` applies to both parts.
 
     python -m keras_net2net.bin.demo --model_dir=runs/demo
     python -m keras_net2net.bin.demo --model_dir=runs/demo --parts=lm
@@ -119,6 +122,11 @@ def lm_flag_values(flag_values=FLAGS):
     compare.define_flags(lm)
     settings = {**LM_SETTINGS, **{n: flag_values[n].value for n in _CARRIED},
                 "model_dir": os.path.join(flag_values.model_dir, "lm")}
+    # --teacher_share given to the demo applies to both parts.
+    if flag_values["teacher_share"].present:
+        settings["teacher_share"] = flag_values.teacher_share
+    if settings.get("teacher_share") is not None:
+        settings.pop("teacher_steps", None)  # the share sets them per budget
     # Parsed as one command line, so that the validators that tie flags
     # together (model and data set) see all of them at once.
     lm(["demo-lm"] + [_argument(lm[name], value) for name, value in settings.items()
@@ -185,9 +193,11 @@ def main(argv):
               "image": image, "lm": lm}
     for part, sub, prefix in ((image, "image", ""), (lm, "lm", "lm_")):
         if part is not None:
-            for name in (compare.CURVES_FILENAME, compare.FRONTIER_FILENAME):
-                os.replace(os.path.join(model_dir, sub, name),
-                           os.path.join(model_dir, prefix + name))
+            for name in (compare.CURVES_FILENAME, compare.FRONTIER_FILENAME,
+                         compare.SLOPE_FILENAME):
+                if os.path.exists(os.path.join(model_dir, sub, name)):
+                    os.replace(os.path.join(model_dir, sub, name),
+                               os.path.join(model_dir, prefix + name))
     with open(os.path.join(model_dir, compare.REPORT_FILENAME), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report["headline"], indent=1))
