@@ -164,6 +164,9 @@ def plot_slopes(report, path, key="loss"):
     """Draws the loss slope per student-step equivalent against the loss, for
     every arm's grown and scratch stable phases and the teacher, from the
     curves of a comparison run with evaluations on the way (`eval_every`).
+    The y axis is the rate of decrease (minus the slope) on a log scale;
+    intervals where the mean loss rose are left out and counted in the
+    legend.
 
     It tells a head start from a rate: a grown arm that only starts lower
     falls at scratch's slope once scratch reaches its loss (the curves meet);
@@ -193,28 +196,32 @@ def plot_slopes(report, path, key="loss"):
                           arm["teacher_flops_ratio"], ":", "^"))
         for label, curves, unit, style, marker in lines:
             values, slopes = mean_slope_points(curves, unit=unit, key=key)
-            if values:
+            # The rate of decrease on a log axis: it spans orders of magnitude
+            # from the first steps to the end. Intervals where the loss rose
+            # (noise) have no place on it and are counted in the label.
+            kept = [(v, -s) for v, s in zip(values, slopes) if s < 0]
+            skipped = len(values) - len(kept)
+            if skipped:
+                label += f" ({skipped} rising interval{'s' if skipped > 1 else ''} left out)"
+            if kept:
                 drawn = True
-                axes.plot(values, slopes, color="grey" if label == "teacher" else color,
+                values, slopes = zip(*kept)
+                axes.plot(values, slopes, color="grey" if label.startswith("teacher") else color,
                           linestyle=style, marker=marker, markersize=4,
                           markerfacecolor="white" if style != "-" else None,
-                          label=label if label == "teacher" else f"{name} {label}")
+                          label=label if label.startswith("teacher") else f"{name} {label}")
         first = False
     if not drawn:
         pyplot.close(figure)
         return False
-    axes.axhline(0.0, color="black", linewidth=0.6)
+    axes.set_yscale("log")
     axes.invert_xaxis()  # training moves to lower losses: left to right
     seeds = len(report["seeds"])
     axes.set(xlabel=f"{'validation loss' if key == 'loss' else key} (stable phase)",
-             ylabel=f"{key} change per student-step equivalent",
+             ylabel=f"{key} decrease per student-step equivalent",
              title=f"Slope against {key}: a head start or a rate? (mean of "
                    f"{seeds} seed{'s' if seeds > 1 else ''})")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    pyplot.close(figure)
+    _save(figure, axes, path, key, legend_below=True)
     return True
 
 
