@@ -518,6 +518,13 @@ for arm, entry in compare_report["arms"].items():
         print(f"{arm} {role} (loss: slope per student step): {pairs or 'no evaluations'}")
 
 # %% [markdown]
+# The pairs are in step order. On these digits the test loss is nearly flat
+# after a hundred steps or so, so late slopes are noise around zero (the plot
+# leaves out the intervals where the loss rose and counts them in its
+# legend); the picture is clearer on a task with headroom: `make demo` writes
+# `lm_slope.png` for its language model, where the grown model starts at a
+# loss scratch reaches only late and then falls at about scratch's rate.
+#
 # Giving the teacher a share of each budget instead of a fixed number of
 # steps (`--teacher_share=0.25`: each budget's teacher trains a quarter of its
 # compute, and its own student the rest) moves the growth point with the
