@@ -529,7 +529,8 @@ for arm, entry in compare_report["arms"].items():
 # steps (`--teacher_share=0.25`: each budget's teacher trains a quarter of its
 # compute, and its own student the rest) moves the growth point with the
 # budget, as staged training does.
-#
+
+# %% [markdown]
 # ## What to try next
 #
 # * Move the budgets: `BUDGETS = (120, 240, 480)` gives scratch time to catch
