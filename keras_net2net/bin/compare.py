@@ -11,8 +11,10 @@ one warmed up (--warmup_steps). Peak rates (--lr_sweep) are tried for both
 alike on the first seed and chosen per budget on the first half of the
 held-out examples; the second half is reported.
 
-Writes `report.json`, `curves.png` (stable phases) and `frontier.png`
-(quality vs compute) into --model_dir and prints a table: per budget the
+Writes `report.json`, `curves.png` (stable phases), `frontier.png`
+(quality vs compute) and, with --eval_every > 0, `slope.png` (the loss
+slope per student-step equivalent against the loss, grown and scratch: a
+head start or a rate) into --model_dir and prints a table: per budget the
 final quality of both (mean ± s.e. over seeds), the quality gain at equal
 compute, and the compute saved at scratch's best quality and at its
 half-compute quality, teacher counted and teacher already paid for, with 95%
@@ -23,6 +25,7 @@ intervals over seeds (see `keras_net2net.training.comparison` and
         --budgets=180,360,720 --teacher_steps=150 --carry_optimizer
     net2net-compare --model_dir=runs/lm --dataset=stdlib_bytes \
         --teacher_model=gpt --arms=both --deepen=block1_ln1..block1_res2:1
+    net2net-compare --model_dir=runs/share --teacher_share=0.25   # T = B/4
 """
 
 import json
@@ -49,6 +52,9 @@ FLAGS = flags.FLAGS
 REPORT_FILENAME = "report.json"
 CURVES_FILENAME = "curves.png"
 FRONTIER_FILENAME = "frontier.png"
+# The loss slope against the loss, written when the stable phases were
+# evaluated on the way (--eval_every > 0).
+SLOPE_FILENAME = "slope.png"
 # Models that read token sequences, and the data sets that provide them.
 SEQUENCE_MODELS = ("gpt",)
 SEQUENCE_DATASETS = (choices.STDLIB_BYTES,)
@@ -73,6 +79,15 @@ def define_flags(flag_values=FLAGS):
                          "resnet_small).", lower_bound=1, **fv)
     flags.DEFINE_integer("teacher_steps", 1000, "Training steps of the "
                          "teacher.", lower_bound=1, **fv)
+    flags.DEFINE_float(
+        "teacher_share", None, "Scale growth time with the budget: each budget's "
+        "teacher trains this fraction of the budget's compute (round(share x "
+        "budget / the teacher's FLOPs ratio) teacher steps) and its student the "
+        "rest; the teachers are cooldowns branched off one teacher run, each "
+        "student grows from its own. Strictly between 0 and 1, e.g. 0.25. Not "
+        "with an explicit --teacher_steps (which it replaces) or "
+        "--carry_optimizer. Default: one teacher of --teacher_steps for every "
+        "budget.", **fv)
     flags.DEFINE_list(
         "budgets", [str(b) for b in comparison_options.DEFAULT_BUDGETS],
         "Compute budgets in student-step equivalents, increasing, at least "
@@ -140,6 +155,28 @@ def define_flags(flag_values=FLAGS):
         flags.register_validator(
             name, lambda value, name=name: shared_flags.raise_problem(
                 schedule_options.rewarm_problem(**{name: value})), **fv)
+    flags.register_validator(
+        "teacher_share", lambda share: shared_flags.raise_problem(
+            comparison_options.teacher_share_problem(share)), **fv)
+    # A share sets the teacher steps of every budget: an explicit
+    # --teacher_steps beside it would be silently ignored, so it is refused.
+    flags.register_multi_flags_validator(
+        ["teacher_share", "teacher_steps"],
+        lambda v: v["teacher_share"] is None or not flag_values["teacher_steps"].present
+        or shared_flags.raise_problem(
+            f"Expected --teacher_share or --teacher_steps, not both (a share "
+            f"gives each budget its own teacher of round(share x budget / FLOPs "
+            f"ratio) steps). Received: --teacher_share={v['teacher_share']} "
+            f"--teacher_steps={v['teacher_steps']}. Fix: drop one of them."), **fv)
+    flags.register_multi_flags_validator(
+        ["teacher_share", "carry_optimizer"],
+        lambda v: v["teacher_share"] is None or not v["carry_optimizer"]
+        or shared_flags.raise_problem(
+            f"Expected a fresh optimizer with --teacher_share (each budget's "
+            f"teacher is a cooldown branch; no optimizer state is kept to carry). "
+            f"Received: --teacher_share={v['teacher_share']} --carry_optimizer. "
+            f"Fix: --nocarry_optimizer, or --teacher_steps instead of "
+            f"--teacher_share."), **fv)
     flags.register_validator("widen", shared_flags.parses(shared_flags.parse_widen),
                              message="expected e.g. 2.0 or conv1=8,fc1=64",
                              **fv)
@@ -212,6 +249,7 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         carry_optimizer=flag_values.carry_optimizer,
         rewarm_steps=flag_values.rewarm_steps, rewarm_from=flag_values.rewarm_from,
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
+        teacher_share=flag_values.teacher_share,
         min_budgets=comparison_options.MIN_BUDGETS,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)
@@ -225,10 +263,15 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         json.dump(report, f, indent=1)
     curves.plot_comparison(report, curves_path)
     curves.plot_frontier(report, frontier_path)
+    slope_path = os.path.join(output_dir, SLOPE_FILENAME)
+    if not curves.plot_slopes(report, slope_path):
+        slope_path = None  # no evaluations on the way (--eval_every=0)
     print(format_table(report), flush=True)
     print(f"report: {report_path}\ncurves: {curves_path}\nfrontier: "
-          f"{frontier_path}", flush=True)
-    logging.info("Wrote %s, %s and %s.", report_path, curves_path, frontier_path)
+          f"{frontier_path}" + (f"\nslope: {slope_path}" if slope_path else ""),
+          flush=True)
+    logging.info("Wrote %s, %s, %s%s.", report_path, curves_path, frontier_path,
+                 f" and {slope_path}" if slope_path else "")
     return report
 
 
@@ -248,7 +291,7 @@ def format_table(report):
             f"{name}: params {arm['params']['teacher']:,} -> "
             f"{arm['params']['student']:,}; teacher/student FLOPs per step "
             f"{arm['teacher_flops_ratio']:.3f}, teacher cost "
-            f"{arm['teacher_cost_in_student_steps']:.1f} student steps; max rel err "
+            f"{_teacher_cost(arm)} student steps; max rel err "
             f"{max(arm['max_relative_error_per_seed']):.1e}")
         lines.append(f"  {'budget':>7}{'scratch':>17}{'grown steps':>12}"
                      f"{'grown':>17}{'gain (equal compute)':>24}{'lr x sc/gr':>12}")
@@ -292,6 +335,16 @@ def format_table(report):
         "1 - grown compute / scratch compute to reach the quality, interpolated, "
         "never extrapolated.")
     return "\n".join(lines)
+
+
+def _teacher_cost(arm):
+    """The teacher's cost: one number, or per budget (--teacher_share) with
+    each budget's teacher steps."""
+    cost = arm["teacher_cost_in_student_steps"]
+    if not isinstance(cost, list):
+        return f"{cost:.1f}"
+    return ("/".join(f"{c:.1f}" for c in cost) + " (teachers of "
+            + "/".join(str(t) for t in arm["teacher_steps"]) + " steps)")
 
 
 def _mean_se(points, j):

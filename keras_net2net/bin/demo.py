@@ -7,7 +7,8 @@ r"""What `make demo` runs: net2net-compare on an image task and a language model
 2. Language model: a 2-block GPT of width 32 on `stdlib_bytes` (byte windows
    of this Python's standard library sources), grown x2 wide and x2 deep
    (each transformer block followed by a copy of itself whose output
-   projections start at zero: `keras_net2net.spans`); 3 seeds.
+   projections start at zero: `keras_net2net.spans`); each budget's teacher
+   trains a quarter of the budget's compute (`--teacher_share=0.25`); 3 seeds.
 
 Both parts measure the frontier of net2net-compare: scratch and the grown
 arm at three compute budgets each, every run ending in its own cooldown, the
@@ -19,8 +20,10 @@ frontier, "compute_saved" and "compute_saved_sunk" at scratch's best quality
 with a 95% interval over seeds, "quality_gain_equal_compute", and the
 wall-clock view "compute_saved_wall" / "quality_gain_equal_wall", the
 teacher counted at its seconds per step measured beside the student's) and both
-parts' reports; `frontier.png` and `curves.png` (image arms),
-`lm_frontier.png` and `lm_curves.png`. Needs no network.
+parts' reports; `frontier.png`, `curves.png` and `slope.png` (image arms:
+the loss slope per student-step equivalent against the loss, from the
+evaluations every --eval_every steps), `lm_frontier.png`, `lm_curves.png` and
+`lm_slope.png`. Needs no network. `--teacher_share` applies to both parts.
 
     python -m keras_net2net.bin.demo --model_dir=runs/demo
     python -m keras_net2net.bin.demo --model_dir=runs/demo --parts=lm
@@ -78,9 +81,16 @@ LM_SETTINGS = {
     "arms": ["both"],
     "widen": "2.0",
     "deepen": "block1_ln1..block1_res2:1,block2_ln1..block2_res2:1",
-    "teacher_steps": 100,
+    # Growth time scaled with the budget: each budget's teacher trains a
+    # quarter of its compute (152/304/608 teacher steps at FLOPs ratio 0.148),
+    # its cooldown branched off one teacher run. Measured against one
+    # 100-step teacher on the demo's own settings (BUILD_NOTES.md, "The
+    # frontier in the binaries"): saved at scratch's best loss 31% [17, 45]
+    # against 16% [7, 25], 3 seeds.
+    "teacher_share": 0.25,
     "budgets": ["90", "180", "360"],
-    "eval_every": 0,
+    # Evaluations on the way for lm_slope.png (the slope against the loss).
+    "eval_every": 45,
     # 1,024 selection and 1,024 reported sequences: each evaluation of the
     # whole split costs as much as ~40 training steps.
     "eval_examples": 2048,
@@ -119,6 +129,11 @@ def lm_flag_values(flag_values=FLAGS):
     compare.define_flags(lm)
     settings = {**LM_SETTINGS, **{n: flag_values[n].value for n in _CARRIED},
                 "model_dir": os.path.join(flag_values.model_dir, "lm")}
+    # --teacher_share given to the demo applies to both parts.
+    if flag_values["teacher_share"].present:
+        settings["teacher_share"] = flag_values.teacher_share
+    if settings.get("teacher_share") is not None:
+        settings.pop("teacher_steps", None)  # the share sets them per budget
     # Parsed as one command line, so that the validators that tie flags
     # together (model and data set) see all of them at once.
     lm(["demo-lm"] + [_argument(lm[name], value) for name, value in settings.items()
@@ -136,7 +151,8 @@ def _argument(flag, value):
 
 HEADLINE_KEYS = ("frontier", "compute_saved", "compute_saved_sunk",
                  "compute_saved_at_half", "quality_gain_equal_compute",
-                 "teacher_flops_ratio", "compute_saved_wall",
+                 "teacher_flops_ratio", "teacher_steps",
+                 "teacher_cost_in_student_steps", "compute_saved_wall",
                  "quality_gain_equal_wall", "teacher_wall_ratio", "seconds_per_step")
 
 
@@ -185,15 +201,17 @@ def main(argv):
               "image": image, "lm": lm}
     for part, sub, prefix in ((image, "image", ""), (lm, "lm", "lm_")):
         if part is not None:
-            for name in (compare.CURVES_FILENAME, compare.FRONTIER_FILENAME):
-                os.replace(os.path.join(model_dir, sub, name),
-                           os.path.join(model_dir, prefix + name))
+            for name in (compare.CURVES_FILENAME, compare.FRONTIER_FILENAME,
+                         compare.SLOPE_FILENAME):
+                if os.path.exists(os.path.join(model_dir, sub, name)):
+                    os.replace(os.path.join(model_dir, sub, name),
+                               os.path.join(model_dir, prefix + name))
     with open(os.path.join(model_dir, compare.REPORT_FILENAME), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report["headline"], indent=1))
     print(f"demo finished in {seconds:.0f} s; see {model_dir}/report.json, "
           f"{model_dir}/frontier.png, {model_dir}/lm_frontier.png and the "
-          f"learning curves beside them.")
+          f"learning curves and slope plots beside them.")
 
 
 def run():

@@ -255,9 +255,9 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
         raise ValueError(f"Expected eval_every >= 0. Received: "
                          f"eval_every={config.eval_every}")
     if teacher_share is not None:
-        if not 0.0 < teacher_share < 1.0:
-            raise ValueError(f"Expected teacher_share in (0, 1). Received: "
-                             f"teacher_share={teacher_share}")
+        problem = comparison_options.teacher_share_problem(teacher_share)
+        if problem:
+            raise ValueError(problem)
         if carry_optimizer:
             raise ValueError("Expected carry_optimizer=False with teacher_share "
                              "(each budget's teacher is a cooldown branch; its "

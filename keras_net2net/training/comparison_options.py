@@ -63,3 +63,29 @@ def lr_scales_problem(scales):
         return (f"Expected positive multiples of --learning_rate such as 1,2. "
                 f"Received: lr_sweep={shown}. Fix: e.g. --lr_sweep=1 for no sweep.")
     return None
+
+
+def teacher_share_problem(share):
+    """What is wrong with a teacher share (the fraction of each budget's
+    compute given to its teacher), or None. None itself is fine: one teacher
+    of --teacher_steps for every budget.
+
+    Example:
+    >>> teacher_share_problem(0.25) is None and teacher_share_problem(None) is None
+    True
+    >>> "Received: teacher_share=1.0" in teacher_share_problem(1.0)
+    True
+    """
+    if share is None:
+        return None
+    try:
+        ok = 0.0 < float(share) < 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return (f"Expected teacher_share strictly between 0 and 1 (the fraction "
+                f"of each budget's compute its teacher trains; the student gets "
+                f"the rest). Received: teacher_share={share!r}. Fix: e.g. "
+                f"--teacher_share=0.25, or leave it out for one teacher of "
+                f"--teacher_steps steps.")
+    return None

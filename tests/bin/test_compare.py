@@ -205,3 +205,73 @@ def test_tiny_comparison_writes_the_frontier(digits_dir, tmp_path, capsys):
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
     assert (tmp_path / "models" / "seed_0" / "both_student.keras").exists()
     assert (tmp_path / "models" / "seed_1" / "wider_scratch.keras").exists()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--teacher_share=0"], r"--teacher_share=0\.0.*strictly between 0 and 1.*"
+     r"Received: teacher_share=0\.0.*Fix: e\.g\. --teacher_share=0\.25"),
+    (["--teacher_share=1"], r"--teacher_share=1\.0.*Received: teacher_share=1\.0"),
+    (["--teacher_share=-0.25"], r"--teacher_share.*Received: teacher_share=-0\.25"),
+    (["--teacher_share=quarter"], r"--teacher_share.*quarter"),  # absl: not a float
+    (["--teacher_share=0.25", "--teacher_steps=100"],
+     r"--teacher_share or --teacher_steps, not both.*--teacher_share=0\.25 "
+     r"--teacher_steps=100.*Fix: drop one"),
+    (["--teacher_share=0.25", "--carry_optimizer"],
+     r"fresh optimizer with --teacher_share.*Fix: --nocarry_optimizer"),
+])
+def test_bad_teacher_share_names_flag_value_and_fix(argv, words):
+    with pytest.raises(flags.Error, match=words):
+        _parse(*argv)
+
+
+def test_teacher_share_flag_is_documented_and_reaches_the_demo_parts():
+    flag_values = _parse("--teacher_share=0.25")
+    assert flag_values.teacher_share == 0.25 and flag_values.teacher_steps == 1000
+    assert "--teacher_share" in flag_values.get_help()
+    assert "fraction" in flag_values["teacher_share"].help
+    assert _parse().teacher_share is None  # default: one teacher of --teacher_steps
+    demo_flags = flags.FlagValues()
+    demo.define_flags(demo_flags)
+    demo_flags(["demo"])
+    assert demo.lm_flag_values(demo_flags).teacher_share == demo.LM_SETTINGS.get(
+        "teacher_share")
+    demo_flags(["demo", "--teacher_share=0.3"])  # given: both parts take it
+    lm = demo.lm_flag_values(demo_flags)
+    assert demo_flags.teacher_share == 0.3 == lm.teacher_share
+    assert not lm["teacher_steps"].present
+
+
+def test_tiny_comparison_with_a_teacher_share_by_hand(digits_dir, tmp_path, capsys):
+    """--teacher_share through the binary's path. An MLP 64 -> 8 -> 10 grown
+    to 64 -> 16 -> 10: training FLOPs per example 3 x 2 x (64 x 8 + 8 x 10) =
+    3,552 against 7,104, a ratio of exactly 0.5. A quarter of budgets 20, 30,
+    40 is 5, 7.5, 10 student steps of compute: teachers of 10, 15, 20 steps;
+    students of 15 (20 - 5, rounded down at the smallest budget), 22
+    (round(22.5), to even) and 30 steps; compute 20, 29.5 and 40."""
+    from keras_net2net.bin import flags as shared_flags
+    from keras_net2net.training import strategy as strategy_lib
+    flag_values = _parse(
+        f"--data_dir={digits_dir}", "--dataset=digits", "--teacher_model=mlp",
+        "--teacher_widths=8", "--arms=wider", "--widen=2.0", "--teacher_share=0.25",
+        "--budgets=20,30,40", "--eval_every=5", "--log_every=1000", "--seeds=1",
+        "--lr_sweep=1", "--global_batch_size=32", "--learning_rate=0.01",
+        "--warmup_steps=2")
+    report = compare.run_from_flags(shared_flags.run_config(flag_values),
+                                    strategy_lib.get_strategy("default"),
+                                    str(tmp_path), flag_values=flag_values)
+    arm = report["arms"]["wider"]
+    assert arm["train_flops_per_step"] == {"teacher": 3552 * 32, "student": 7104 * 32}
+    assert arm["teacher_flops_ratio"] == 0.5
+    assert arm["teacher_steps"] == [10, 15, 20]
+    assert arm["teacher_cost_in_student_steps"] == [5.0, 7.5, 10.0]
+    front = arm["frontier"]
+    assert front["grown"]["student_steps"] == [15, 22, 30]
+    assert front["grown"]["compute"] == [20.0, 29.5, 40.0]
+    assert front["grown"]["compute_sunk"] == [15, 22, 30]
+    assert front["scratch"]["compute"] == [20.0, 30.0, 40.0]
+    assert report["settings"]["teacher_share"] == 0.25
+    out = capsys.readouterr().out
+    assert "teacher cost 5.0/7.5/10.0 (teachers of 10/15/20 steps)" in out
+    assert "slope.png" in out
+    for picture in ("curves.png", "frontier.png", "slope.png"):
+        assert (tmp_path / picture).read_bytes().startswith(b"\x89PNG")

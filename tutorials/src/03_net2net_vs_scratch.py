@@ -13,7 +13,8 @@
 #   from scratch, at three budgets and a few seeds) with the library's
 #   pieces: `keras_net2net.expand_model`, `expand_optimizer`,
 #   `training.schedules` and `training.frontier`;
-# * how to run it with one command, `net2net-compare`.
+# * how to run it with one command, `net2net-compare`, and read its slope
+#   plot: is growth a head start or a faster rate?
 #
 # It takes a couple of minutes on a laptop CPU. Nothing below is tuned to
 # make growth look good: every figure is printed from the runs.
@@ -430,8 +431,9 @@ else:
 # and the grown arm at every `--budgets` entry (student-step equivalents),
 # each run's cooldown branched off one stable run, peak rates from
 # `--lr_sweep` chosen on a selection half, the carried optimizer re-warmed
-# over `--rewarm_steps`. It writes `report.json`, `curves.png` and
-# `frontier.png` into `--model_dir`, and prints a table. Its digits model is
+# over `--rewarm_steps`. It writes `report.json`, `curves.png`,
+# `frontier.png` and (with `--eval_every`) `slope.png` into `--model_dir`,
+# and prints a table. Its digits model is
 # its own CNN (three convolutions), compared on test accuracy; the settings
 # below are this notebook's (growth, peak rate and sweep, warmups, batch).
 # `frontier.png` draws what the plot above drew: scratch dashed, the grown
@@ -483,6 +485,50 @@ for arm, entry in compare_report["arms"].items():
     for gain in entry["quality_gain_equal_compute"]:
         shown = "-" if gain["mean"] is None else f"{gain['mean']:+.4f}"
         print(f"  accuracy gain at compute {gain['compute']:.0f}: {shown}")
+
+# %% [markdown]
+# ## A head start or a rate?
+#
+# A frontier says *whether* the grown arm is ahead at each budget; the slope
+# says *why*. `slope.png` plots, for the stable phase of each run (the peak
+# rate held, evaluated every `--eval_every` steps), how fast the test loss
+# falls per student-step equivalent against the loss it has reached
+# (`curves.slope_points`: the change between successive evaluations over the
+# compute between them, placed at their mean loss; the teacher's steps at its
+# FLOPs ratio). Training moves left to right, to lower losses.
+#
+# * If the grown curve lies on scratch's at the same loss, growth is a **head
+#   start**: the grown model begins at a loss scratch needs some compute to
+#   reach and then learns no faster. Its advantage is fixed in compute, so
+#   it shrinks as a share of larger budgets.
+# * If the grown curve lies below scratch's (a steeper fall at the same
+#   loss), growth bought a **rate**, and the saving can hold as budgets grow.
+# * Where the teacher's curve lies above scratch's, the small model learns
+#   less per unit of compute than the big one would at that loss: staged
+#   training's cue to grow.
+
+# %%
+from keras_net2net.training import curves
+
+display(Image("runs/compare/slope.png"))
+for arm, entry in compare_report["arms"].items():
+    for role in ("grown", "scratch"):
+        losses, slopes = curves.mean_slope_points(entry["curves"][role])
+        pairs = ", ".join(f"{loss:.3f}: {slope:+.4f}" for loss, slope in zip(losses, slopes))
+        print(f"{arm} {role} (loss: slope per student step): {pairs or 'no evaluations'}")
+
+# %% [markdown]
+# The pairs are in step order. On these digits the test loss is nearly flat
+# after a hundred steps or so, so late slopes are noise around zero (the plot
+# leaves out the intervals where the loss rose and counts them in its
+# legend); the picture is clearer on a task with headroom: `make demo` writes
+# `lm_slope.png` for its language model, where the grown model starts at a
+# loss scratch reaches only late and then falls at about scratch's rate.
+#
+# Giving the teacher a share of each budget instead of a fixed number of
+# steps (`--teacher_share=0.25`: each budget's teacher trains a quarter of its
+# compute, and its own student the rest) moves the growth point with the
+# budget, as staged training does.
 
 # %% [markdown]
 # ## What to try next
