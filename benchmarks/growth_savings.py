@@ -22,7 +22,17 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   `round(0.25 B / flops_ratio)` teacher steps; the teachers are one
   warmup-stable run per seed with each growth point's cooldown branched off
   it, so each ends in its own decay); `share_0.25_lr3` the same with the
-  peak rate swept over 0.5/1/2x for both arms.
+  peak rate swept over 0.5/1/2x for both arms;
+- width initialisation, each `share_0.25` with one change (issue 23):
+  `share_0.25_fresh` (`new_units="fresh"`: new FFN units and attention heads
+  freshly drawn with zero outgoing weights; the residual stream keeps
+  copies), `share_0.25_split` (`split="random"`: LEMON-like unequal splits of
+  the copies' outgoing weights), `share_0.25_fresh_split` (both),
+  `share_0.25_noise_1.0` (balanced noise 1.0 instead of 0.5).
+
+`--scratch_cache=FILE` keeps scratch's runs in a file (pickle) across
+processes: a later study with the same profile, seeds and rate sweep reads
+them instead of running them again.
 
 Scratch's runs are the same for every recipe (same seeds, budgets and rate
 sweep): they run once and are shared. With `--eval_every` the stable phases
@@ -73,7 +83,9 @@ PROFILES = {
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
 RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
-           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3")
+           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
+           "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
+           "share_0.25_noise_1.0")
 
 
 def define_flags():
@@ -91,6 +103,11 @@ def define_flags():
     flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
                          "many steps (0: only the runs' ends); needed for the "
                          "staged-training rule and the slope curves.")
+    flags.DEFINE_string("scratch_cache", None, "A file (pickle) holding scratch's "
+                        "runs across processes: read at the start if it exists, "
+                        "written after every recipe. Only for the same profile, "
+                        "seeds, data and model flags (the runs are keyed by "
+                        "seed, budgets, rate sweep and eval rhythm).")
 
 
 def _deepen(depth, how):
@@ -107,6 +124,8 @@ def _recipes(profile):
     base = dict(teacher_steps=profile["teacher_steps"], carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
     teacher = profile["teacher_steps"]
+    share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
+             "teacher_share": 0.25}
     return {
         "arms": ([Arm("both", widen=2.0, deepen=identity), Arm("wider", widen=2.0),
                   Arm("deeper", deepen=identity),
@@ -127,6 +146,13 @@ def _recipes(profile):
         "share_0.25_lr3": (both, {**base, "noise": 0.5, "carry_optimizer": False,
                                   "rewarm_steps": 0, "teacher_share": 0.25,
                                   "lr_scales": [0.5, 1.0, 2.0]}),
+        # Width initialisation (issue 23): the copies of Net2WiderNet against
+        # fresh new units, LEMON-like unequal splits, more noise.
+        "share_0.25_fresh": (both, {**share, "growth_options": {"new_units": "fresh"}}),
+        "share_0.25_split": (both, {**share, "growth_options": {"split": "random"}}),
+        "share_0.25_fresh_split": (both, {**share, "growth_options": {
+            "new_units": "fresh", "split": "random"}}),
+        "share_0.25_noise_1.0": (both, {**share, "noise": 1.0}),
     }
 
 
@@ -208,6 +234,26 @@ def staged_rule(report):
     return out
 
 
+def _load_cache(path):
+    import pickle
+
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            cache = pickle.load(f)
+        print(f"scratch cache {path}: {len(cache)} run set(s)", flush=True)
+        return cache
+    return {}
+
+
+def _save_cache(path, cache):
+    import pickle
+
+    if path:
+        with open(path + ".tmp", "wb") as f:
+            pickle.dump(cache, f)
+        os.replace(path + ".tmp", path)
+
+
 def main(argv):
     del argv
     from keras_net2net import models
@@ -227,7 +273,7 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     recipes = _recipes(profile)
     lines, began = [], time.perf_counter()
-    scratch_cache = {}
+    scratch_cache = _load_cache(FLAGS.scratch_cache)
     for name in FLAGS.recipes:
         arms, options = recipes[name]
         options = dict(options)
@@ -253,6 +299,7 @@ def main(argv):
                       + f"; T = B/4 is {report['arms'][arm_name]['teacher_steps']}")
         with open(os.path.join(FLAGS.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=1)
+        _save_cache(FLAGS.scratch_cache, scratch_cache)
         for arm_name, arm in report["arms"].items():
             lines.append(_line(name, arm_name, arm))
         print("\n".join(lines[-len(report["arms"]):]), flush=True)
