@@ -11,7 +11,9 @@ j and the teacher unit g(j) it was made from (the mapping of
 - the cosine between their incoming weights (FFN hidden units: `ffn_in`
   kernel columns; residual-stream channels: the columns `ffn_out` writes);
 - the correlation of their activations over a probe batch (FFN: after the
-  GELU; stream: the block's output).
+  GELU; stream: the block's output);
+- the student's loss on that batch (256 held-out windows), the teacher's
+  as `teacher_loss`: the rise after growth, if any.
 
 1.0 at both means the pair is one unit in two places (the student computes
 as the narrower teacher does); fresh units start near 0. Means over pairs
@@ -98,7 +100,16 @@ def _corr(a, b):
     return float(np.mean(np.sum(a * b, 0) / np.maximum(den, 1e-12)))
 
 
-def measure(student, tokens, maps, width):
+def _loss(model, tokens, labels):
+    import keras
+    import numpy as np
+
+    logits = model(tokens)
+    return float(np.mean(keras.losses.sparse_categorical_crossentropy(
+        labels, logits, from_logits=True)))
+
+
+def measure(student, tokens, maps, width, labels=None):
     import keras
     import numpy as np
 
@@ -107,7 +118,7 @@ def measure(student, tokens, maps, width):
     hidden, stream = (np.asarray(t).reshape(-1, t.shape[-1]) for t in probe(tokens))
     ffn_in = student.get_layer("block1_ffn_in").get_weights()[0]
     ffn_out = student.get_layer("block1_ffn_out").get_weights()[0]
-    out = {}
+    out = {} if labels is None else {"loss": _loss(student, tokens, labels)}
     new, src = _pairs(maps["block1_ffn_in"], 4 * width)
     out["ffn_weight_cos"] = _cos(ffn_in[:, new], ffn_in[:, src])
     out["ffn_activation_corr"] = _corr(hidden[:, new], hidden[:, src])
@@ -131,7 +142,10 @@ def main(argv):
     train_fn, eval_fn, info = inputs.make_input_fns(
         choices.STDLIB_BYTES, 32, data_dir=FLAGS.data_dir, seed=FLAGS.seed, eval_examples=256)
     context = tf.distribute.InputContext()
-    probe_tokens = next(iter(eval_fn(context)))[0]
+    batches = list(eval_fn(context))  # the 256 held-out windows
+    probe_tokens = tf.concat([b[0] for b in batches], 0)
+    probe_labels = tf.concat([b[1] for b in batches], 0)
+    print("probe windows", int(probe_tokens.shape[0]), flush=True)
     keras.utils.set_random_seed(FLAGS.seed)
     width = 32
     teacher = models.build_model("gpt", info.input_shape, info.num_classes, width=width,
@@ -139,6 +153,8 @@ def main(argv):
     _compile(teacher, FLAGS.learning_rate)
     stream = iter(train_fn(context))
     _train(teacher, stream, FLAGS.teacher_steps)
+    teacher_loss = _loss(teacher, probe_tokens, probe_labels)
+    print("teacher loss", round(teacher_loss, 3), flush=True)
     deepen = {(f"block{i}_ln1", f"block{i}_res2"): 1 for i in (1, 2)}
     results = {}
     for name in FLAGS.inits:
@@ -151,17 +167,17 @@ def main(argv):
         for step in range(0, FLAGS.student_steps + 1, FLAGS.every):
             if step:
                 _train(student, data, FLAGS.every)
-            row = {"step": step, **measure(student, probe_tokens, maps, width)}
+            row = {"step": step, **measure(student, probe_tokens, maps, width, probe_labels)}
             series.append(row)
             print(name, {k: round(v, 3) if isinstance(v, float) else v
                          for k, v in row.items()}, flush=True)
-        results[name] = {"options": INITS[name], "exact": report.verification["exact"],
+        results[name] = {"options": INITS[name], "teacher_loss": teacher_loss, "exact": report.verification["exact"],
                          "series": series}
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     with open(FLAGS.out, "w") as f:
         json.dump({"teacher_steps": FLAGS.teacher_steps, "learning_rate": FLAGS.learning_rate,
                    "seed": FLAGS.seed, "results": results}, f, indent=1)
-    keys = ("ffn_weight_cos", "ffn_activation_corr", "stream_weight_cos",
+    keys = ("loss", "ffn_weight_cos", "ffn_activation_corr", "stream_weight_cos",
             "stream_activation_corr")
     print("\ninit          step " + " ".join(f"{k:>22}" for k in keys))
     for name, r in results.items():

@@ -254,6 +254,32 @@ def _save_cache(path, cache):
         os.replace(path + ".tmp", path)
 
 
+def slopes_at_equal_loss(report):
+    """Head start or rate? Per arm and seed, at each loss the grown run's
+    stable phase passes (after its first evaluation past growth: the
+    re-warmup's rise is left out), its loss change per student step beside
+    scratch's at the same loss (interpolated on scratch's stable curve):
+    [(loss, grown slope, scratch slope)]. Equal slopes at equal loss: a head
+    start; a steeper grown slope: a rate. With a teacher per budget
+    (`teacher_share`) the grown curve is the largest budget's run."""
+    import numpy as np
+
+    out = {}
+    for arm_name, rows in report["staged_rule"].items():
+        per_seed = []
+        for row in rows:
+            s_loss, s_slope = np.asarray(row["scratch"]["loss"]), np.asarray(row["scratch"]["slope"])
+            order = np.argsort(s_loss)
+            pairs = []
+            for k, (loss, slope) in enumerate(zip(row["grown"]["loss"], row["grown"]["slope"])):
+                if k == 0 or not len(order) or not s_loss[order[0]] <= loss <= s_loss[order[-1]]:
+                    continue
+                pairs.append((loss, slope, float(np.interp(loss, s_loss[order], s_slope[order]))))
+            per_seed.append(pairs)
+        out[arm_name] = per_seed
+    return out
+
+
 def main(argv):
     del argv
     from keras_net2net import models
@@ -297,6 +323,12 @@ def main(argv):
                                   else f"{r['grow_at']['teacher_steps']} teacher steps "
                                   f"(loss {r['grow_at']['loss']:.3f})" for r in rows)
                       + f"; T = B/4 is {report['arms'][arm_name]['teacher_steps']}")
+            report["slopes_at_equal_loss"] = slopes_at_equal_loss(report)
+            for arm_name, per_seed in report["slopes_at_equal_loss"].items():
+                print(f"{name} {arm_name}: loss change per student step at equal loss "
+                      "(grown vs scratch, x1e-4): " + "; ".join(
+                          ", ".join(f"{l:.3f}: {1e4 * g:+.2f} vs {1e4 * sc:+.2f}"
+                                    for l, g, sc in pairs) or "none" for pairs in per_seed))
         with open(os.path.join(FLAGS.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=1)
         _save_cache(FLAGS.scratch_cache, scratch_cache)
