@@ -22,7 +22,17 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   `round(0.25 B / flops_ratio)` teacher steps; the teachers are one
   warmup-stable run per seed with each growth point's cooldown branched off
   it, so each ends in its own decay); `share_0.25_lr3` the same with the
-  peak rate swept over 0.5/1/2x for both arms.
+  peak rate swept over 0.5/1/2x for both arms;
+- width initialisation, each `share_0.25` with one change (issue 23):
+  `share_0.25_fresh` (`new_units="fresh"`: new FFN units and attention heads
+  freshly drawn with zero outgoing weights; the residual stream keeps
+  copies), `share_0.25_split` (`split="random"`: LEMON-like unequal splits of
+  the copies' outgoing weights), `share_0.25_fresh_split` (both),
+  `share_0.25_noise_1.0` (balanced noise 1.0 instead of 0.5).
+
+`--scratch_cache=FILE` keeps scratch's runs in a file (pickle) across
+processes: a later study with the same profile, seeds and rate sweep reads
+them instead of running them again.
 
 Scratch's runs are the same for every recipe (same seeds, budgets and rate
 sweep): they run once and are shared. With `--eval_every` the stable phases
@@ -73,7 +83,9 @@ PROFILES = {
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
 RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
-           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3")
+           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
+           "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
+           "share_0.25_noise_1.0")
 
 
 def define_flags():
@@ -91,6 +103,11 @@ def define_flags():
     flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
                          "many steps (0: only the runs' ends); needed for the "
                          "staged-training rule and the slope curves.")
+    flags.DEFINE_string("scratch_cache", None, "A file (pickle) holding scratch's "
+                        "runs across processes: read at the start if it exists, "
+                        "written after every recipe. Only for the same profile, "
+                        "seeds, data and model flags (the runs are keyed by "
+                        "seed, budgets, rate sweep and eval rhythm).")
 
 
 def _deepen(depth, how):
@@ -107,6 +124,8 @@ def _recipes(profile):
     base = dict(teacher_steps=profile["teacher_steps"], carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
     teacher = profile["teacher_steps"]
+    share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
+             "teacher_share": 0.25}
     return {
         "arms": ([Arm("both", widen=2.0, deepen=identity), Arm("wider", widen=2.0),
                   Arm("deeper", deepen=identity),
@@ -127,6 +146,13 @@ def _recipes(profile):
         "share_0.25_lr3": (both, {**base, "noise": 0.5, "carry_optimizer": False,
                                   "rewarm_steps": 0, "teacher_share": 0.25,
                                   "lr_scales": [0.5, 1.0, 2.0]}),
+        # Width initialisation (issue 23): the copies of Net2WiderNet against
+        # fresh new units, LEMON-like unequal splits, more noise.
+        "share_0.25_fresh": (both, {**share, "growth_options": {"new_units": "fresh"}}),
+        "share_0.25_split": (both, {**share, "growth_options": {"split": "random"}}),
+        "share_0.25_fresh_split": (both, {**share, "growth_options": {
+            "new_units": "fresh", "split": "random"}}),
+        "share_0.25_noise_1.0": (both, {**share, "noise": 1.0}),
     }
 
 
@@ -208,6 +234,52 @@ def staged_rule(report):
     return out
 
 
+def _load_cache(path):
+    import pickle
+
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            cache = pickle.load(f)
+        print(f"scratch cache {path}: {len(cache)} run set(s)", flush=True)
+        return cache
+    return {}
+
+
+def _save_cache(path, cache):
+    import pickle
+
+    if path:
+        with open(path + ".tmp", "wb") as f:
+            pickle.dump(cache, f)
+        os.replace(path + ".tmp", path)
+
+
+def slopes_at_equal_loss(report):
+    """Head start or rate? Per arm and seed, at each loss the grown run's
+    stable phase passes (after its first evaluation past growth: the
+    re-warmup's rise is left out), its loss change per student step beside
+    scratch's at the same loss (interpolated on scratch's stable curve):
+    [(loss, grown slope, scratch slope)]. Equal slopes at equal loss: a head
+    start; a steeper grown slope: a rate. With a teacher per budget
+    (`teacher_share`) the grown curve is the largest budget's run."""
+    import numpy as np
+
+    out = {}
+    for arm_name, rows in report["staged_rule"].items():
+        per_seed = []
+        for row in rows:
+            s_loss, s_slope = np.asarray(row["scratch"]["loss"]), np.asarray(row["scratch"]["slope"])
+            order = np.argsort(s_loss)
+            pairs = []
+            for k, (loss, slope) in enumerate(zip(row["grown"]["loss"], row["grown"]["slope"])):
+                if k == 0 or not len(order) or not s_loss[order[0]] <= loss <= s_loss[order[-1]]:
+                    continue
+                pairs.append((loss, slope, float(np.interp(loss, s_loss[order], s_slope[order]))))
+            per_seed.append(pairs)
+        out[arm_name] = per_seed
+    return out
+
+
 def main(argv):
     del argv
     from keras_net2net import models
@@ -227,7 +299,7 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     recipes = _recipes(profile)
     lines, began = [], time.perf_counter()
-    scratch_cache = {}
+    scratch_cache = _load_cache(FLAGS.scratch_cache)
     for name in FLAGS.recipes:
         arms, options = recipes[name]
         options = dict(options)
@@ -251,8 +323,15 @@ def main(argv):
                                   else f"{r['grow_at']['teacher_steps']} teacher steps "
                                   f"(loss {r['grow_at']['loss']:.3f})" for r in rows)
                       + f"; T = B/4 is {report['arms'][arm_name]['teacher_steps']}")
+            report["slopes_at_equal_loss"] = slopes_at_equal_loss(report)
+            for arm_name, per_seed in report["slopes_at_equal_loss"].items():
+                print(f"{name} {arm_name}: loss change per student step at equal loss "
+                      "(grown vs scratch, x1e-4): " + "; ".join(
+                          ", ".join(f"{l:.3f}: {1e4 * g:+.2f} vs {1e4 * sc:+.2f}"
+                                    for l, g, sc in pairs) or "none" for pairs in per_seed))
         with open(os.path.join(FLAGS.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=1)
+        _save_cache(FLAGS.scratch_cache, scratch_cache)
         for arm_name, arm in report["arms"].items():
             lines.append(_line(name, arm_name, arm))
         print("\n".join(lines[-len(report["arms"]):]), flush=True)

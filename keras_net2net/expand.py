@@ -19,7 +19,7 @@ _NOISE_MODES = ("balanced", "additive")
 def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balanced",
                  mapping="random", seed=None, data=None, verify=True, verify_data=None,
                  tolerance=None, strict=False, mappings=None, return_report=False,
-                 inline_custom_layers=True):
+                 inline_custom_layers=True, new_units="copy", split="equal"):
     """Grows a Keras model without changing what it computes (Net2Net).
 
     Widening copies units of each channel group and divides the weights that
@@ -74,6 +74,23 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
             its channels grow. The student's layer classes then differ from
             the teacher's. Custom layers that cannot be traced are carried as
             they are, with the reason in the report. False carries them all.
+        new_units: "copy" (Net2WiderNet: a new unit copies a unit's incoming
+            weights, and the copies share its outgoing weights) or "fresh":
+            in groups whose units are read only by weights (Dense, Conv and
+            EinsumDense kernels, attention's output over heads: an FFN's
+            hidden units, attention heads), new units get freshly drawn
+            incoming weights (normal, at the RMS of the teacher's weight;
+            biases zero) and zero outgoing weights, while each old unit keeps
+            its outgoing weights whole: exact, and no unit is a duplicate.
+            Groups under a norm (a residual stream under LayerNorm), padded
+            ones and ones with other readers keep copies. No
+            symmetry-breaking noise is added on fresh axes.
+        split: how the outgoing weights of a unit's copies share the
+            teacher's: "equal" (1/k each, Net2WiderNet) or "random"
+            (LEMON-like: proportions drawn per unit and per weight, uniform on
+            the simplex, e.g. alpha, 1 - alpha for two copies): exact, and
+            the copies' outgoing rows differ from the start. Plain divided
+            axes only (not a tied embedding's, not a norm's).
 
     Returns:
         The student `keras.Model`, or `(student, report)` if `return_report`.
@@ -98,8 +115,11 @@ def expand_model(model, widen=None, deepen=None, *, noise=0.0, noise_mode="balan
     ```
     """
     _check_options(mapping, noise, noise_mode, tolerance, seed)
+    _check_choice("new_units", new_units, NEW_UNITS)
+    _check_choice("split", split, SPLITS)
     request = makers.Request(widen, deepen, noise, noise_mode, mapping, seed, data, verify,
-                             verify_data, tolerance, strict, mappings, inline_custom_layers)
+                             verify_data, tolerance, strict, mappings, inline_custom_layers,
+                             new_units=new_units, split=split)
     maker = makers.maker_for(model)  # clone-based, or a registered one (keras_hub)
     growth = maker.plan(model, request)  # analyse -> channel groups -> plan
     growth.student = maker.make(growth)  # make the student, write its weights
@@ -122,7 +142,8 @@ def _regrow(request, report):
         return expand_model(twin, r.widen, r.deepen, noise=r.noise, noise_mode=r.noise_mode,
                             mapping=r.mapping, seed=r.seed, data=r.data, verify=False,
                             strict=r.strict, mappings=report.mappings() or r.mappings,
-                            inline_custom_layers=r.inline_custom_layers)
+                            inline_custom_layers=r.inline_custom_layers,
+                            new_units=r.new_units, split=r.split)
     return regrow
 
 
@@ -151,6 +172,18 @@ def explain_model(model, inline_custom_layers=True):
     report.params_after = report.params_before
     report.explained = True
     return report
+
+
+NEW_UNITS = ("copy", "fresh")
+SPLITS = ("equal", "random")
+
+
+def _check_choice(name, value, allowed):
+    """A typed error naming the option, the value and the choices."""
+    if not isinstance(value, str) or value not in allowed:
+        raise errors.PlanError(
+            f"Expected {name} in {allowed}. Received: {name}={value!r}. Pass one of "
+            f"{', '.join(repr(a) for a in allowed)}.")
 
 
 def _number(x):

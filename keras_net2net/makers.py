@@ -87,6 +87,8 @@ class Request:
     strict: bool = False
     mappings: object = None
     inline_custom_layers: bool = True
+    new_units: str = "copy"
+    split: str = "equal"
 
 
 @dataclasses.dataclass
@@ -250,7 +252,8 @@ class CloneMaker(Maker):
     def make(self, growth):
         r, insertions = growth.request, growth.insertions
         builder = rebuild.Rebuilder(growth.ctx, growth.plan, insertions, r.noise,
-                                    r.noise_mode, r.seed)
+                                    r.noise_mode, r.seed, new_units=r.new_units,
+                                    split=r.split)
         student = builder.build()
         # Kept beside the student, not on it, for expand_optimizer.
         optimizer_state.record(student, builder.weight_map, insertions)
@@ -266,7 +269,8 @@ class CloneMaker(Maker):
             growth.student,
             dict(widen=r.widen, deepen=options_lib.jsonable(r.deepen), noise=r.noise,
                  noise_mode=r.noise_mode, mapping=r.mapping, seed=r.seed, strict=r.strict,
-                 inline_custom_layers=r.inline_custom_layers))
+                 inline_custom_layers=r.inline_custom_layers, new_units=r.new_units,
+                 split=r.split))
         report.inlined = growth.inlining.inlined
         return report
 
@@ -549,7 +553,8 @@ def write_weights(growth, pairs):
     ```
     """
     r = growth.request
-    builder = rebuild.Rebuilder(growth.ctx, growth.plan, [], r.noise, r.noise_mode, r.seed)
+    builder = rebuild.Rebuilder(growth.ctx, growth.plan, [], r.noise, r.noise_mode, r.seed,
+                                new_units=r.new_units, split=r.split)
     builder.write_weights(pairs)
     return builder
 

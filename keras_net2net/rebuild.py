@@ -28,11 +28,17 @@ from keras_net2net.rules.base import Mode
 
 
 class Rebuilder:
-    def __init__(self, ctx, plan, insertions, noise=0.0, noise_mode="balanced", seed=None):
+    def __init__(self, ctx, plan, insertions, noise=0.0, noise_mode="balanced", seed=None,
+                 new_units="copy", split="equal"):
         self.ctx, self.plan, self.graph = ctx, plan, ctx.graph
         self.insertions = {id(i.after): i for i in insertions}
         self.noise, self.noise_mode = noise, noise_mode
+        self.new_units, self.split = new_units, split
         self.rng = np.random.default_rng(None if seed is None else seed + 1)
+        # Roots of the groups whose new units start fresh (`fresh_roots`), and
+        # the src arrays of their layouts (no zero-sum noise reads them).
+        self.fresh = fresh_roots(ctx, plan) if new_units == "fresh" else set()
+        self._fresh_srcs = set()
         self.student_of = {}  # id(teacher layer) -> student layer
         self.teacher_of = {}  # id(student layer) -> teacher layer
         self.taken = {layer.name for layer in self.graph.layers.values()}
@@ -206,7 +212,7 @@ class Rebuilder:
                 transforms = []
                 if how:
                     fill = self._pad_fill(teacher_layer, old.name)
-                    value = self._rewrite(value, how, io, transforms, fill)
+                    value = self._rewrite(value, how, io, transforms, fill, old.name)
                 self.weight_map.append((old, new, transforms))
                 if tuple(value.shape) != tuple(new.shape):
                     raise AssertionError(
@@ -241,7 +247,9 @@ class Rebuilder:
         if not hasattr(self, "_sources"):
             self._sources = {id(new): (old, t) for old, new, t in self.weight_map}
         old, transforms = self._sources.get(id(source), (None, ()))
-        axes = [(axis, src) for axis, src, _, mode in transforms if mode is Mode.DIVIDE]
+        # Fresh units are no copies: noise summing to zero over them is not exact.
+        axes = [(axis, src) for axis, src, _, mode in transforms
+                if mode is Mode.DIVIDE and id(src) not in self._fresh_srcs]
         if not axes:
             return None
         shape = tuple(source.shape)
@@ -270,7 +278,8 @@ class Rebuilder:
         array by integer counts in float64 and rounds once, so the result is
         bit for bit what the float64 path gives. None where it does not apply
         (the growth of a 124 M-parameter GPT-2 spends most of its time here)."""
-        if self.noise or not np.issubdtype(np.asarray(value).dtype, np.floating):
+        if self.noise or self.fresh or self.split != "equal" or \
+                not np.issubdtype(np.asarray(value).dtype, np.floating):
             return None
         steps = []
         for axis, role, mode, *_ in axes:
@@ -305,7 +314,12 @@ class Rebuilder:
             return "mean" if kind == padding.MEAN else "zero"
         return "zero" if weight_name in ("beta", "bias", "moving_mean") else "mean"
 
-    def _rewrite(self, value, axes, io, transforms, fill):
+    def _is_fresh(self, layout):
+        if not self.fresh or not hasattr(layout, "segments"):
+            return False
+        return {self.plan.groups.find(a) for a in layout.atoms()} <= self.fresh
+
+    def _rewrite(self, value, axes, io, transforms, fill, weight_name=""):
         fast = self._rewrite_copies(value, axes, io, transforms)
         if fast is not None:
             return fast
@@ -316,6 +330,7 @@ class Rebuilder:
         shift = next((mode.offset for mode in modes if mode.offset), 0.0)
         axes = [(a[0], a[1], mode.base, *a[3:]) for a, mode in zip(axes, modes)]
         w = w + shift
+        fresh_axes = []  # (axis, new-unit mask) of fresh COPY axes, filled last
         for axis, role, mode, *own_fill in axes:
             layout = io.layouts.get(role)
             if layout is None:
@@ -326,9 +341,20 @@ class Rebuilder:
             changed = True
             transforms.append((axis, src, counts, mode))
             pad = own_fill[0] if own_fill else fill
-            w = ops.replicate(w, axis, src, counts if mode.divides else None, pad)
             shape = [1] * w.ndim
-            shape[axis] = -1
+            shape[axis % w.ndim] = -1
+            if self._is_fresh(layout) and mode in (Mode.COPY, Mode.DIVIDE):
+                self._fresh_srcs.add(id(src))
+                w = ops.replicate(w, axis, src, None, pad)
+                first = ops.first_copies(src, len(counts)) > 0
+                if mode is Mode.DIVIDE:  # old units read whole, new ones not at all
+                    w *= first.reshape(shape)
+                else:
+                    fresh_axes.append((axis % w.ndim, ~first))
+                continue
+            w = ops.replicate(w, axis, src, counts if mode.divides else None, pad)
+            if mode is Mode.DIVIDE and self.split == "random":
+                w *= random_split(src, counts, self.rng).reshape(shape)
             if mode.tied:  # the tied embedding's columns carry write_scale
                 w /= self.plan.write_scale(layout)
             if mode.scale == base.QUERY:
@@ -341,8 +367,81 @@ class Rebuilder:
             if mode.noise and self.noise and self.noise_mode == "balanced":
                 scale = self.noise * (np.std(value) or 1.0)
                 w = w + ops.balanced_noise(w.shape, axis % w.ndim, src, scale, self.rng)
+        for axis, new in fresh_axes:
+            index = [slice(None)] * w.ndim
+            index[axis] = new
+            w[tuple(index)] = fresh_values(w[tuple(index)].shape, value, weight_name,
+                                           self.rng)
         if changed and self.noise and self.noise_mode == "additive":
             w = w + self.rng.normal(0.0, self.noise * (np.std(value) or 1.0), w.shape)
         if not changed:  # exactly the value, with no round trip through 1 + scale
             return np.asarray(value, dtype=np.float64).astype(value.dtype)
         return (w - shift).astype(value.dtype)
+
+
+def fresh_roots(ctx, plan):
+    """Roots of the groups whose new units can start fresh (`new_units=
+    "fresh"`): grown, not padded, under no norm (no block constraint), and
+    touched only by weights that copy them as a writer's units (Mode.COPY)
+    or read them linearly (Mode.DIVIDE), at least one of each, in layouts
+    that hold that group alone. Such units are read only through weights, so
+    zero outgoing weights silence whatever a new unit computes.
+    `expand_model`'s verification checks the result like any growth."""
+    modes, mixed = {}, set()
+    for layer_id, layer in ctx.graph.layers.items():
+        rule, io = rules.rule_for(layer), ctx.io.get(layer_id)
+        if not (rule and io) or not isinstance(layer, keras.layers.Layer):
+            continue
+        for entries in rule.weight_axes(layer, io).values():
+            for _, role, mode, *_ in entries or ():
+                layout = io.layouts.get(role)
+                if layout is None:
+                    continue
+                if not hasattr(layout, "segments"):  # a Product: grouped heads
+                    mixed.update(ctx.groups.find(a) for part in (layout.outer, layout.inner)
+                                 for a in part.atoms())
+                    continue
+                roots = {ctx.groups.find(a) for a in layout.atoms()}
+                if len(roots) > 1:
+                    mixed.update(roots)
+                for root in roots:
+                    modes.setdefault(root, set()).add(Mode.of(mode))
+    out = set()
+    for root, seen in modes.items():
+        g = plan.mappings.get(root)
+        if root in mixed or g is None or len(g) == ctx.groups.widths[root] or g.min() < 0:
+            continue
+        if ctx.groups.blocks(root)[0] is not None:
+            continue
+        if seen == {Mode.COPY, Mode.DIVIDE}:
+            out.add(root)
+    return out
+
+
+def fresh_values(shape, teacher_value, weight_name, rng):
+    """Incoming weights of fresh units: zero for biases (and any 1-D
+    weight), else normal draws at the RMS of the teacher's weight."""
+    if "bias" in weight_name or np.ndim(teacher_value) < 2:
+        return np.zeros(shape)
+    rms = float(np.sqrt(np.mean(np.square(np.asarray(teacher_value, np.float64))))) or 1.0
+    return rng.normal(0.0, rms, size=shape)
+
+
+def random_split(src, counts, rng):
+    """Per-position factors counts[src] x alpha: the copies of each unit
+    share its outgoing weight in proportions alpha drawn uniformly on the
+    simplex (two copies: alpha, 1 - alpha with alpha ~ U(0, 1)); they sum to
+    one over the copies, so the consumer's sum is unchanged. Positions after
+    `replicate` already carry 1 / counts; pads (negative src) keep 1.
+
+    >>> f = random_split(np.array([0, 1, 0, 1]), np.array([2, 2]), np.random.default_rng(0))
+    >>> bool(np.isclose(f[0] + f[2], 2.0)) and bool(np.isclose(f[1] + f[3], 2.0))
+    True
+    """
+    factors = np.ones(len(src))
+    units = src >= 0
+    draws = rng.exponential(1.0, size=len(src))  # normalised: uniform on the simplex
+    draws[~units] = 0.0
+    sums = np.bincount(src[units], weights=draws[units], minlength=len(counts))
+    factors[units] = counts[src[units]] * draws[units] / sums[src[units]]
+    return factors

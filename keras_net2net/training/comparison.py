@@ -182,7 +182,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    rewarm_steps=0, rewarm_from=schedule_options.DEFAULT_REWARM_FROM,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
                    min_budgets=1, teacher_share=None, time_steps=True,
-                   scratch_cache=None):
+                   scratch_cache=None, growth_options=None):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -210,6 +210,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
         rewarm_from: its start as a fraction of the peak rate.
         metric: "accuracy" (higher is better) or "loss".
         noise: symmetry-breaking noise for `expand_model`.
+        growth_options: None, or more `expand_model` keywords for every
+            growth (`new_units`, `split`), e.g. {"new_units": "fresh"}.
         output_dir: where to keep each seed's teacher and its largest-budget
             students and scratch models (`seed_<s>/<name>.keras`); None keeps
             none.
@@ -271,7 +273,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
     plan = _Plan(teacher_steps, tuple(budgets), tuple(float(s) for s in lr_scales),
                  carry_optimizer, rewarm_steps, rewarm_from, metric, noise,
                  None if teacher_share is None else float(teacher_share),
-                 bool(time_steps))
+                 bool(time_steps), tuple(sorted((growth_options or {}).items())))
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -298,6 +300,7 @@ class _Plan:
     noise: float
     teacher_share: object = None
     time_steps: bool = True
+    growth_options: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,7 +530,7 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
             with strategy.scope():
                 student, report = n2n.expand_model(
                     teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
-                    seed=config.seed, return_report=True)
+                    seed=config.seed, return_report=True, **dict(plan.growth_options))
                 carried = (n2n.expand_optimizer(held["optimizer"], student)
                            if plan.carry_optimizer else None)
             students.append(student)
