@@ -8,7 +8,6 @@ before any work with absl's usage error naming the flag:
 """
 
 import os
-import sys
 
 from absl import flags
 

@@ -15,7 +15,6 @@ feed-forward width grows (and it deepens). An inserted block zeroes the
 attention output and feed-forward output projections.
 """
 
-import dataclasses
 import math
 
 import keras_hub

@@ -21,7 +21,6 @@ Two things differ from a plain model:
   the logits are exact. `readout()` gives the teacher's states back.
 """
 
-import dataclasses
 import math
 import re
 

@@ -12,7 +12,6 @@ model, history = train(config, strategy,
 ```
 """
 
-import dataclasses
 import json
 import os
 import time

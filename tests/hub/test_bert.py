@@ -5,7 +5,6 @@ epsilon of 1e-12); a non-integer model width is refused with the reason."""
 
 import pytest
 
-import keras_net2net as n2n
 from keras_net2net import errors
 from tests.hub.helpers import TINY
 from tests.hub.helpers import grow_and_check

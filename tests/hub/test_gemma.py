@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 
-import keras_net2net as n2n
 from keras_net2net import errors
 from tests.hub.helpers import assert_same_greedy_tokens
 from tests.hub.helpers import grow_and_check

@@ -6,7 +6,6 @@ pads for RMSNorm), deeper by an identity block; greedy tokens equal."""
 import keras
 import pytest
 
-import keras_net2net as n2n
 from keras_net2net import errors
 from tests.hub.helpers import assert_same_greedy_tokens
 from tests.hub.helpers import grow_and_check
