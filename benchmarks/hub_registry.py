@@ -184,11 +184,11 @@ def tiny(cls):
             return None, f"no tiny value for {name!r}"
     keras.utils.set_random_seed(0)
     try:
-        model = own[0]() if callable(own[0] if own else None) else cls(
-            **(own[0] if own is not None else kwargs))
-        config = kwargs if own is None else own[0]() if callable(own[0]) else own[0]
-        model = cls(**config)
-        model = cls(**(kwargs if own is None else own[0]() if callable(own[0]) else own[0]))
+        # An entry is a config, or a function making a config (towers built
+        # fresh) or the model itself (a composite on a built encoder).
+        made = own[0]() if own is not None and callable(own[0]) else (
+            own[0] if own is not None else kwargs)
+        model = made if isinstance(made, keras.Model) else cls(**made)
     except Exception as e:  # noqa: BLE001 - a config the generic filler gets wrong
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     rng = np.random.default_rng(0)

@@ -82,6 +82,7 @@ def activate():
         from keras_net2net.hub import qwen3_5
         from keras_net2net.hub import qwen3_5_moe
         from keras_net2net.hub import refusals
+        from keras_net2net.hub import retinanet
         from keras_net2net.hub import roberta
         from keras_net2net.hub import roformer_v2
         from keras_net2net.hub import rwkv7
@@ -113,6 +114,8 @@ def activate():
                    qwen3_5_moe, f_net, rwkv7):
         rules.register_table(getattr(module, "TABLE", {}))
         families.register(module.FAMILIES)
+    for module in (hgnetv2, mobilenetv5, retinanet):
+        convnets.register_specs(module.SPECS)
     # Consulted in this order: composites on a sub-backbone and typed refusals
     # first, then the CNN backbones, the dual encoders, then every family.
     makers.register_maker(segmentation.MAKER)

@@ -223,22 +223,22 @@ def _cspnet_identity(student, anchor, new):
     _zero(student, [(f"{new}{kind}_bn_{last}", ("gamma", "beta"))])
 
 
+_REGISTERED = {}
+
+
+def register_specs(specs):
+    """Adds {backbone class: Spec} from a family module built on this maker
+    (hub.hgnetv2, hub.mobilenetv5, hub.retinanet): they import this module,
+    never the other way round."""
+    _REGISTERED.update(specs)
+
+
 def _specs():
     import keras_hub
 
-    from keras_net2net.hub import hgnetv2
-    from keras_net2net.hub import mobilenetv5
-    from keras_net2net.hub import retinanet
-
     m = keras_hub.models
     return {
-        m.MobileNetV5Backbone: Spec(mobilenetv5.widen, lambda config: mobilenetv5.NO_IDENTITY,
-                                    view=mobilenetv5.view, pairs=mobilenetv5.pairs),
-        m.RetinaNetBackbone: Spec(retinanet.widen, retinanet.anchors, retinanet.deepen,
-                                  retinanet.identity, retinanet.view),
-        m.HGNetV2Backbone: Spec(hgnetv2.widen, hgnetv2.anchors, hgnetv2.deepen,
-                                hgnetv2.identity, hgnetv2.view, hgnetv2.rename,
-                                hgnetv2.task_config),
+        **_REGISTERED,
         m.ResNetBackbone: Spec(_resnet_widen, _resnet_anchors, _resnet_deepen,
                                _resnet_identity),
         m.VGGBackbone: Spec(_vgg_widen, _vgg_anchors, _vgg_deepen, _vgg_identity),

@@ -26,10 +26,12 @@ keras_hub.src.models.hgnetv2.hgnetv2_layers / hgnetv2_encoder.
 """
 
 import numpy as np
+import keras_hub
 from keras_hub.src.models.hgnetv2 import hgnetv2_encoder as _encoder
 from keras_hub.src.models.hgnetv2 import hgnetv2_layers as _layers
 
 from keras_net2net import errors
+from keras_net2net.hub import convnets
 from keras_net2net.hub import nested
 from keras_net2net.rules.base import Rule
 from keras_net2net.rules.base import input_layout
@@ -68,23 +70,21 @@ def rename(teacher, student):
 
 
 def widen(config, factor):
-    from keras_net2net.hub.convnets import scaled
 
     stem = list(config["stem_channels"])
-    return dict(config, stem_channels=stem[:1] + scaled(stem[1:], factor),
-                embedding_size=scaled(config["embedding_size"], factor),
-                hidden_sizes=scaled(config["hidden_sizes"], factor),
+    return dict(config, stem_channels=stem[:1] + convnets.scaled(stem[1:], factor),
+                embedding_size=convnets.scaled(config["embedding_size"], factor),
+                hidden_sizes=convnets.scaled(config["hidden_sizes"], factor),
                 stackwise_stage_filters=[
-                    scaled(list(s[:_BLOCKS]), factor) + list(s[_BLOCKS:])
+                    convnets.scaled(list(s[:_BLOCKS]), factor) + list(s[_BLOCKS:])
                     for s in config["stackwise_stage_filters"]])
 
 
 def task_config(config, factor):
     if factor is None or config.get("head_filters") is None:
         return config
-    from keras_net2net.hub.convnets import scaled
 
-    return dict(config, head_filters=scaled(config["head_filters"], factor))
+    return dict(config, head_filters=convnets.scaled(config["head_filters"], factor))
 
 
 def anchors(config):
@@ -127,3 +127,7 @@ def identity(student, anchor, new):
         variable.assign(np.zeros(variable.shape, variable.dtype))
 
 FAMILIES = []  # its Family is hub.convnets' (ConvnetMaker grows it)
+
+
+SPECS = {keras_hub.models.HGNetV2Backbone: convnets.Spec(
+    widen, anchors, deepen, identity, view, rename, task_config)}

@@ -25,14 +25,16 @@ Reaches keras_hub internals: keras_hub.src.models.mobilenetv5.*.
 import inspect
 
 import keras
-from keras.src.ops import image as _image_ops
-from keras.src.ops import nn as _nn_ops
+import keras_hub
 from keras_hub.src.models.mobilenetv5 import mobilenetv5_attention as _attention
 from keras_hub.src.models.mobilenetv5 import mobilenetv5_blocks as _blocks
 from keras_hub.src.models.mobilenetv5 import mobilenetv5_layers as _layers
 from keras_hub.src.models.mobilenetv5 import mobilenetv5_utils as _utils
 
 from keras_net2net import errors
+from keras_net2net._keras import ops_image as _image_ops
+from keras_net2net._keras import ops_nn as _nn_ops
+from keras_net2net.hub import convnets
 from keras_net2net.hub import layers as hub_layers
 from keras_net2net.hub import nested
 from keras_net2net.rules import channelwise
@@ -72,7 +74,6 @@ def view(model, check=True):
 
 
 def widen(config, factor):
-    from keras_net2net.hub.convnets import scaled
 
     if factor != int(factor):
         raise errors.PlanError(
@@ -80,9 +81,9 @@ def widen(config, factor):
             f"widen={factor!r}, but its RmsNorm2d normalises over the channels with an eps "
             f"fixed in code, so only equal copies of every channel keep it exact. Fix: "
             f"widen=2.0.")
-    return dict(config, stem_size=scaled(config["stem_size"], factor),
-                num_features=scaled(config["num_features"], factor),
-                stackwise_num_filters=scaled(config["stackwise_num_filters"], factor))
+    return dict(config, stem_size=convnets.scaled(config["stem_size"], factor),
+                num_features=convnets.scaled(config["num_features"], factor),
+                stackwise_num_filters=convnets.scaled(config["stackwise_num_filters"], factor))
 
 
 NO_IDENTITY = (
@@ -98,3 +99,7 @@ def pairs(ctx, student_view):
 
 
 FAMILIES = []  # its Family is hub.convnets' (ConvnetMaker grows it)
+
+
+SPECS = {keras_hub.models.MobileNetV5Backbone: convnets.Spec(
+    widen, lambda config: NO_IDENTITY, view=view, pairs=pairs)}

@@ -14,9 +14,11 @@ Reaches keras_hub internals: keras_hub.src.models.retinanet.feature_pyramid.
 """
 
 import keras
+import keras_hub
 from keras_hub.src.models.retinanet import feature_pyramid as _fpn
 
 from keras_net2net import errors
+from keras_net2net.hub import convnets
 from keras_net2net.hub import nested
 
 KEY = "image_encoder"
@@ -24,7 +26,6 @@ KEY = "image_encoder"
 
 def _inner(config):
     """(the encoder's serialised config, its class's Spec)."""
-    from keras_net2net.hub import convnets
 
     encoder = config[KEY]
     cls = keras.saving.get_registered_object(encoder.get("registered_name")) if isinstance(
@@ -74,3 +75,7 @@ def view(model, check=True):
 
 
 FAMILIES = []  # its Family is hub.convnets' (ConvnetMaker grows it)
+
+
+SPECS = {keras_hub.models.RetinaNetBackbone: convnets.Spec(
+    widen, anchors, deepen, identity, view)}

@@ -59,11 +59,11 @@ def test_a_preset_name_is_refused():
 
 
 def test_a_backbone_with_no_rule_lists_the_supported_classes():
-    backbone = keras_hub.models.FNetBackbone(
-        vocabulary_size=50, num_layers=1, hidden_dim=8, intermediate_dim=16,
-        max_sequence_length=8)
+    backbone = keras_hub.models.EdRecBackbone(
+        vocab_size=50, num_layers_enc=1, num_layers_dec=1, hidden_dim=8,
+        intermediate_dim=16, num_heads=2)
     message = refused(backbone, errors.UnsupportedModelError, widen=2.0)
-    for fragment in ("FNetBackbone", "GPT2Backbone", "BertBackbone", "Fix:"):
+    for fragment in ("EdRecBackbone", "GPT2Backbone", "BertBackbone", "Fix:"):
         assert fragment in message, message
 
 
