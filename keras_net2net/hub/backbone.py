@@ -295,13 +295,7 @@ def block_inserts(family, config, deepen):
             raise errors.PlanError(
                 f"Expected deepen to name a block of {family.backbone.__name__} ({names}). "
                 f"Received: deepen={{{name!r}: {count!r}}}. Fix: name one of those blocks.")
-        if count == "identity":
-            count = 1
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise errors.PlanError(
-                f"Expected a positive count of blocks after {name!r}. Received: "
-                f"deepen={{{name!r}: {count!r}}}. Fix: e.g. deepen={{{name!r}: 1}}.")
-        out[names.index(name)] = count
+        out[names.index(name)] = block_count(name, count)
     return out
 
 
@@ -497,3 +491,15 @@ def report_for(ctx, the_plan, teacher, student, config, new_config, widen, deepe
         dict(widen=widen if isinstance(widen, (int, float, dict)) else None,
              deepen=deepen if isinstance(deepen, (list, dict, str)) else None),
         configs=(config, new_config), blocks=inserts)
+
+
+def block_count(name, count):
+    """The number of blocks `deepen={name: count}` asks for ("identity": 1),
+    or a typed PlanError."""
+    if count == "identity":
+        count = 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise errors.PlanError(
+            f"Expected a positive count of blocks after {name!r}. Received: "
+            f"deepen={{{name!r}: {count!r}}}. Fix: e.g. deepen={{{name!r}: 1}}.")
+    return count

@@ -392,12 +392,7 @@ class DualEncoderMaker(hub_backbone.BackboneMaker):
                     f"Received: deepen={{{name!r}: {count!r}}}, a "
                     f"{type(layer).__name__}. Fix: name a block, e.g. "
                     f"deepen=[{_example(ctx, model)!r}].")
-            if count == "identity":
-                count = 1
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise errors.PlanError(
-                    f"Expected a positive count of blocks after {name!r}. Received: "
-                    f"deepen={{{name!r}: {count!r}}}. Fix: e.g. deepen={{{name!r}: 1}}.")
+            count = hub_backbone.block_count(name, count)
             blocks = [b for b in getattr(model, where).layers if isinstance(b, spec["blocks"])]
             out[((where,), blocks.index(layer))] = count
         return out
