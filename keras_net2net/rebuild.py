@@ -158,8 +158,23 @@ class Rebuilder:
 
     def _clone_functional(self, model, input_tensors=None):
         functional = _keras.functional_of(model)
-        clone = keras.models.clone_model(functional, input_tensors=input_tensors,
-                                         clone_function=self._clone, call_function=self.call)
+        try:
+            clone = keras.models.clone_model(functional, input_tensors=input_tensors,
+                                             clone_function=self._clone,
+                                             call_function=self.call)
+        except Exception as e:  # noqa: BLE001 - named below where it is the compile config
+            problem = compile_config_problem(functional)
+            if problem is None:
+                raise
+            raise errors.UnsupportedModelError(
+                f"Expected {model.name!r}'s compile config to deserialize: "
+                f"keras.models.clone_model compiles the student from it. Received: "
+                f"{problem}. Fix: register the custom objects it holds (e.g. a learning-"
+                f"rate schedule) with @keras.saving.register_keras_serializable(), or "
+                f"grow an uncompiled view of the same layers, keras.Model(model.inputs, "
+                f"model.outputs), and compile the student yourself "
+                f"(keras_net2net.expand_optimizer carries the optimizer's state). The "
+                f"teacher is unchanged.") from e
         if clone.name != model.name:
             # A Sequential's hidden Functional has a generated name; the clone
             # keeps the Sequential's, so that layer paths ("block/conv") hold.
@@ -445,3 +460,17 @@ def random_split(src, counts, rng):
     sums = np.bincount(src[units], weights=draws[units], minlength=len(counts))
     factors[units] = counts[src[units]] * draws[units] / sums[src[units]]
     return factors
+
+
+def compile_config_problem(model):
+    """None where a compiled `model`'s compile config deserializes (what
+    keras.models.clone_model does with it), else what fails."""
+    if not getattr(model, "compiled", False):
+        return None
+    try:
+        config = model.get_compile_config()
+        if config:
+            keras.saving.deserialize_keras_object(config)
+    except Exception as e:  # noqa: BLE001 - any failure is the answer
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    return None

@@ -76,6 +76,33 @@ def test_bad_request_is_refused_and_teacher_kept(factory, kwargs, error, fragmen
     assert_unchanged(teacher, snap)
 
 
+class _UnregisteredSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, peak):
+        self.peak = peak
+
+    def __call__(self, step):
+        return self.peak
+
+    def get_config(self):
+        return {"peak": self.peak}
+
+
+def test_a_compile_config_that_cannot_deserialize_is_named_and_the_teacher_kept():
+    """clone_model compiles the student from the teacher's compile config; an
+    unregistered schedule in it used to surface as "a layer whose width
+    changed cannot take its new input"."""
+    teacher = factories.randomize_state(factories.residual())
+    teacher.compile(optimizer=keras.optimizers.Adam(_UnregisteredSchedule(1e-3)), loss="mse")
+    snap = snapshot(teacher)
+    assert_refused(teacher, dict(widen=2.0), errors.UnsupportedModelError,
+                   ["compile config", "register_keras_serializable", "uncompiled view",
+                    "teacher is unchanged"])
+    assert_unchanged(teacher, snap)
+    uncompiled = keras.Model(teacher.inputs, teacher.outputs)  # the fix: same layers
+    student, report = n2n.expand_model(uncompiled, widen=2.0, return_report=True)
+    assert report.max_relative_error <= 1e-5, report.max_relative_error
+
+
 def test_subclassed_model_is_refused():
     with pytest.raises(errors.UnsupportedModelError, match="Subclassed.*functional API"):
         n2n.expand_model(_subclassed(), widen=2.0)
