@@ -18,6 +18,8 @@ options.jsonable(deepen)
 ```
 """
 
+from keras_net2net import errors
+
 SPAN = ".."  # between a span's first and last layer names: "first..last"
 DEEPEN_KINDS = ("identity", "residual")  # deepen one layer
 SPAN_KINDS = ("block", "stack")  # a span's copy: zeroed branches / trained weights
@@ -79,6 +81,22 @@ def as_counts(deepen):
     if isinstance(deepen, (list, tuple)):
         return {name: 1 for name in deepen}
     return deepen
+
+
+def block_counts(deepen, example):
+    """`as_counts(deepen)` where it is a dict, else a typed PlanError whose
+    fix names `example` (a block name of the model).
+
+    Example:
+    >>> block_counts("block_1", "block_2")
+    {'block_1': 1}
+    """
+    counts = as_counts(deepen)
+    if not isinstance(counts, dict):
+        raise errors.PlanError(
+            f"Expected deepen to be a block name, a list of them or {{name: count}}. "
+            f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{example!r}].")
+    return counts
 
 
 def parse_widen(text):

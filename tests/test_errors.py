@@ -129,3 +129,14 @@ def test_strict_false_skips_with_note():
     assert "Lambda 'lam'" in report.skipped[0]["reason"]
     widths = {r["layer"]: r["new_width"] for r in report.layers}
     assert widths["free"] == 8 and widths["before_lambda"] == 6
+
+
+def test_a_deepen_that_is_no_block_list_names_the_fix():
+    from keras_net2net import options
+
+    assert options.block_counts(["b1", "b2"], "b2") == {"b1": 1, "b2": 1}
+    with pytest.raises(errors.PlanError) as info:
+        options.block_counts(3, "block_2")
+    message = str(info.value)
+    assert message.startswith("Expected deepen to be a block name") and \
+        "deepen=3" in message and "deepen=['block_2']" in message, message

@@ -276,12 +276,8 @@ def _factor(config, keys, targets):
 
 def block_inserts(family, config, deepen):
     """{block index: count} of identity blocks to insert after it."""
-    deepen = options.as_counts(deepen)
     names = family.blocks(config)
-    if not isinstance(deepen, dict):
-        raise errors.PlanError(
-            f"Expected deepen to be a block name, a list of them or {{name: count}}. "
-            f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{names[-1]!r}].")
+    deepen = options.block_counts(deepen, names[-1])
     if deepen and family.identity not in ("pre", "post"):
         wider = (f"widen={{'{family.keys['intermediate']}': ...}}" if family.partial
                  else "widen=2.0")

@@ -265,11 +265,7 @@ def _factor(widen, name):
 
 def _deepen_names(deepen, names, cls):
     """{last block name of a stack: count} from deepen=."""
-    deepen = options.as_counts(deepen)
-    if not isinstance(deepen, dict):
-        raise errors.PlanError(
-            f"Expected deepen to be a block name, a list of them or {{name: count}}. "
-            f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{names[-1]!r}].")
+    deepen = options.block_counts(deepen, names[-1])
     out = {}
     for name, count in deepen.items():
         if name not in names:

@@ -366,10 +366,7 @@ def stack_inserts(spec, config, deepen, name):
             f"Expected a backbone whose blocks admit an identity block. Received: "
             f"deepen={deepen!r} for {name}: {anchors}. Fix: grow it wider (widen=2.0), which "
             f"stays exact.")
-    if not isinstance(counts, dict):
-        raise errors.PlanError(
-            f"Expected deepen to be a block name, a list of them or {{name: count}}. "
-            f"Received: deepen={deepen!r}. Fix: e.g. deepen=[{anchors[-1]!r}].")
+    counts = options.block_counts(deepen, anchors[-1])
     out = {}
     for block, count in counts.items():
         if block not in anchors:

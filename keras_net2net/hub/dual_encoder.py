@@ -376,11 +376,7 @@ class DualEncoderMaker(hub_backbone.BackboneMaker):
 
     def _inserts(self, ctx, model, spec, deepen):
         """{((tower key,), block index): count}."""
-        counts = options.as_counts(deepen)
-        if not isinstance(counts, dict):
-            raise errors.PlanError(
-                f"Expected deepen to be a block name, a list of them or {{name: count}}. "
-                f"Received: deepen={deepen!r}. Fix: e.g. deepen={_example(ctx, model)!r}.")
+        counts = options.block_counts(deepen, _example(ctx, model))
         out = {}
         for name, count in counts.items():
             layer = plan_lib.resolve_layer(ctx.graph, name, "deepen")
