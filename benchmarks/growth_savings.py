@@ -85,7 +85,8 @@ PROFILES = {
 RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
            "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
-           "share_0.25_noise_1.0")
+           "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
+           "stable_0.25_carry_rewarm")
 
 
 def define_flags():
@@ -153,6 +154,15 @@ def _recipes(profile):
         "share_0.25_fresh_split": (both, {**share, "growth_options": {
             "new_units": "fresh", "split": "random"}}),
         "share_0.25_noise_1.0": (both, {**share, "noise": 1.0}),
+        # Growth from the teacher's stable phase (before its decay): growth
+        # inside one run. With a fresh Adam, or the teacher's state carried
+        # (its schedule continued, no re-warmup; or 20 steps from 0.1 x).
+        "stable_0.25": (both, {**share, "grow_from": "stable"}),
+        "stable_0.25_carry": (both, {**share, "grow_from": "stable",
+                                     "carry_optimizer": True}),
+        "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
+                                            "carry_optimizer": True,
+                                            "rewarm_steps": 20}),
     }
 
 

@@ -85,9 +85,17 @@ def define_flags(flag_values=FLAGS):
         "budget / the teacher's FLOPs ratio) teacher steps) and its student the "
         "rest; the teachers are cooldowns branched off one teacher run, each "
         "student grows from its own. Strictly between 0 and 1, e.g. 0.25. Not "
-        "with an explicit --teacher_steps (which it replaces) or "
-        "--carry_optimizer. Default: one teacher of --teacher_steps for every "
-        "budget.", **fv)
+        "with an explicit --teacher_steps (which it replaces), nor with "
+        "--carry_optimizer unless --grow_from=stable. Default: one teacher of "
+        "--teacher_steps for every budget.", **fv)
+    flags.DEFINE_enum(
+        "grow_from", "cooldown", list(comparison_options.GROW_FROM),
+        "With --teacher_share, where each student grows from: cooldown (each "
+        "teacher ends in its own decay; the student then re-warms) or stable "
+        "(the teacher run at its growth point, before any decay: growth inside "
+        "one run, no teacher compute spent on a cooldown the student undoes; "
+        "allows --carry_optimizer, which continues the teacher's schedule).",
+        **fv)
     flags.DEFINE_list(
         "budgets", [str(b) for b in comparison_options.DEFAULT_BUDGETS],
         "Compute budgets in student-step equivalents, increasing, at least "
@@ -169,14 +177,19 @@ def define_flags(flag_values=FLAGS):
             f"ratio) steps). Received: --teacher_share={v['teacher_share']} "
             f"--teacher_steps={v['teacher_steps']}. Fix: drop one of them."), **fv)
     flags.register_multi_flags_validator(
-        ["teacher_share", "carry_optimizer"],
+        ["teacher_share", "carry_optimizer", "grow_from"],
         lambda v: v["teacher_share"] is None or not v["carry_optimizer"]
+        or v["grow_from"] == "stable"
         or shared_flags.raise_problem(
             f"Expected a fresh optimizer with --teacher_share (each budget's "
             f"teacher is a cooldown branch; no optimizer state is kept to carry). "
             f"Received: --teacher_share={v['teacher_share']} --carry_optimizer. "
-            f"Fix: --nocarry_optimizer, or --teacher_steps instead of "
-            f"--teacher_share."), **fv)
+            f"Fix: --nocarry_optimizer, --grow_from=stable, or --teacher_steps "
+            f"instead of --teacher_share."), **fv)
+    flags.register_multi_flags_validator(
+        ["grow_from", "teacher_share"],
+        lambda v: shared_flags.raise_problem(comparison_options.grow_from_problem(
+            v["grow_from"], v["teacher_share"])), **fv)
     flags.register_validator("widen", shared_flags.parses(shared_flags.parse_widen),
                              message="expected e.g. 2.0 or conv1=8,fc1=64",
                              **fv)
@@ -249,7 +262,7 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         carry_optimizer=flag_values.carry_optimizer,
         rewarm_steps=flag_values.rewarm_steps, rewarm_from=flag_values.rewarm_from,
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
-        teacher_share=flag_values.teacher_share,
+        teacher_share=flag_values.teacher_share, grow_from=flag_values.grow_from,
         min_budgets=comparison_options.MIN_BUDGETS,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)

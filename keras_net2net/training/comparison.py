@@ -182,7 +182,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    rewarm_steps=0, rewarm_from=schedule_options.DEFAULT_REWARM_FROM,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
                    min_budgets=1, teacher_share=None, time_steps=True,
-                   scratch_cache=None, growth_options=None):
+                   scratch_cache=None, growth_options=None, grow_from="cooldown"):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -226,7 +226,16 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
             branched off it (as the students' budgets are), so every teacher
             ends in its own decay; each budget's student grows from its own
             teacher and continues that teacher's data stream. Needs a fresh
-            optimizer (`carry_optimizer=False`). `teacher_steps` is ignored.
+            optimizer (`carry_optimizer=False`) unless `grow_from="stable"`.
+            `teacher_steps` is ignored.
+        grow_from: with `teacher_share`, where each student grows from:
+            "cooldown" (each teacher ends in its own decay, then the student
+            starts a fresh schedule), or "stable" (the teacher's warmup-stable
+            run at its growth point, before any decay: growth inside one run,
+            the teacher's steps all at the peak, none spent on a cooldown the
+            student would undo). "stable" also allows `carry_optimizer`: the
+            teacher's Adam state at that point, its schedule continued from the
+            teacher's step count (re-warmed over `rewarm_steps`).
         time_steps: measure seconds per teacher step and per student step
             side by side (first seed) for the wall-clock view
             ("compute_saved_wall"); False: no wall-clock view.
@@ -256,15 +265,19 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
     if config.eval_every < 0:
         raise ValueError(f"Expected eval_every >= 0. Received: "
                          f"eval_every={config.eval_every}")
+    problem = comparison_options.grow_from_problem(grow_from, teacher_share)
+    if problem:
+        raise ValueError(problem)
     if teacher_share is not None:
         problem = comparison_options.teacher_share_problem(teacher_share)
         if problem:
             raise ValueError(problem)
-        if carry_optimizer:
+        if carry_optimizer and grow_from != "stable":
             raise ValueError("Expected carry_optimizer=False with teacher_share "
                              "(each budget's teacher is a cooldown branch; its "
                              "optimizer state is not kept). Received: "
-                             "carry_optimizer=True.")
+                             "carry_optimizer=True. Fix: carry_optimizer=False, "
+                             "or grow_from=\"stable\".")
     budgets = [int(b) for b in budgets]
     began = time.perf_counter()
     say = progress or (lambda message: logging.info("%s", message))
@@ -273,7 +286,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
     plan = _Plan(teacher_steps, tuple(budgets), tuple(float(s) for s in lr_scales),
                  carry_optimizer, rewarm_steps, rewarm_from, metric, noise,
                  None if teacher_share is None else float(teacher_share),
-                 bool(time_steps), tuple(sorted((growth_options or {}).items())))
+                 bool(time_steps), tuple(sorted((growth_options or {}).items())),
+                 grow_from)
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -301,6 +315,7 @@ class _Plan:
     teacher_share: object = None
     time_steps: bool = True
     growth_options: tuple = ()
+    grow_from: str = "cooldown"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,7 +431,7 @@ class _BranchRunner:
         return _values(model.variables), _values(optimizer.variables)
 
     def run(self, state, *, origin, budgets, peak, warmup_steps, warm_from,
-            warm_offset, data_offset, eval_every, on_branch=None):
+            warm_offset, data_offset, eval_every, on_branch=None, decay=True):
         """Trains the stable phase and each budget's cooldown.
 
         Args:
@@ -430,6 +445,8 @@ class _BranchRunner:
             data_offset: training batches before step 0 (the teacher's).
             eval_every: steps between evaluations of the stable phase.
             on_branch: `on_branch(index, model)` after each budget's cooldown.
+            decay: False: no cooldowns; each budget's "branch" is the stable
+                run at that step (teachers grown from their stable phase).
 
         Returns:
             (results, curve): per budget {"steps", "report", "selection",
@@ -447,7 +464,7 @@ class _BranchRunner:
                       min_lr_ratio=config.min_lr_ratio)
         self.schedule.set(**stable)
         cooldowns = [schedule_options.cooldown_steps(b, config.cooldown_fraction)
-                     for b in budgets]
+                     if decay else 0 for b in budgets]
         points = [b - c for b, c in zip(budgets, cooldowns)]
         curve = [{"step": 0, **trainer.evaluate(), "branch": None}]
         iterator = trainer.train_iterator(start_step=0)
@@ -462,10 +479,12 @@ class _BranchRunner:
                     curve.append({"step": step, **trainer.evaluate(), "branch": None})
             kept = (_values(trainer.model.variables),
                     _values(trainer.optimizer.variables))
-            self.schedule.set(**stable, decay_start=origin + points[i],
-                              decay_steps=cooldowns[i])
-            branch = trainer.train_iterator(start_step=points[i])
-            metrics = trainer.train_steps(branch, cooldowns[i])
+            metrics = {"loss": None}
+            if cooldowns[i]:
+                self.schedule.set(**stable, decay_start=origin + points[i],
+                                  decay_steps=cooldowns[i])
+                branch = trainer.train_iterator(start_step=points[i])
+                metrics = trainer.train_steps(branch, cooldowns[i])
             report = trainer.evaluate()
             results[i] = {"steps": budgets[i], "report": report,
                           "selection": self.selector.evaluate(),
@@ -518,24 +537,32 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
         models["teacher"] = teacher
     for arm in arms:
         fact = facts[arm.name]
+        teacher_slots = None
         if plan.teacher_share is None:
             teachers = [teacher]
         else:
-            teachers, run["teacher"] = _branched_teachers(
-                config, strategy, teacher_fn, fns, fact["teacher_steps"], state, log)
+            teachers, run["teacher"], teacher_slots = _branched_teachers(
+                config, strategy, teacher_fn, fns, fact["teacher_steps"], state, log,
+                decay=plan.grow_from != "stable")
             run.setdefault("teachers", {})[arm.name] = run["teacher"]
             models["teacher"] = teachers[-1]
-        students, reports = [], []
-        for teacher_i in teachers:
+        students, reports, carries = [], [], []
+        for k, teacher_i in enumerate(teachers):
             with strategy.scope():
                 student, report = n2n.expand_model(
                     teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                     seed=config.seed, return_report=True, **dict(plan.growth_options))
-                carried = (n2n.expand_optimizer(held["optimizer"], student)
-                           if plan.carry_optimizer else None)
+                if not plan.carry_optimizer:
+                    carried = None
+                elif teacher_slots is None:
+                    carried = n2n.expand_optimizer(held["optimizer"], student)
+                else:
+                    carried = n2n.expand_optimizer(
+                        _optimizer_at(config, teacher_i, teacher_slots[k]), student)
             students.append(student)
             reports.append(report)
-        student = students[0]
+            carries.append(carried)
+        student, carried = students[0], carries[0]
         runner = state["runners"].get(arm.name)
         if runner is None:
             runner = state["runners"][arm.name] = _BranchRunner(strategy, student,
@@ -559,9 +586,14 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
             grown_schedule = dict(origin=0, warmup_steps=config.warmup_steps,
                                   warm_from=0.0, warm_offset=1)
         if len(students) > 1:
-            # One teacher per budget: each budget's student is its own run.
-            grown_parts = [dict(state=runner.fresh_state(s, strategy), data_offset=t)
-                           for s, t in zip(students, fact["teacher_steps"])]
+            # One teacher per budget: each budget's student is its own run,
+            # a carried optimizer's schedule continuing from its teacher's step.
+            grown_parts = [
+                dict(state=runner.fresh_state(s, strategy), data_offset=t) if c is None
+                else dict(state=runner.carried_state(s, c), data_offset=t,
+                          schedule=dict(origin=t, warmup_steps=plan.rewarm_steps,
+                                        warm_from=plan.rewarm_from, warm_offset=0))
+                for s, t, c in zip(students, fact["teacher_steps"], carries)]
         else:
             grown_parts = None
         roles = {
@@ -617,11 +649,13 @@ def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_bra
     parts = spec.get("parts")
     # One run branching every budget's cooldown, or (a teacher per budget)
     # one run per budget from its own start.
-    groups = ([(spec["state"], spec["data_offset"], list(indices))] if parts is None
-              else [(parts[i]["state"], parts[i]["data_offset"], [i]) for i in indices])
+    groups = ([(spec["state"], spec["data_offset"], spec["schedule"], list(indices))]
+              if parts is None else
+              [(parts[i]["state"], parts[i]["data_offset"],
+                parts[i].get("schedule", spec["schedule"]), [i]) for i in indices])
     began = time.perf_counter()
     results, curve = [], None
-    for state, data_offset, group in groups:
+    for state, data_offset, schedule, group in groups:
         budgets = [spec["budgets"][i] for i in group]
         log(f"seed {config.seed}: {arm.name} {role}, budgets "
             f"{','.join(map(str, budgets))} steps at {scale:g} x lr"
@@ -630,7 +664,7 @@ def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_bra
             state, budgets=budgets, peak=config.learning_rate * scale,
             data_offset=data_offset, eval_every=config.eval_every,
             on_branch=lambda i, model, group=group: on_branch(group[i], model, scale),
-            **spec["schedule"])
+            **schedule)
         results.extend(part)
     return results, curve, time.perf_counter() - began
 
@@ -646,28 +680,37 @@ def _teacher_runner(config, strategy, teacher_fn, fns, state):
     return state["runners"]["teacher"]
 
 
-def _branched_teachers(config, strategy, teacher_fn, fns, teacher_steps, state, log):
+def _branched_teachers(config, strategy, teacher_fn, fns, teacher_steps, state, log,
+                       decay=True):
     """Teachers trained `teacher_steps[i]` steps each: one warmup-stable run
-    at the base rate, each growth point's WSD cooldown branched off it.
+    at the base rate, each growth point's WSD cooldown branched off it
+    (`decay=False`: the stable run itself at each growth point).
 
     Returns:
-        (teachers, history): one model per entry of `teacher_steps`; history
-        {"eval": the reported split's metrics at each growth point, "steps",
-        "curve", "train_seconds"}.
+        (teachers, history, optimizer_values): one model per entry of
+        `teacher_steps`; history {"eval": the reported split's metrics at each
+        growth point, "steps", "curve", "train_seconds"}; the runner
+        optimizer's variable values at each growth point.
     """
     runner = _teacher_runner(config, strategy, teacher_fn, fns, state)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         init = teacher_fn(fns.info)
     log(f"seed {config.seed}: teachers, {','.join(map(str, teacher_steps))} steps "
-        f"(cooldowns branched off one run)")
-    kept = {}
+        + ("(cooldowns branched off one run)" if decay
+           else "(points of one warmup-stable run)"))
+    kept, slots = {}, {}
+
+    def keep(i, model):
+        kept[i] = model.get_weights()
+        slots[i] = _values(runner.trainer.optimizer.variables)
+
     began = time.perf_counter()
     results, curve = runner.run(
         runner.fresh_state(init, strategy), origin=0, budgets=list(teacher_steps),
         peak=config.learning_rate, warmup_steps=config.warmup_steps, warm_from=0.0,
         warm_offset=1, data_offset=0, eval_every=config.eval_every,
-        on_branch=lambda i, model: kept.__setitem__(i, model.get_weights()))
+        on_branch=keep, decay=decay)
     seconds = time.perf_counter() - began
     teachers = []
     for i in range(len(teacher_steps)):
@@ -677,7 +720,18 @@ def _branched_teachers(config, strategy, teacher_fn, fns, teacher_steps, state, 
         teachers.append(model)
     return teachers, {"eval": [r["report"] for r in results],
                       "steps": list(teacher_steps), "curve": curve,
-                      "train_seconds": seconds}
+                      "train_seconds": seconds}, [slots[i] for i in range(len(teacher_steps))]
+
+
+def _optimizer_at(config, model, values):
+    """An optimizer built on `model` holding `values` (a runner optimizer's
+    variables on the same architecture), for `expand_optimizer`."""
+    optimizer = optimizers.make_optimizer(
+        config.optimizer, schedules.Constant(1.0),
+        loss_scale=config.mixed_precision == "mixed_float16")
+    optimizer.build(model.trainable_variables)
+    _assign(optimizer.variables, values)
+    return optimizer
 
 
 def _time_steps(teacher, student, log, steps=10, repeats=9):
@@ -823,6 +877,12 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
                          "on the first half of the held-out examples; every "
                          "quality reported is on the second half",
             "data": "the student continues the teacher's data stream",
+            "grow_from": "one teacher of its own schedule"
+                         if plan.teacher_share is None else
+                         "each budget's teacher: a point of one warmup-stable "
+                         "run, before any decay" if plan.grow_from == "stable" else
+                         "each budget's teacher: a cooldown branched off one "
+                         "warmup-stable run",
         },
         "settings": {**dataclasses.asdict(config), **dataclasses.asdict(plan)},
         "teacher": {

@@ -89,3 +89,31 @@ def teacher_share_problem(share):
                 f"--teacher_share=0.25, or leave it out for one teacher of "
                 f"--teacher_steps steps.")
     return None
+
+
+GROW_FROM = ("cooldown", "stable")
+
+
+def grow_from_problem(grow_from, teacher_share):
+    """What is wrong with where students grow from, or None.
+
+    "stable" (growth from the teacher's warmup-stable run, before its decay)
+    needs a teacher per budget (`teacher_share`): one teacher of
+    `teacher_steps` follows its own schedule to the end.
+
+    Example:
+    >>> grow_from_problem("stable", 0.25) is None
+    True
+    >>> "--teacher_share" in grow_from_problem("stable", None)
+    True
+    """
+    if grow_from not in GROW_FROM:
+        return (f"Expected grow_from in {', '.join(GROW_FROM)}. Received: "
+                f"grow_from={grow_from!r}. Fix: --grow_from=stable to grow from "
+                f"the teacher's stable phase, or leave it out.")
+    if grow_from == "stable" and teacher_share is None:
+        return ("Expected --teacher_share with grow_from=stable (each budget's "
+                "teacher is a point of one warmup-stable run). Received: "
+                "grow_from='stable', teacher_share=None. Fix: add "
+                "--teacher_share=0.25, or --grow_from=cooldown.")
+    return None

@@ -217,7 +217,12 @@ def test_tiny_comparison_writes_the_frontier(digits_dir, tmp_path, capsys):
      r"--teacher_share or --teacher_steps, not both.*--teacher_share=0\.25 "
      r"--teacher_steps=100.*Fix: drop one"),
     (["--teacher_share=0.25", "--carry_optimizer"],
-     r"fresh optimizer with --teacher_share.*Fix: --nocarry_optimizer"),
+     r"fresh optimizer with --teacher_share.*Fix: --nocarry_optimizer, "
+     r"--grow_from=stable"),
+    (["--grow_from=stable"],
+     r"--teacher_share with grow_from=stable.*Received: grow_from='stable', "
+     r"teacher_share=None.*Fix: add --teacher_share=0\.25"),
+    (["--teacher_share=0.25", "--grow_from=peak"], r"--grow_from=peak.*cooldown\|stable"),
 ])
 def test_bad_teacher_share_names_flag_value_and_fix(argv, words):
     with pytest.raises(flags.Error, match=words):
@@ -230,6 +235,9 @@ def test_teacher_share_flag_is_documented_and_reaches_the_demo_parts():
     assert "--teacher_share" in flag_values.get_help()
     assert "fraction" in flag_values["teacher_share"].help
     assert _parse().teacher_share is None  # default: one teacher of --teacher_steps
+    stable = _parse("--teacher_share=0.25", "--grow_from=stable", "--carry_optimizer")
+    assert (stable.grow_from, stable.carry_optimizer) == ("stable", True)
+    assert _parse().grow_from == "cooldown" and "--grow_from" in stable.get_help()
     demo_flags = flags.FlagValues()
     demo.define_flags(demo_flags)
     demo_flags(["demo"])

@@ -418,6 +418,78 @@ def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
     assert len(report["teacher"]["curve"][0]) >= 1
 
 
+def test_comparison_grows_from_the_teachers_stable_phase(digits_dir, monkeypatch):
+    """grow_from="stable": each budget's teacher is its point of one
+    warmup-stable run (no cooldown trained), the grown student starts at
+    exactly that teacher's loss, and a carried optimizer is the teacher
+    run's own state at that point (its step count continues)."""
+    from keras_net2net.data import inputs
+    from keras_net2net.training import comparison
+
+    make_input_fns = inputs.make_input_fns
+    starts = []
+
+    def recording_inputs(*args, **kwargs):
+        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            return train_fn(input_context, start_step=start_step)
+        return train_fn_recorded, eval_fn, info
+
+    expand_optimizer = n2n.expand_optimizer
+    carried = []
+
+    def recording_expand_optimizer(optimizer, student, **kwargs):
+        carried.append((int(optimizer.iterations.numpy()),
+                        max(float(np.max(np.abs(v.numpy()))) for v in optimizer.variables
+                            if "momentum" in v.path)))
+        return expand_optimizer(optimizer, student, **kwargs)
+
+    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
+    monkeypatch.setattr(n2n, "expand_optimizer", recording_expand_optimizer)
+    config = _config(digits_dir, eval_every=0, warmup_steps=2)
+    budgets = [20, 30, 40]
+    arms = [comparison.Arm("wider", widen=2.0)]
+    with pytest.raises(ValueError, match=r"grow_from=stable.*teacher_share"):
+        comparison.run_comparison(
+            config, strategy_lib.get_strategy("default"), _mlp, arms, seeds=[0],
+            teacher_steps=1, budgets=budgets, grow_from="stable")
+    with pytest.raises(ValueError, match=r"grow_from in cooldown, stable.*'peak'"):
+        comparison.run_comparison(
+            config, strategy_lib.get_strategy("default"), _mlp, arms, seeds=[0],
+            teacher_steps=1, budgets=budgets, teacher_share=0.25, grow_from="peak")
+    assert not starts  # refused before any training
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp, arms, seeds=[0],
+        teacher_steps=1, budgets=budgets, metric="loss", teacher_share=0.25,
+        grow_from="stable", carry_optimizer=True, time_steps=False)
+    arm = report["arms"]["wider"]
+    teacher = arm["teacher_steps"]
+    assert teacher == [round(0.25 * b / arm["teacher_flops_ratio"]) for b in budgets]
+    student = arm["frontier"]["grown"]["student_steps"]
+    cooldown = lambda b: max(1, round(0.2 * b))
+    # The teacher run: one stream from 0, no cooldown branch; scratch: stable
+    # then three cooldowns; each student: from its teacher's step, then its
+    # cooldown.
+    assert starts[:1] == [0] and starts[1:5] == [0, *[b - cooldown(b) for b in budgets]]
+    assert starts[5::2] == teacher
+    assert starts[6::2] == [t + s - cooldown(s) for t, s in zip(teacher, student)]
+    # Each carried optimizer is the teacher run's at that teacher's step.
+    assert [step for step, _ in carried] == teacher
+    assert all(moment > 0 for _, moment in carried)
+    # Exact growth: the largest budget's student starts at its teacher's loss
+    # (the stable point's, not a cooled-down one's).
+    grown_start = arm["curves"]["grown"][0][0]
+    teacher_at_growth = [p for p in report["teacher"]["curve"][0]
+                         if p["branch"] == len(budgets) - 1][0]
+    assert teacher_at_growth["step"] == teacher[-1]
+    np.testing.assert_allclose(grown_start["loss"], teacher_at_growth["loss"],
+                               rtol=1e-5)
+    assert report["settings"]["grow_from"] == "stable"
+    assert "before any decay" in report["protocol"]["grow_from"]
+
+
 def test_compare_takes_the_schedule_flags():
     from keras_net2net.bin import compare
 
