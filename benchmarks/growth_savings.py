@@ -86,7 +86,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
            "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
            "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
-           "stable_0.25_carry_rewarm")
+           "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper")
 
 
 def define_flags():
@@ -101,6 +101,8 @@ def define_flags():
     flags.DEFINE_float("learning_rate", 2e-3, "Base peak rate (swept x the profile's "
                        "multiples for both arms).")
     flags.DEFINE_integer("seeds", None, "Override the profile's seed count.")
+    flags.DEFINE_list("lr_sweep", None, "Override the profile's peak-rate sweep "
+                      "(multiples of --learning_rate, for both arms), e.g. 1,2,4.")
     flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
                          "many steps (0: only the runs' ends); needed for the "
                          "staged-training rule and the slope curves.")
@@ -108,7 +110,7 @@ def define_flags():
                         "runs across processes: read at the start if it exists, "
                         "written after every recipe. Only for the same profile, "
                         "seeds, data and model flags (the runs are keyed by "
-                        "seed, budgets, rate sweep and eval rhythm).")
+                        "seed, budgets, rate sweep, eval rhythm, base rate and batch).")
 
 
 def _deepen(depth, how):
@@ -163,6 +165,11 @@ def _recipes(profile):
         "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
                                             "carry_optimizer": True,
                                             "rewarm_steps": 20}),
+        # Width or depth alone, each against its own scratch.
+        "stable_0.25_wider": ([Arm("wider", widen=2.0)],
+                              {**share, "grow_from": "stable"}),
+        "stable_0.25_deeper": ([Arm("deeper", deepen=identity)],
+                               {**share, "grow_from": "stable"}),
     }
 
 
@@ -313,7 +320,8 @@ def main(argv):
     for name in FLAGS.recipes:
         arms, options = recipes[name]
         options = dict(options)
-        lr_scales = options.pop("lr_scales", list(profile["lr_sweep"]))
+        lr_scales = options.pop("lr_scales", [float(x) for x in FLAGS.lr_sweep]
+                                if FLAGS.lr_sweep else list(profile["lr_sweep"]))
         print(f"== {name}: {', '.join(a.name for a in arms)}, {options}, lr x "
               f"{lr_scales}", flush=True)
         recipe_began = time.perf_counter()

@@ -60,6 +60,11 @@ def define_flags():
                          "unless --teacher_share.", lower_bound=1)
     flags.DEFINE_float("teacher_share", None, "Instead of --teacher_steps: each "
                        "budget's teacher trains this fraction of its compute.")
+    flags.DEFINE_enum("grow_from", "cooldown", ["cooldown", "stable"], "With "
+                      "--teacher_share: grow from each teacher's cooldown or from "
+                      "its stable phase (see net2net-compare --grow_from).")
+    flags.DEFINE_bool("carry_optimizer", False, "Carry the teacher's Adam state "
+                      "(with --teacher_steps, or --grow_from=stable).")
     flags.DEFINE_list("arms", ["wider", "both"], f"Arms: {', '.join(ARMS)}.")
     flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.", lower_bound=1)
     flags.DEFINE_list("lr_sweep", ["1", "2"], "Peak rates as multiples of "
@@ -86,6 +91,11 @@ def define_flags():
     flags.register_validator(
         "arms", lambda arms: bool(arms) and set(arms) <= set(ARMS),
         message=f"Expected arms among {', '.join(ARMS)}")
+    flags.register_multi_flags_validator(
+        ["grow_from", "teacher_share"],
+        lambda v: comparison_options.grow_from_problem(
+            v["grow_from"], v["teacher_share"]) is None,
+        message="Expected --teacher_share with --grow_from=stable")
 
 
 def _fraction(text):
@@ -203,6 +213,7 @@ def main(argv):
         seeds=list(range(FLAGS.seeds)), teacher_steps=FLAGS.teacher_steps,
         teacher_share=FLAGS.teacher_share, budgets=budgets(),
         lr_scales=[float(s) for s in FLAGS.lr_sweep], noise=FLAGS.noise,
+        grow_from=FLAGS.grow_from, carry_optimizer=FLAGS.carry_optimizer,
         metric="accuracy", progress=print)
     seconds = time.perf_counter() - began
     rows = lemon_rows(report)
@@ -217,8 +228,9 @@ def main(argv):
     curves.plot_comparison(report, os.path.join(FLAGS.out, "curves.png"))
     curves.plot_slopes(report, os.path.join(FLAGS.out, "slope.png"))
     print(f"\n== image savings, LEMON's shape: budgets {budgets()}, teacher "
-          + (f"share {FLAGS.teacher_share}" if FLAGS.teacher_share
-             else f"{FLAGS.teacher_steps} steps")
+          + (f"share {FLAGS.teacher_share}, grown from its {FLAGS.grow_from}"
+             if FLAGS.teacher_share else f"{FLAGS.teacher_steps} steps")
+          + (", Adam carried" if FLAGS.carry_optimizer else "")
           + f", {FLAGS.seeds} seeds, {seconds:.0f} s (load average at the end "
           f"{os.getloadavg()[0]:.1f})")
     print(f"teacher accuracy {report['teacher']['accuracy']:.4f}")

@@ -23,7 +23,8 @@ teacher counted at its seconds per step measured beside the student's) and both
 parts' reports; `frontier.png`, `curves.png` and `slope.png` (image arms:
 the loss slope per student-step equivalent against the loss, from the
 evaluations every --eval_every steps), `lm_frontier.png`, `lm_curves.png` and
-`lm_slope.png`. Needs no network. `--teacher_share` applies to both parts.
+`lm_slope.png`. Needs no network. `--teacher_share` and `--grow_from` apply
+to both parts.
 
     python -m keras_net2net.bin.demo --model_dir=runs/demo
     python -m keras_net2net.bin.demo --model_dir=runs/demo --parts=lm
@@ -129,9 +130,10 @@ def lm_flag_values(flag_values=FLAGS):
     compare.define_flags(lm)
     settings = {**LM_SETTINGS, **{n: flag_values[n].value for n in _CARRIED},
                 "model_dir": os.path.join(flag_values.model_dir, "lm")}
-    # --teacher_share given to the demo applies to both parts.
-    if flag_values["teacher_share"].present:
-        settings["teacher_share"] = flag_values.teacher_share
+    # --teacher_share and --grow_from given to the demo apply to both parts.
+    for name in ("teacher_share", "grow_from"):
+        if flag_values[name].present:
+            settings[name] = flag_values[name].value
     if settings.get("teacher_share") is not None:
         settings.pop("teacher_steps", None)  # the share sets them per budget
     # Parsed as one command line, so that the validators that tie flags

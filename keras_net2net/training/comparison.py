@@ -617,8 +617,10 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                     keep[scale].set_weights(model.get_weights())
 
             cache = state["scratch_cache"] if role == "scratch" else None
+            # The base rate too: the same scales of another base are other runs.
             cache_key = (arm.name, config.seed, plan.budgets, plan.lr_scales,
-                         config.eval_every)
+                         config.eval_every, config.learning_rate,
+                         config.global_batch_size)
             if cache is not None and cache_key in cache:
                 results[role], state["chosen"][key], state["sweeps"][key] = (
                     cache[cache_key])
