@@ -1,6 +1,7 @@
 """Learning-rate schedules: hand-computed rates, serialisation, flags, and
 the rate a run takes across a resume and across growth."""
 
+import dataclasses
 import glob
 import os
 
@@ -505,3 +506,28 @@ def test_compare_takes_the_schedule_flags():
     compare.define_flags(bad)
     with pytest.raises(flags.Error, match=r"--cooldown_fraction=1\.0.*Fix"):
         bad(["net2net-compare", "--model_dir=/tmp/unused", "--cooldown_fraction=1"])
+
+
+def test_scratch_cache_is_reused_only_for_the_same_runs(digits_dir):
+    """A study's recipes share scratch's runs through `scratch_cache`; another
+    base rate (the same scales, other rates) runs its own."""
+    from keras_net2net.training import comparison
+
+    config = _config(digits_dir, eval_every=0, warmup_steps=2)
+    cache, messages = {}, []
+    kwargs = dict(seeds=[0], teacher_steps=4, budgets=[20, 30], metric="loss",
+                  time_steps=False, scratch_cache=cache, progress=messages.append)
+    arms = [comparison.Arm("wider", widen=2.0)]
+    strategy = strategy_lib.get_strategy("default")
+    first = comparison.run_comparison(config, strategy, _mlp, arms, **kwargs)
+    assert len(cache) == 1 and not any("cached" in m for m in messages)
+    again = comparison.run_comparison(config, strategy, _mlp, arms, noise=0.1, **kwargs)
+    assert any("scratch, the cached runs" in m for m in messages)
+    scratch = lambda report: report["arms"]["wider"]["frontier"]["scratch"]["per_seed"]
+    assert scratch(again) == scratch(first)
+    messages.clear()
+    faster = comparison.run_comparison(
+        dataclasses.replace(config, learning_rate=2 * PEAK), strategy, _mlp, arms,
+        **kwargs)
+    assert len(cache) == 2 and not any("cached" in m for m in messages)
+    assert scratch(faster) != scratch(first)
