@@ -528,7 +528,10 @@ for arm, entry in compare_report["arms"].items():
 # Giving the teacher a share of each budget instead of a fixed number of
 # steps (`--teacher_share=0.25`: each budget's teacher trains a quarter of its
 # compute, and its own student the rest) moves the growth point with the
-# budget, as staged training does.
+# budget, as staged training does. By default each of those teachers ends in
+# its own cooldown, which its student then undoes as its fresh optimizer warms
+# up; `--grow_from=stable` grows each student from the teacher's stable phase
+# instead (growth inside one run: no teacher compute spent on a cooldown).
 
 # %% [markdown]
 # ## What to try next
