@@ -86,7 +86,8 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
            "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
            "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
-           "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper")
+           "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
+           "stable_0.25_sp")
 
 
 def define_flags():
@@ -165,6 +166,9 @@ def _recipes(profile):
         "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
                                             "carry_optimizer": True,
                                             "rewarm_steps": 20}),
+        # Shrink and perturb after growth (Ash & Adams 2020; not exact).
+        "stable_0.25_sp": (both, {**share, "grow_from": "stable",
+                                  "shrink_perturb": (0.9, 0.1)}),
         # Width or depth alone, each against its own scratch.
         "stable_0.25_wider": ([Arm("wider", widen=2.0)],
                               {**share, "grow_from": "stable"}),

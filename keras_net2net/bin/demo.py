@@ -8,7 +8,9 @@ r"""What `make demo` runs: net2net-compare on an image task and a language model
    of this Python's standard library sources), grown x2 wide and x2 deep
    (each transformer block followed by a copy of itself whose output
    projections start at zero: `keras_net2net.spans`); each budget's teacher
-   trains a quarter of the budget's compute (`--teacher_share=0.25`); 3 seeds.
+   trains a quarter of the budget's compute (`--teacher_share=0.25`), and
+   the student grows from the teacher run's stable phase, before any decay
+   (`--grow_from=stable`); 3 seeds.
 
 Both parts measure the frontier of net2net-compare: scratch and the grown
 arm at three compute budgets each, every run ending in its own cooldown, the
@@ -89,6 +91,11 @@ LM_SETTINGS = {
     # frontier in the binaries"): saved at scratch's best loss 31% [17, 45]
     # against 16% [7, 25], 3 seeds.
     "teacher_share": 0.25,
+    # Each student grows from its teacher's stable phase (no teacher cooldown
+    # for the student to undo): 32% [21, 44] saved (seeds 33/28/37%) against
+    # 31% [17, 45] (31/25/36%) grown from cooled-down teachers, on these
+    # settings; medium profile of benchmarks/growth_savings.py alike.
+    "grow_from": "stable",
     "budgets": ["90", "180", "360"],
     # Evaluations on the way for lm_slope.png (the slope against the loss).
     "eval_every": 45,

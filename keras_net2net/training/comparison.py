@@ -60,6 +60,7 @@ from keras_net2net.training import flops as flops_lib
 from keras_net2net.training import frontier as frontier_lib
 from keras_net2net.training import loop
 from keras_net2net.training import optimizers
+from keras_net2net.training import perturb as perturb_lib
 from keras_net2net.training import schedule_options
 from keras_net2net.training import schedules
 
@@ -182,7 +183,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    rewarm_steps=0, rewarm_from=schedule_options.DEFAULT_REWARM_FROM,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
                    min_budgets=1, teacher_share=None, time_steps=True,
-                   scratch_cache=None, growth_options=None, grow_from="cooldown"):
+                   scratch_cache=None, growth_options=None, grow_from="cooldown",
+                   shrink_perturb=None):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -212,6 +214,10 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
         noise: symmetry-breaking noise for `expand_model`.
         growth_options: None, or more `expand_model` keywords for every
             growth (`new_units`, `split`), e.g. {"new_units": "fresh"}.
+        shrink_perturb: None, or (shrink, perturb): each student's weights
+            become `shrink x w + perturb x` a fresh initialisation after
+            growth (`training.perturb`, Ash & Adams 2020). Not exact: the
+            arms then report `"exact": false`.
         output_dir: where to keep each seed's teacher and its largest-budget
             students and scratch models (`seed_<s>/<name>.keras`); None keeps
             none.
@@ -265,7 +271,9 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
     if config.eval_every < 0:
         raise ValueError(f"Expected eval_every >= 0. Received: "
                          f"eval_every={config.eval_every}")
-    problem = comparison_options.grow_from_problem(grow_from, teacher_share)
+    problem = (comparison_options.grow_from_problem(grow_from, teacher_share)
+               or (shrink_perturb is not None
+                   and perturb_lib.problem(*shrink_perturb)))
     if problem:
         raise ValueError(problem)
     if teacher_share is not None:
@@ -287,7 +295,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                  carry_optimizer, rewarm_steps, rewarm_from, metric, noise,
                  None if teacher_share is None else float(teacher_share),
                  bool(time_steps), tuple(sorted((growth_options or {}).items())),
-                 grow_from)
+                 grow_from, None if shrink_perturb is None else
+                 tuple(float(x) for x in shrink_perturb))
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -316,6 +325,7 @@ class _Plan:
     time_steps: bool = True
     growth_options: tuple = ()
     grow_from: str = "cooldown"
+    shrink_perturb: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -552,6 +562,9 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                 student, report = n2n.expand_model(
                     teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                     seed=config.seed, return_report=True, **dict(plan.growth_options))
+                if plan.shrink_perturb is not None:
+                    perturb_lib.shrink_perturb(student, *plan.shrink_perturb,
+                                               seed=config.seed)
                 if not plan.carry_optimizer:
                     carried = None
                 elif teacher_slots is None:
@@ -605,7 +618,8 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                           data_offset=plan.teacher_steps, schedule=grown_schedule,
                           parts=grown_parts),
         }
-        results = {"max_relative_error": max(r.max_relative_error for r in reports)}
+        results = {"max_relative_error": max(r.max_relative_error for r in reports),
+                   "exact": plan.shrink_perturb is None and all(r.exact for r in reports)}
         for role, spec in roles.items():
             key = (arm.name, role)
             keep = {}
@@ -920,6 +934,8 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             "teacher_cost_in_student_steps": fact["cost"],
             "teacher_steps": fact["teacher_steps"],
             "max_relative_error_per_seed": [s["max_relative_error"] for s in per_seed],
+            # False: a stacked copy or shrink-and-perturb changed the function.
+            "exact": all(s["exact"] for s in per_seed),
             "frontier": {
                 "budgets": list(plan.budgets),
                 "teacher_cost": fact["cost"],

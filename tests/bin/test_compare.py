@@ -247,9 +247,9 @@ def test_teacher_share_flag_is_documented_and_reaches_the_demo_parts():
     lm = demo.lm_flag_values(demo_flags)
     assert demo_flags.teacher_share == 0.3 == lm.teacher_share
     assert not lm["teacher_steps"].present
-    assert lm.grow_from == "cooldown"
-    demo_flags(["demo", "--teacher_share=0.3", "--grow_from=stable"])
-    assert demo.lm_flag_values(demo_flags).grow_from == "stable"
+    assert lm.grow_from == demo.LM_SETTINGS["grow_from"] == "stable"
+    demo_flags(["demo", "--teacher_share=0.3", "--grow_from=cooldown"])
+    assert demo.lm_flag_values(demo_flags).grow_from == "cooldown"
 
 
 def test_tiny_comparison_with_a_teacher_share_by_hand(digits_dir, tmp_path, capsys):

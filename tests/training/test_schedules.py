@@ -487,7 +487,7 @@ def test_comparison_grows_from_the_teachers_stable_phase(digits_dir, monkeypatch
     assert teacher_at_growth["step"] == teacher[-1]
     np.testing.assert_allclose(grown_start["loss"], teacher_at_growth["loss"],
                                rtol=1e-5)
-    assert report["settings"]["grow_from"] == "stable"
+    assert report["settings"]["grow_from"] == "stable" and arm["exact"] is True
     assert "before any decay" in report["protocol"]["grow_from"]
 
 
@@ -531,3 +531,51 @@ def test_scratch_cache_is_reused_only_for_the_same_runs(digits_dir):
         **kwargs)
     assert len(cache) == 2 and not any("cached" in m for m in messages)
     assert scratch(faster) != scratch(first)
+
+
+def test_shrink_perturb_mixes_a_fresh_initialisation(digits_dir):
+    """w <- shrink x w + perturb x w0, w0 the architecture's fresh weights
+    (the same seed, the same w0); bad settings are refused before any change;
+    a comparison that uses it reports its arms as not exact."""
+    from keras_net2net.training import comparison
+    from keras_net2net.training import perturb
+
+    def model():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                                 keras.layers.Dense(2, bias_initializer="ones")])
+
+    trained = model()
+    for variable in trained.trainable_variables:
+        variable.assign(variable + 1.0)  # weights that sit at no initial value
+    before = [v.numpy() for v in trained.trainable_variables]
+    keras.utils.set_random_seed(7)
+    fresh = [v.numpy() for v in keras.models.clone_model(trained).trainable_variables]
+    perturb.shrink_perturb(trained, 0.75, 0.5, seed=7)
+    for got, w, w0 in zip(trained.trainable_variables, before, fresh):
+        np.testing.assert_allclose(got.numpy(), 0.75 * w + 0.5 * w0, rtol=1e-6)
+    assert any(np.abs(w0).max() > 0 for w0 in fresh)
+    kept = [v.numpy() for v in trained.trainable_variables]
+    for bad in ((0.0, 0.1), (1.5, 0.1), (0.9, -1.0), ("half", 0.1)):
+        with pytest.raises(ValueError, match=r"Expected shrink in \(0, 1\].*Received"):
+            perturb.shrink_perturb(trained, *bad)
+    for got, want in zip(trained.trainable_variables, kept):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+    config = _config(digits_dir, eval_every=0, warmup_steps=2)
+    arms = [comparison.Arm("wider", widen=2.0)]
+    with pytest.raises(ValueError, match="shrink"):
+        comparison.run_comparison(config, strategy_lib.get_strategy("default"), _mlp,
+                                  arms, seeds=[0], teacher_steps=4, budgets=[20, 30],
+                                  shrink_perturb=(0.0, 0.1))
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp, arms, seeds=[0],
+        teacher_steps=4, budgets=[20, 30], metric="loss", time_steps=False,
+        shrink_perturb=(0.5, 0.1))
+    arm = report["arms"]["wider"]
+    assert arm["exact"] is False and report["settings"]["shrink_perturb"] == (0.5, 0.1)
+    # Growth itself stayed exact; the perturbation moved the student's start
+    # off its teacher's loss.
+    assert max(arm["max_relative_error_per_seed"]) < 1e-4
+    assert abs(arm["curves"]["grown"][0][0]["loss"]
+               - report["teacher"]["loss_per_seed"][0]) > 1e-3
