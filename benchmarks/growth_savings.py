@@ -87,7 +87,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
            "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
-           "stable_0.25_sp")
+           "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150")
 
 
 def define_flags():
@@ -169,6 +169,14 @@ def _recipes(profile):
         # Shrink and perturb after growth (Ash & Adams 2020; not exact).
         "stable_0.25_sp": (both, {**share, "grow_from": "stable",
                                   "shrink_perturb": (0.9, 0.1)}),
+        # A longer warmup of the grown arm: right after growth each copy
+        # takes a full Adam step and the copies move together.
+        "stable_0.25_warm150": (both, {**share, "grow_from": "stable",
+                                       "student_warmup_steps": 150}),
+        "stable_0.25_carry_rewarm150": (both, {**share, "grow_from": "stable",
+                                               "carry_optimizer": True,
+                                               "rewarm_steps": 150,
+                                               "rewarm_from": 0.25}),
         # Width or depth alone, each against its own scratch.
         "stable_0.25_wider": ([Arm("wider", widen=2.0)],
                               {**share, "grow_from": "stable"}),

@@ -184,7 +184,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
                    min_budgets=1, teacher_share=None, time_steps=True,
                    scratch_cache=None, growth_options=None, grow_from="cooldown",
-                   shrink_perturb=None):
+                   shrink_perturb=None, student_warmup_steps=None):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -207,13 +207,17 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
         carry_optimizer: start each student with the teacher's optimizer
             state (`keras_net2net.expand_optimizer`) and re-warm it over
             `rewarm_steps` from `rewarm_from` x the rate; False: a fresh
-            optimizer with `config.warmup_steps` of warmup.
+            optimizer with `student_warmup_steps` of warmup.
         rewarm_steps: the carried optimizer's re-warmup (0: none).
         rewarm_from: its start as a fraction of the peak rate.
         metric: "accuracy" (higher is better) or "loss".
         noise: symmetry-breaking noise for `expand_model`.
         growth_options: None, or more `expand_model` keywords for every
             growth (`new_units`, `split`), e.g. {"new_units": "fresh"}.
+        student_warmup_steps: the fresh optimizer's warmup in the grown arm;
+            None: `config.warmup_steps`, as scratch's. (Right after growth
+            Adam moves the grown model further per step than its teacher:
+            each copy takes a full step and the copies move together.)
         shrink_perturb: None, or (shrink, perturb): each student's weights
             become `shrink x w + perturb x` a fresh initialisation after
             growth (`training.perturb`, Ash & Adams 2020). Not exact: the
@@ -276,6 +280,11 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    and perturb_lib.problem(*shrink_perturb)))
     if problem:
         raise ValueError(problem)
+    if student_warmup_steps is not None and (
+            not isinstance(student_warmup_steps, int) or student_warmup_steps < 0):
+        raise ValueError(f"Expected student_warmup_steps a whole number >= 0 or "
+                         f"None. Received: student_warmup_steps="
+                         f"{student_warmup_steps!r}.")
     if teacher_share is not None:
         problem = comparison_options.teacher_share_problem(teacher_share)
         if problem:
@@ -296,7 +305,9 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                  None if teacher_share is None else float(teacher_share),
                  bool(time_steps), tuple(sorted((growth_options or {}).items())),
                  grow_from, None if shrink_perturb is None else
-                 tuple(float(x) for x in shrink_perturb))
+                 tuple(float(x) for x in shrink_perturb),
+                 config.warmup_steps if student_warmup_steps is None
+                 else student_warmup_steps)
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -326,6 +337,7 @@ class _Plan:
     growth_options: tuple = ()
     grow_from: str = "cooldown"
     shrink_perturb: object = None
+    student_warmup_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +396,7 @@ def _arm_facts(config, teacher_fn, arm, info, plan):
     student_steps = [int(math.floor(b - c + 1e-9) if i == 0 else
                          math.ceil(b - c - 1e-9) if i == last else round(b - c))
                      for i, (b, c) in enumerate(zip(plan.budgets, costs))]
-    warm = plan.rewarm_steps if plan.carry_optimizer else config.warmup_steps
+    warm = plan.rewarm_steps if plan.carry_optimizer else plan.student_warmup_steps
     for budget, steps in zip(plan.budgets, student_steps):
         need = warm + schedule_options.cooldown_steps(max(steps, 1),
                                                       config.cooldown_fraction)
@@ -596,7 +608,7 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                                   warm_from=plan.rewarm_from, warm_offset=0)
         else:
             grown_state = runner.fresh_state(student, strategy)
-            grown_schedule = dict(origin=0, warmup_steps=config.warmup_steps,
+            grown_schedule = dict(origin=0, warmup_steps=plan.student_warmup_steps,
                                   warm_from=0.0, warm_offset=1)
         if len(students) > 1:
             # One teacher per budget: each budget's student is its own run,
@@ -887,7 +899,7 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
                                 f"{plan.rewarm_steps} steps from "
                                 f"{plan.rewarm_from:g} x the rate")
             if plan.carry_optimizer else
-            f"fresh, {config.warmup_steps} warmup steps",
+            f"fresh, {plan.student_warmup_steps} warmup steps",
             "lr_sweep": list(plan.lr_scales),
             "selection": "learning rates are chosen per budget on the first seed, "
                          "on the first half of the held-out examples; every "

@@ -564,6 +564,12 @@ def test_shrink_perturb_mixes_a_fresh_initialisation(digits_dir):
 
     config = _config(digits_dir, eval_every=0, warmup_steps=2)
     arms = [comparison.Arm("wider", widen=2.0)]
+    for warmup, words in ((-1, "student_warmup_steps a whole number"),
+                          (500, r"room after its teacher.*warmup and cooldown")):
+        with pytest.raises(ValueError, match=words):
+            comparison.run_comparison(
+                config, strategy_lib.get_strategy("default"), _mlp, arms, seeds=[0],
+                teacher_steps=4, budgets=[20, 30], student_warmup_steps=warmup)
     with pytest.raises(ValueError, match="shrink"):
         comparison.run_comparison(config, strategy_lib.get_strategy("default"), _mlp,
                                   arms, seeds=[0], teacher_steps=4, budgets=[20, 30],
@@ -574,6 +580,7 @@ def test_shrink_perturb_mixes_a_fresh_initialisation(digits_dir):
         shrink_perturb=(0.5, 0.1))
     arm = report["arms"]["wider"]
     assert arm["exact"] is False and report["settings"]["shrink_perturb"] == (0.5, 0.1)
+    assert report["settings"]["student_warmup_steps"] == config.warmup_steps
     # Growth itself stayed exact; the perturbation moved the student's start
     # off its teacher's loss.
     assert max(arm["max_relative_error_per_seed"]) < 1e-4
