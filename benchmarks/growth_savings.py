@@ -28,7 +28,16 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   freshly drawn with zero outgoing weights; the residual stream keeps
   copies), `share_0.25_split` (`split="random"`: LEMON-like unequal splits of
   the copies' outgoing weights), `share_0.25_fresh_split` (both),
-  `share_0.25_noise_1.0` (balanced noise 1.0 instead of 0.5).
+  `share_0.25_noise_1.0` (balanced noise 1.0 instead of 0.5);
+- growth from the teacher's stable phase (`grow_from="stable"`: each budget's
+  teacher is a point of one warmup-stable run, no cooldown trained):
+  `stable_0.25` (fresh Adam), `stable_0.25_carry` (the teacher run's Adam
+  state carried, its schedule continued), `stable_0.25_carry_rewarm` /
+  `_rewarm150` (re-warmed over 20 / 150 steps), `stable_0.25_warm150` (a
+  fresh Adam warmed up over 150 steps), `stable_0.25_noise_0.1`,
+  `stable_0.25_fresh_split`, `stable_0.25_sp` (shrink and perturb 0.9 / 0.1
+  after growth: not exact), and `stable_0.25_wider` / `stable_0.25_deeper`
+  (width or depth alone, each against its own scratch).
 
 `--scratch_cache=FILE` keeps scratch's runs in a file (pickle) across
 processes: a later study with the same profile, seeds and rate sweep reads
@@ -53,6 +62,8 @@ budget) and writes every report to --out.
     python benchmarks/growth_savings.py --profile=medium     # ~30 min a recipe, 2 cores
     python benchmarks/growth_savings.py --profile=full       # hours on 2 cores
     python benchmarks/growth_savings.py --profile=full --recipes=arms,noise_0.5
+    python benchmarks/growth_savings.py --profile=full --recipes=stable_0.25 \
+        --learning_rate=4e-3 --lr_sweep=0.5,1,2 --eval_every=360   # ~40 min, 2 cores
 
 On a GPU machine the same command runs on the GPU (TensorFlow's default
 device); `--global_batch_size` and `--width` scale the study up.
@@ -87,7 +98,8 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
            "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
-           "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150")
+           "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
+           "stable_0.25_noise_0.1", "stable_0.25_fresh_split")
 
 
 def define_flags():
@@ -177,6 +189,11 @@ def _recipes(profile):
                                                "carry_optimizer": True,
                                                "rewarm_steps": 150,
                                                "rewarm_from": 0.25}),
+        # Less balanced noise: less hidden error to surface as copies part.
+        "stable_0.25_noise_0.1": (both, {**share, "grow_from": "stable", "noise": 0.1}),
+        "stable_0.25_fresh_split": (both, {**share, "grow_from": "stable",
+                                           "growth_options": {"new_units": "fresh",
+                                                              "split": "random"}}),
         # Width or depth alone, each against its own scratch.
         "stable_0.25_wider": ([Arm("wider", widen=2.0)],
                               {**share, "grow_from": "stable"}),
