@@ -360,13 +360,9 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     assert arm["frontier"]["scratch"]["steps"] == [15, 20, 30]
 
 
-def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
-    """teacher_share: each budget's teacher trains its share of the budget
-    (cooldowns branched off one teacher run), each student grows from its own
-    teacher and reads the stream on from that teacher's last batch; compute
-    counts each budget's own teacher; the wall-clock view is measured."""
+def _record_stream_starts(monkeypatch):
+    """The `start_step` of every training stream the comparison opens, in order."""
     from keras_net2net.data import inputs
-    from keras_net2net.training import comparison
 
     make_input_fns = inputs.make_input_fns
     starts = []
@@ -380,6 +376,17 @@ def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
         return train_fn_recorded, eval_fn, info
 
     monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
+    return starts
+
+
+def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
+    """teacher_share: each budget's teacher trains its share of the budget
+    (cooldowns branched off one teacher run), each student grows from its own
+    teacher and reads the stream on from that teacher's last batch; compute
+    counts each budget's own teacher; the wall-clock view is measured."""
+    from keras_net2net.training import comparison
+
+    starts = _record_stream_starts(monkeypatch)
     config = _config(digits_dir, eval_every=0, warmup_steps=2)
     budgets = [20, 30, 40]
     with pytest.raises(ValueError, match="teacher_share"):
@@ -424,20 +431,9 @@ def test_comparison_grows_from_the_teachers_stable_phase(digits_dir, monkeypatch
     warmup-stable run (no cooldown trained), the grown student starts at
     exactly that teacher's loss, and a carried optimizer is the teacher
     run's own state at that point (its step count continues)."""
-    from keras_net2net.data import inputs
     from keras_net2net.training import comparison
 
-    make_input_fns = inputs.make_input_fns
-    starts = []
-
-    def recording_inputs(*args, **kwargs):
-        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
-
-        def train_fn_recorded(input_context, start_step=0):
-            starts.append(start_step)
-            return train_fn(input_context, start_step=start_step)
-        return train_fn_recorded, eval_fn, info
-
+    starts = _record_stream_starts(monkeypatch)
     expand_optimizer = n2n.expand_optimizer
     carried = []
 
@@ -447,7 +443,6 @@ def test_comparison_grows_from_the_teachers_stable_phase(digits_dir, monkeypatch
                             if "momentum" in v.path)))
         return expand_optimizer(optimizer, student, **kwargs)
 
-    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
     monkeypatch.setattr(n2n, "expand_optimizer", recording_expand_optimizer)
     config = _config(digits_dir, eval_every=0, warmup_steps=2)
     budgets = [20, 30, 40]
