@@ -439,10 +439,7 @@ class _BranchRunner:
     def fresh_state(self, model, strategy):
         """Values of `model`'s variables and of a fresh optimizer's."""
         with strategy.scope():
-            optimizer = optimizers.make_optimizer(
-                self.config.optimizer, schedules.Constant(1.0),
-                loss_scale=self.config.mixed_precision == "mixed_float16")
-            optimizer.build(model.trainable_variables)
+            optimizer = _built_optimizer(self.config, model)
         return _values(model.variables), _values(optimizer.variables)
 
     def carried_state(self, model, optimizer):
@@ -575,6 +572,7 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                     teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                     seed=config.seed, return_report=True, **dict(plan.growth_options))
                 if plan.shrink_perturb is not None:
+                    # Seeded as the scratch twin is: the fresh part is its init.
                     perturb_lib.shrink_perturb(student, *plan.shrink_perturb,
                                                seed=config.seed)
                 if not plan.carry_optimizer:
@@ -601,34 +599,20 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
             # Same architecture, fresh weights: clone_model re-runs every
             # layer's initialiser instead of copying the student's weights.
             twin = keras.models.clone_model(student)
-        if carried is not None:
-            grown_state = runner.carried_state(student, carried)
-            grown_schedule = dict(origin=plan.teacher_steps,
-                                  warmup_steps=plan.rewarm_steps,
-                                  warm_from=plan.rewarm_from, warm_offset=0)
-        else:
-            grown_state = runner.fresh_state(student, strategy)
-            grown_schedule = dict(origin=0, warmup_steps=plan.student_warmup_steps,
-                                  warm_from=0.0, warm_offset=1)
         if len(students) > 1:
             # One teacher per budget: each budget's student is its own run,
             # a carried optimizer's schedule continuing from its teacher's step.
-            grown_parts = [
-                dict(state=runner.fresh_state(s, strategy), data_offset=t) if c is None
-                else dict(state=runner.carried_state(s, c), data_offset=t,
-                          schedule=dict(origin=t, warmup_steps=plan.rewarm_steps,
-                                        warm_from=plan.rewarm_from, warm_offset=0))
-                for s, t, c in zip(students, fact["teacher_steps"], carries)]
+            grown = dict(parts=[
+                _grown_start(runner, strategy, plan, s, c, origin=t)
+                for s, t, c in zip(students, fact["teacher_steps"], carries)])
         else:
-            grown_parts = None
+            grown = dict(parts=None, **_grown_start(runner, strategy, plan, student,
+                                                    carried, origin=plan.teacher_steps))
         roles = {
             "scratch": dict(state=runner.fresh_state(twin, strategy),
                             budgets=plan.budgets, data_offset=0,
-                            schedule=dict(origin=0, warmup_steps=config.warmup_steps,
-                                          warm_from=0.0, warm_offset=1)),
-            "grown": dict(state=grown_state, budgets=tuple(fact["student_steps"]),
-                          data_offset=plan.teacher_steps, schedule=grown_schedule,
-                          parts=grown_parts),
+                            schedule=_fresh_schedule(config.warmup_steps)),
+            "grown": dict(budgets=tuple(fact["student_steps"]), **grown),
         }
         results = {"max_relative_error": max(r.max_relative_error for r in reports),
                    "exact": plan.shrink_perturb is None and all(r.exact for r in reports)}
@@ -673,14 +657,31 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
     return run
 
 
+def _fresh_schedule(warmup_steps):
+    """A fresh optimizer's schedule: a warmup from 0 at its step 0."""
+    return dict(origin=0, warmup_steps=warmup_steps, warm_from=0.0, warm_offset=1)
+
+
+def _grown_start(runner, strategy, plan, student, carried, *, origin):
+    """Where a grown run starts: {"state", "data_offset", "schedule"}. A
+    carried optimizer continues from the teacher's step `origin`, re-warmed;
+    a fresh one warms up over `plan.student_warmup_steps`."""
+    if carried is None:
+        return dict(state=runner.fresh_state(student, strategy), data_offset=origin,
+                    schedule=_fresh_schedule(plan.student_warmup_steps))
+    return dict(state=runner.carried_state(student, carried), data_offset=origin,
+                schedule=dict(origin=origin, warmup_steps=plan.rewarm_steps,
+                              warm_from=plan.rewarm_from, warm_offset=0))
+
+
 def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_branch):
     parts = spec.get("parts")
     # One run branching every budget's cooldown, or (a teacher per budget)
     # one run per budget from its own start.
     groups = ([(spec["state"], spec["data_offset"], spec["schedule"], list(indices))]
               if parts is None else
-              [(parts[i]["state"], parts[i]["data_offset"],
-                parts[i].get("schedule", spec["schedule"]), [i]) for i in indices])
+              [(parts[i]["state"], parts[i]["data_offset"], parts[i]["schedule"], [i])
+               for i in indices])
     began = time.perf_counter()
     results, curve = [], None
     for state, data_offset, schedule, group in groups:
@@ -751,13 +752,20 @@ def _branched_teachers(config, strategy, teacher_fn, fns, teacher_steps, state, 
                       "train_seconds": seconds}, [slots[i] for i in range(len(teacher_steps))]
 
 
-def _optimizer_at(config, model, values):
-    """An optimizer built on `model` holding `values` (a runner optimizer's
-    variables on the same architecture), for `expand_optimizer`."""
+def _built_optimizer(config, model):
+    """A fresh optimizer of the config's kind built on `model` (its rate
+    a placeholder: the runner's schedule sets it)."""
     optimizer = optimizers.make_optimizer(
         config.optimizer, schedules.Constant(1.0),
         loss_scale=config.mixed_precision == "mixed_float16")
     optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def _optimizer_at(config, model, values):
+    """An optimizer built on `model` holding `values` (a runner optimizer's
+    variables on the same architecture), for `expand_optimizer`."""
+    optimizer = _built_optimizer(config, model)
     _assign(optimizer.variables, values)
     return optimizer
 
