@@ -37,7 +37,10 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   fresh Adam warmed up over 150 steps), `stable_0.25_noise_0.1`,
   `stable_0.25_fresh_split`, `stable_0.25_sp` (shrink and perturb 0.9 / 0.1
   after growth: not exact), and `stable_0.25_wider` / `stable_0.25_deeper`
-  (width or depth alone, each against its own scratch).
+  (width or depth alone, each against its own scratch);
+- the residual stream rotated after growth (exact; `training.stream_rotation`):
+  `stable_0.25_rot` (angle 1 radian), `stable_0.25_rot_pi` (pi),
+  `stable_0.25_fresh_split_rot` (with fresh units and random splits).
 
 `--scratch_cache=FILE` keeps scratch's runs in a file (pickle) across
 processes: a later study with the same profile, seeds and rate sweep reads
@@ -71,6 +74,7 @@ device); `--global_batch_size` and `--width` scale the study up.
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -99,7 +103,8 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
-           "stable_0.25_noise_0.1", "stable_0.25_fresh_split")
+           "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
+           "stable_0.25_rot_pi", "stable_0.25_fresh_split_rot")
 
 
 def define_flags():
@@ -194,6 +199,16 @@ def _recipes(profile):
         "stable_0.25_fresh_split": (both, {**share, "grow_from": "stable",
                                            "growth_options": {"new_units": "fresh",
                                                               "split": "random"}}),
+        # The residual stream rotated after growth (exact): its copy pairs
+        # stop being coordinate pairs, so Adam moves them apart with no
+        # hidden error. Angle 1 radian, or a thorough mix (pi).
+        "stable_0.25_rot": (both, {**share, "grow_from": "stable", "rotate_stream": 1.0}),
+        "stable_0.25_rot_pi": (both, {**share, "grow_from": "stable",
+                                      "rotate_stream": math.pi}),
+        "stable_0.25_fresh_split_rot": (both, {**share, "grow_from": "stable",
+                                               "rotate_stream": 1.0,
+                                               "growth_options": {"new_units": "fresh",
+                                                                  "split": "random"}}),
         # Width or depth alone, each against its own scratch.
         "stable_0.25_wider": ([Arm("wider", widen=2.0)],
                               {**share, "grow_from": "stable"}),

@@ -133,6 +133,13 @@ def define_flags(flag_values=FLAGS):
                        "expansion (the function stays exact). 0.5 with a fresh "
                        "optimizer was the best recipe of benchmarks/growth_savings.py "
                        "(BUILD_NOTES.md).", lower_bound=0.0, **fv)
+    flags.DEFINE_float(
+        "rotate_stream", None, "After growth, rotate each student's residual "
+        "stream (a pre-LN transformer's: gpt) by a random orthogonal map keeping "
+        "the all-ones direction, turning at most this many radians, in (0, pi]. "
+        "Exact; its copies stop being coordinate pairs, so Adam moves them apart "
+        "(training/stream_rotation.py). Needs --nocarry_optimizer. Default: off.",
+        **fv)
     flags.DEFINE_integer("seeds", 3, "Repeat with seeds --seed, --seed+1, "
                          "...; curves are averaged.", lower_bound=1, **fv)
     flag_values.set_default("eval_every", 20)
@@ -186,6 +193,17 @@ def define_flags(flag_values=FLAGS):
             f"Received: --teacher_share={v['teacher_share']} --carry_optimizer. "
             f"Fix: --nocarry_optimizer, --grow_from=stable, or --teacher_steps "
             f"instead of --teacher_share."), **fv)
+    flags.register_validator(
+        "rotate_stream", lambda angle: angle is None or shared_flags.raise_problem(
+            comparison_options.rotate_stream_problem(angle)), **fv)
+    flags.register_multi_flags_validator(
+        ["rotate_stream", "carry_optimizer"],
+        lambda v: v["rotate_stream"] is None or not v["carry_optimizer"]
+        or shared_flags.raise_problem(
+            f"Expected a fresh optimizer with --rotate_stream (Adam's moments are "
+            f"per coordinate of the unrotated stream). Received: --rotate_stream="
+            f"{v['rotate_stream']} --carry_optimizer. Fix: --nocarry_optimizer, or "
+            f"drop --rotate_stream."), **fv)
     flags.register_multi_flags_validator(
         ["grow_from", "teacher_share"],
         lambda v: shared_flags.raise_problem(comparison_options.grow_from_problem(
@@ -263,6 +281,7 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         rewarm_steps=flag_values.rewarm_steps, rewarm_from=flag_values.rewarm_from,
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
         teacher_share=flag_values.teacher_share, grow_from=flag_values.grow_from,
+        rotate_stream=flag_values.rotate_stream,
         min_budgets=comparison_options.MIN_BUDGETS,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)

@@ -63,6 +63,7 @@ from keras_net2net.training import optimizers
 from keras_net2net.training import perturb as perturb_lib
 from keras_net2net.training import schedule_options
 from keras_net2net.training import schedules
+from keras_net2net.training import stream_rotation
 
 LAST = 5  # evaluations averaged into the scratch twin's converged value
 WINDOW = 3  # consecutive evaluations whose mean must reach the target
@@ -184,7 +185,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    metric="accuracy", noise=0.0, output_dir=None, progress=None,
                    min_budgets=1, teacher_share=None, time_steps=True,
                    scratch_cache=None, growth_options=None, grow_from="cooldown",
-                   shrink_perturb=None, student_warmup_steps=None):
+                   shrink_perturb=None, student_warmup_steps=None,
+                   rotate_stream=None):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -222,6 +224,12 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
             become `shrink x w + perturb x` a fresh initialisation after
             growth (`training.perturb`, Ash & Adams 2020). Not exact: the
             arms then report `"exact": false`.
+        rotate_stream: None, or an angle in (0, pi]: after growth each
+            student's residual stream is rotated by a random orthogonal map
+            that keeps the all-ones direction (`training.stream_rotation`):
+            exact, and it makes the stream's copy pairs no longer coordinate
+            pairs, so Adam moves them apart. Needs a fresh optimizer (carried
+            Adam moments are per coordinate of the old basis).
         output_dir: where to keep each seed's teacher and its largest-budget
             students and scratch models (`seed_<s>/<name>.keras`); None keeps
             none.
@@ -277,9 +285,16 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                          f"eval_every={config.eval_every}")
     problem = (comparison_options.grow_from_problem(grow_from, teacher_share)
                or (shrink_perturb is not None
-                   and perturb_lib.problem(*shrink_perturb)))
+                   and perturb_lib.problem(*shrink_perturb))
+               or (rotate_stream is not None
+                   and comparison_options.rotate_stream_problem(rotate_stream)))
     if problem:
         raise ValueError(problem)
+    if rotate_stream is not None and carry_optimizer:
+        raise ValueError("Expected carry_optimizer=False with rotate_stream (Adam's "
+                         "moments are per coordinate of the unrotated stream). "
+                         "Received: carry_optimizer=True. Fix: carry_optimizer=False, "
+                         "or rotate_stream=None.")
     if student_warmup_steps is not None and (
             not isinstance(student_warmup_steps, int) or student_warmup_steps < 0):
         raise ValueError(f"Expected student_warmup_steps a whole number >= 0 or "
@@ -307,7 +322,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                  grow_from, None if shrink_perturb is None else
                  tuple(float(x) for x in shrink_perturb),
                  config.warmup_steps if student_warmup_steps is None
-                 else student_warmup_steps)
+                 else student_warmup_steps,
+                 None if rotate_stream is None else float(rotate_stream))
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -338,6 +354,7 @@ class _Plan:
     grow_from: str = "cooldown"
     shrink_perturb: object = None
     student_warmup_steps: int = 0
+    rotate_stream: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -565,12 +582,16 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                 decay=plan.grow_from != "stable")
             run.setdefault("teachers", {})[arm.name] = run["teacher"]
             models["teacher"] = teachers[-1]
-        students, reports, carries = [], [], []
+        students, reports, carries, rotation_errors = [], [], [], []
         for k, teacher_i in enumerate(teachers):
             with strategy.scope():
                 student, report = n2n.expand_model(
                     teacher_i, widen=arm.widen, deepen=arm.deepen, noise=plan.noise,
                     seed=config.seed, return_report=True, **dict(plan.growth_options))
+                if plan.rotate_stream is not None:
+                    rotation_errors.append(stream_rotation.rotate_stream(
+                        student, angle=plan.rotate_stream,
+                        seed=config.seed).max_relative_error)
                 if plan.shrink_perturb is not None:
                     # Seeded as the scratch twin is: the fresh part is its init.
                     perturb_lib.shrink_perturb(student, *plan.shrink_perturb,
@@ -614,7 +635,8 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                             schedule=_fresh_schedule(config.warmup_steps)),
             "grown": dict(budgets=tuple(fact["student_steps"]), **grown),
         }
-        results = {"max_relative_error": max(r.max_relative_error for r in reports),
+        results = {"max_relative_error": max([r.max_relative_error for r in reports]
+                                             + rotation_errors),
                    "exact": plan.shrink_perturb is None and all(r.exact for r in reports)}
         for role, spec in roles.items():
             key = (arm.name, role)

@@ -11,6 +11,8 @@ True
 True
 """
 
+import math
+
 DEFAULT_BUDGETS = (90, 180, 360)
 MIN_BUDGETS = 3  # a frontier of fewer points says little; tests may pass fewer
 METRICS = ("accuracy", "loss")
@@ -116,4 +118,22 @@ def grow_from_problem(grow_from, teacher_share):
                 "teacher is a point of one warmup-stable run). Received: "
                 "grow_from='stable', teacher_share=None. Fix: add "
                 "--teacher_share=0.25, or --grow_from=cooldown.")
+    return None
+
+
+def rotate_stream_problem(angle):
+    """What is wrong with a stream rotation's angle, or None.
+
+    >>> rotate_stream_problem(1.0) is None
+    True
+    >>> "Received: angle=0" in rotate_stream_problem(0)
+    True
+    """
+    try:
+        ok = 0.0 < float(angle) <= math.pi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return (f"Expected the stream rotation's angle in (0, pi] radians. "
+                f"Received: angle={angle!r}. Fix: e.g. angle=1.0.")
     return None

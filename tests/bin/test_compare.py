@@ -223,6 +223,12 @@ def test_tiny_comparison_writes_the_frontier(digits_dir, tmp_path, capsys):
      r"--teacher_share with grow_from=stable.*Received: grow_from='stable', "
      r"teacher_share=None.*Fix: add --teacher_share=0\.25"),
     (["--teacher_share=0.25", "--grow_from=peak"], r"--grow_from=peak.*cooldown\|stable"),
+    (["--rotate_stream=0"], r"--rotate_stream=0\.0.*angle in \(0, pi\].*Received: "
+     r"angle=0\.0.*Fix: e\.g\. angle=1\.0"),
+    (["--rotate_stream=4"], r"--rotate_stream=4\.0.*Received: angle=4\.0"),
+    (["--rotate_stream=1", "--carry_optimizer"],
+     r"fresh optimizer with --rotate_stream.*--rotate_stream=1\.0 --carry_optimizer.*"
+     r"Fix: --nocarry_optimizer"),
 ])
 def test_bad_teacher_share_names_flag_value_and_fix(argv, words):
     with pytest.raises(flags.Error, match=words):
@@ -238,6 +244,8 @@ def test_teacher_share_flag_is_documented_and_reaches_the_demo_parts():
     stable = _parse("--teacher_share=0.25", "--grow_from=stable", "--carry_optimizer")
     assert (stable.grow_from, stable.carry_optimizer) == ("stable", True)
     assert _parse().grow_from == "cooldown" and "--grow_from" in stable.get_help()
+    assert _parse().rotate_stream is None and "--rotate_stream" in stable.get_help()
+    assert _parse("--rotate_stream=1.5").rotate_stream == 1.5
     demo_flags = flags.FlagValues()
     demo.define_flags(demo_flags)
     demo_flags(["demo"])

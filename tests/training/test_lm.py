@@ -91,6 +91,43 @@ def test_tiny_lm_comparison_with_whole_blocks_reports_json(bytes_dir):
     assert arm["compute_saved"]["quality_per_seed"] == [min(front["scratch"]["per_seed"][0])]
 
 
+def test_lm_comparison_rotates_every_students_stream(bytes_dir, monkeypatch):
+    import tensorflow as tf
+    from keras_net2net.training import comparison
+    from keras_net2net.training import experiment
+
+    rotated = []
+    rotate_stream = comparison.stream_rotation.rotate_stream
+
+    def recording(model, **kwargs):
+        rotated.append((model.get_layer("token_embedding").embeddings.numpy(), kwargs))
+        result = rotate_stream(model, **kwargs)
+        rotated[-1] += (model.get_layer("token_embedding").embeddings.numpy(),)
+        return result
+
+    monkeypatch.setattr(comparison.stream_rotation, "rotate_stream", recording)
+    config = experiment.RunConfig(dataset=SMALL, data_dir=bytes_dir, global_batch_size=16,
+                                  learning_rate=0.01, checkpoint_every=0, eval_every=0,
+                                  lr_schedule="wsd", warmup_steps=1)
+    build = lambda info: models.build_model("gpt", info.input_shape, info.num_classes,
+                                            width=8, depth=1)
+    arms = [comparison.Arm("wider", widen=2.0)]
+    common = dict(seeds=[0], teacher_steps=2, budgets=[4, 6, 8], metric="loss",
+                  time_steps=False, rotate_stream=1.0)
+    with pytest.raises(ValueError, match="carry_optimizer=False with rotate_stream"):
+        comparison.run_comparison(config, tf.distribute.get_strategy(), build, arms,
+                                  carry_optimizer=True, **common)
+    assert not rotated  # refused before any growth
+    report = comparison.run_comparison(config, tf.distribute.get_strategy(), build, arms,
+                                       noise=0.5, **common)
+    arm = report["arms"]["wider"]
+    (before, kwargs, after), = rotated
+    assert kwargs == {"angle": 1.0, "seed": 0}
+    assert np.max(np.abs(after - before)) > 0.01
+    assert arm["exact"] is True and arm["max_relative_error_per_seed"][0] < 1e-5
+    assert report["settings"]["rotate_stream"] == 1.0
+
+
 def test_binaries_accept_gpt_and_the_new_data_sets():
     from absl import flags
     from keras_net2net.bin import compare
