@@ -113,6 +113,10 @@ def define_flags():
     flags.DEFINE_string("data_dir", "runs/tensorflow_datasets", "TFDS data directory "
                         "(the byte data set is built offline into it).")
     flags.DEFINE_string("out", "runs/growth_savings", "Where the reports go.")
+    flags.DEFINE_string("dataset", choices.STDLIB_BYTES, "The byte data set: "
+                        "stdlib_bytes (2.5 MB, the demo's: the longest grown runs read "
+                        "it three times) or stdlib_bytes/large (12 MB: no run of the "
+                        "full profile reads a window twice).")
     flags.DEFINE_integer("width", 32, "Teacher width (the demo's).")
     flags.DEFINE_integer("depth", 2, "Teacher blocks (the demo's).")
     flags.DEFINE_integer("global_batch_size", 32, "Examples per step.")
@@ -350,7 +354,7 @@ def main(argv):
     profile = dict(PROFILES[FLAGS.profile])
     seeds = FLAGS.seeds or profile["seeds"]
     config = config_lib.RunConfig(
-        dataset=choices.STDLIB_BYTES, data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
         global_batch_size=FLAGS.global_batch_size, learning_rate=FLAGS.learning_rate,
         lr_schedule="wsd", warmup_steps=10, eval_every=FLAGS.eval_every,
         eval_examples=profile["eval_examples"], log_every=10_000)

@@ -5,9 +5,11 @@ Real text that is on every machine with Python and needs no download: the
 file is cut into consecutive, non-overlapping windows of `WINDOW` bytes;
 bytes above 127 become 0. A file belongs wholly to one split, chosen by a
 hash of its relative path, so no test window overlaps a training window, and
-the split does not depend on file order or count. Only the top-level
-`*.py` files are read (sorted), up to `MAX_BYTES`, so the data set is the
-same on every machine with the same Python version.
+the split does not depend on file order or count. The "default" and "small"
+configs read only the top-level `*.py` files (sorted), up to their size, so
+the data set is the same on every machine with the same Python version;
+"large" reads the packages too (not their tests), up to 12 MB: enough that
+the savings study's longest runs never read a window twice.
 
 ```python
 from keras_net2net.data import stdlib_text
@@ -36,31 +38,46 @@ MAX_BYTES = 2_500_000
 TEST_PERCENT = 7  # of files, by hash of their name
 
 
-def source_files():
-    """The standard library's top-level .py files, sorted by name."""
-    return sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+# Package folders "large" leaves out: installed third-party code, and the
+# test suites (long runs of near-identical test code).
+SKIPPED_FOLDERS = frozenset({"site-packages", "dist-packages", "test", "tests"})
+
+
+def source_files(recursive=False):
+    """The standard library's .py files as paths relative to it, sorted:
+    the top-level ones, or (recursive) those of its packages too."""
+    root = sysconfig.get_paths()["stdlib"]
+    if not recursive:
+        return sorted(os.path.basename(p) for p in glob.glob(os.path.join(root, "*.py")))
+    paths = glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
+    relative = (os.path.relpath(p, root) for p in paths)
+    return sorted(r for r in relative
+                  if not SKIPPED_FOLDERS & set(r.split(os.sep)[:-1]))
 
 
 def is_test_file(path):
-    """Whether `path` belongs to the test split (a fixed hash of its name)."""
-    digest = hashlib.sha256(os.path.basename(path).encode()).digest()
+    """Whether `path` (relative to the standard library) belongs to the test
+    split: a fixed hash of it (for a top-level file, its name)."""
+    digest = hashlib.sha256(path.encode()).digest()
     return digest[0] * 100 // 256 < TEST_PERCENT
 
 
-def windows(split, max_bytes=MAX_BYTES):
+def windows(split, max_bytes=MAX_BYTES, recursive=False):
     """The split's byte windows in a fixed order.
 
     Args:
         split: "train" or "test".
         max_bytes: read files (in sorted order) until this many bytes.
+        recursive: read the packages' files too (see `source_files`).
 
     Returns:
         (keys, windows): keys are "file:offset" strings, unique across both
         splits; windows an (n, WINDOW) uint8 array of values below VOCAB.
     """
     keys, rows, size = [], [], 0
-    for path in source_files():
-        with open(path, "rb") as f:
+    root = sysconfig.get_paths()["stdlib"]
+    for path in source_files(recursive):
+        with open(os.path.join(root, path), "rb") as f:
             data = np.frombuffer(f.read(), dtype=np.uint8).copy()
         size += len(data)
         if size > max_bytes:
@@ -70,8 +87,7 @@ def windows(split, max_bytes=MAX_BYTES):
         data[data >= VOCAB] = 0
         count = len(data) // WINDOW
         rows.append(data[:count * WINDOW].reshape(count, WINDOW))
-        name = os.path.basename(path)
-        keys.extend(f"{name}:{i * WINDOW}" for i in range(count))
+        keys.extend(f"{path}:{i * WINDOW}" for i in range(count))
     return keys, np.concatenate(rows)
 
 
@@ -80,19 +96,22 @@ class StdlibBytesConfig(tfds.core.BuilderConfig):
 
     Attributes:
         max_bytes: files are read in sorted order until this many bytes.
+        recursive: read the packages' files too, not only the top level.
     """
 
-    def __init__(self, *, max_bytes, **kwargs):
+    def __init__(self, *, max_bytes, recursive=False, **kwargs):
         super().__init__(**kwargs)
         self.max_bytes = max_bytes
+        self.recursive = recursive
 
 
 class StdlibBytes(offline.OfflineBuilder):
     """Windows of 33 bytes of the Python standard library's own source.
 
-    Configs: "default" (2.5 MB, the data set of the demo) and "small"
+    Configs: "default" (2.5 MB, the data set of the demo), "small"
     (900 KB, for quick tests: `stdlib_bytes/small`; fewer than 2,000
-    held-out windows).
+    held-out windows) and "large" (up to 12 MB with the packages, for the
+    savings study: `stdlib_bytes/large`).
     """
 
     BUILDER_CONFIGS = [
@@ -100,6 +119,9 @@ class StdlibBytes(offline.OfflineBuilder):
                           description="Up to 2.5 MB of source."),
         StdlibBytesConfig(name="small", max_bytes=900_000,
                           description="Up to 900 KB of source, for tests."),
+        StdlibBytesConfig(name="large", max_bytes=12_000_000, recursive=True,
+                          description="Up to 12 MB of source, packages included "
+                                      "(not their tests)."),
     ]
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Top-level stdlib *.py files up to 2.5 MB; 7% of files "
@@ -123,6 +145,7 @@ class StdlibBytes(offline.OfflineBuilder):
         return {split: self._generate_examples(split) for split in ("train", "test")}
 
     def _generate_examples(self, split):
-        keys, rows = windows(split, self.builder_config.max_bytes)
+        keys, rows = windows(split, self.builder_config.max_bytes,
+                             self.builder_config.recursive)
         for key, row in zip(keys, rows):
             yield key, {"bytes": row}
