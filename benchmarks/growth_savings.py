@@ -67,6 +67,9 @@ budget) and writes every report to --out.
     python benchmarks/growth_savings.py --profile=full --recipes=arms,noise_0.5
     python benchmarks/growth_savings.py --profile=full --recipes=stable_0.25 \
         --learning_rate=4e-3 --lr_sweep=0.5,1,2 --eval_every=360   # ~40 min, 2 cores
+    python benchmarks/growth_savings.py --profile=full --recipes=stable_0.25 \
+        --learning_rate=4e-3 --lr_sweep=0.5,1,2 --eval_every=360 \
+        --dataset=stdlib_bytes/large   # the same on data no run reads twice
 
 On a GPU machine the same command runs on the GPU (TensorFlow's default
 device); `--global_batch_size` and `--width` scale the study up.
