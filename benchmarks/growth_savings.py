@@ -31,7 +31,8 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   `share_0.25_noise_1.0` (balanced noise 1.0 instead of 0.5);
 - growth from the teacher's stable phase (`grow_from="stable"`: each budget's
   teacher is a point of one warmup-stable run, no cooldown trained):
-  `stable_0.25` (fresh Adam), `stable_0.25_carry` (the teacher run's Adam
+  `stable_0.25` (fresh Adam; `stable_0.125`: an eighth of each budget to
+  the teacher), `stable_0.25_carry` (the teacher run's Adam
   state carried, its schedule continued), `stable_0.25_carry_rewarm` /
   `_rewarm150` (re-warmed over 20 / 150 steps), `stable_0.25_warm150` (a
   fresh Adam warmed up over 150 steps), `stable_0.25_noise_0.1`,
@@ -107,7 +108,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
-           "stable_0.25_rot_pi", "stable_0.25_fresh_split_rot")
+           "stable_0.25_rot_pi", "stable_0.125", "stable_0.25_fresh_split_rot")
 
 
 def define_flags():
@@ -185,6 +186,9 @@ def _recipes(profile):
         # inside one run. With a fresh Adam, or the teacher's state carried
         # (its schedule continued, no re-warmup; or 20 steps from 0.1 x).
         "stable_0.25": (both, {**share, "grow_from": "stable"}),
+        # Growth earlier: an eighth of each budget to the teacher (at 2,880 that
+        # is 2,430 teacher steps, where staged training's rule grows).
+        "stable_0.125": (both, {**share, "grow_from": "stable", "teacher_share": 0.125}),
         "stable_0.25_carry": (both, {**share, "grow_from": "stable",
                                      "carry_optimizer": True}),
         "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
