@@ -189,6 +189,11 @@ def attention_key_dense(layer):
     return getattr(layer, "_key_dense", None)
 
 
+def attention_projections(layer):
+    """A MultiHeadAttention's query, key and value projections (EinsumDenses)."""
+    return [layer._query_dense, layer._key_dense, layer._value_dense]
+
+
 def attention_output_dense(layer):
     """A MultiHeadAttention's output projection (an EinsumDense)."""
     return layer._output_dense

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import scipy.linalg
 
+from keras_net2net import _keras
 from keras_net2net import errors
 from keras_net2net import graph as graph_lib
 from keras_net2net.training import comparison_options
@@ -231,7 +232,7 @@ def _writer_kind(layer):
     if isinstance(layer, keras.layers.Embedding):
         return "embedding"
     if isinstance(layer, keras.layers.MultiHeadAttention) and \
-            layer._output_shape is None:
+            _keras.attention_output_shape(layer) is None:
         return "attention"
     if isinstance(layer, keras.layers.Dense) and layer.activation in (
             keras.activations.linear, None):
@@ -263,7 +264,7 @@ def _apply(stream, q):
             if layer.bias is not None:
                 out_axis(layer.bias, q)
         else:
-            dense = layer._output_dense
+            dense = _keras.attention_output_dense(layer)
             out_axis(dense.kernel, q)
             if dense.bias is not None:
                 out_axis(dense.bias, q)
@@ -282,8 +283,8 @@ def _apply(stream, q):
         maps[id(norm)] = q @ np.diag(gamma) / c
     for norm, layer, kind in stream.readers:
         m = maps[id(norm)]
-        denses = [layer] if kind == "dense" else [
-            layer._query_dense, layer._key_dense, layer._value_dense]
+        denses = ([layer] if kind == "dense"
+                  else _keras.attention_projections(layer))
         for dense in denses:
             kernel = np.asarray(dense.kernel.numpy(), np.float64)
             dense.kernel.assign(np.tensordot(m, kernel, axes=1))
