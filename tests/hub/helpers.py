@@ -100,6 +100,12 @@ ONE_PROMPT = {"token_ids": np.array([[5, 7, 9, 0, 0, 0, 0, 0]], "int32"),
               "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
 
 
+def greedy_decoder_tokens(model, prompt):
+    """A seq2seq LM's greedy decoder tokens for `prompt` (compiles generate)."""
+    model.compile(sampler="greedy")
+    return model.generate(prompt, max_length=8, stop_token_ids=None)["decoder_token_ids"]
+
+
 def assert_same_greedy_tokens(teacher, student, prompt=ONE_PROMPT, **compile_kwargs):
     """Both causal LMs decode `prompt` greedily into the same, non-constant tokens."""
     tokens = []

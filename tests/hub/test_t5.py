@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_net2net import errors
+from tests.hub.helpers import greedy_decoder_tokens
 from tests.hub.helpers import grow_and_check
 from tests.hub.helpers import keras_hub
 from tests.hub.helpers import perturb
@@ -91,15 +92,10 @@ def test_t5_seq2seq_lm_grows_with_its_head(tied, tmp_path):
              (dict(deepen=DEEPEN), dict(num_layers=3))]
     if tied:
         cases.append((dict(widen=1.5), dict(hidden_dim=24, num_heads=3)))  # zero pads
-    def decode(model):
-        model.compile(sampler="greedy")
-        return model.generate(_prompt(), max_length=8,
-                              stop_token_ids=None)["decoder_token_ids"]
-
     # The teacher decodes once (each generate compiles): growth never changes it.
-    expected_tokens = decode(teacher)
+    expected_tokens = greedy_decoder_tokens(teacher, _prompt())
     assert len(np.unique(expected_tokens[:, 2:])) > 1, expected_tokens
     for kwargs, expected in cases:
         student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
         assert len(y) == 1 and relative(y[0], z[0]) <= 1e-5
-        np.testing.assert_array_equal(decode(student), expected_tokens)
+        np.testing.assert_array_equal(greedy_decoder_tokens(student, _prompt()), expected_tokens)

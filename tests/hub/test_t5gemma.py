@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_net2net import errors
+from tests.hub.helpers import greedy_decoder_tokens
 from tests.hub.helpers import grow_and_check
 from tests.hub.helpers import keras_hub
 from tests.hub.helpers import perturb
@@ -113,17 +114,12 @@ def test_t5gemma_seq2seq_lm_grows_with_its_head(tied, tmp_path):
     cases = [(dict(widen=2.0, deepen=DEEPEN), dict(decoder_hidden_dim=16, decoder_num_layers=3))]
     if tied:
         cases.append((dict(widen=1.5), dict(decoder_hidden_dim=12)))  # zero pads
-    def decode(model):
-        model.compile(sampler="greedy")
-        return model.generate(prompt(), max_length=8,
-                              stop_token_ids=None)["decoder_token_ids"]
-
     # The teacher decodes once (each generate compiles): growth never changes it.
-    expected_tokens = decode(teacher)
+    expected_tokens = greedy_decoder_tokens(teacher, prompt())
     assert len(np.unique(expected_tokens[:, 2:])) > 1, expected_tokens
     for kwargs, expected in cases:
         student, report, errs, (y, z) = grow_and_check(teacher, tmp_path, expected, **kwargs)
         error = relative(y[0], z[0])
         print(f"T5GemmaSeq2SeqLM tied={tied} {kwargs}: logits max rel {error:.2e}")
         assert len(y) == 1 and error <= 1e-5
-        np.testing.assert_array_equal(decode(student), expected_tokens)
+        np.testing.assert_array_equal(greedy_decoder_tokens(student, prompt()), expected_tokens)
