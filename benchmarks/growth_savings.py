@@ -108,7 +108,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
-           "stable_0.25_rot_pi", "stable_0.125", "stable_0.25_fresh_split_rot")
+           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.25_fresh_split_rot")
 
 
 def define_flags():
@@ -189,6 +189,9 @@ def _recipes(profile):
         # Growth earlier: an eighth of each budget to the teacher (at 2,880 that
         # is 2,430 teacher steps, where staged training's rule grows).
         "stable_0.125": (both, {**share, "grow_from": "stable", "teacher_share": 0.125}),
+        # Earlier still (a sixteenth: 152 to 1,215 teacher steps), past staged
+        # training's rule at every budget: does the trend from 0.25 to 0.125 go on?
+        "stable_0.0625": (both, {**share, "grow_from": "stable", "teacher_share": 0.0625}),
         "stable_0.25_carry": (both, {**share, "grow_from": "stable",
                                      "carry_optimizer": True}),
         "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
