@@ -108,7 +108,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
-           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper",
+           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper", "stable_0.125_wider",
            "stable_0.25_fresh_split_rot")
 
 
@@ -232,6 +232,8 @@ def _recipes(profile):
         # Depth alone at the share that did best at 1,440 (its own scratch).
         "stable_0.125_deeper": ([Arm("deeper", deepen=identity)],
                                 {**share, "grow_from": "stable", "teacher_share": 0.125}),
+        "stable_0.125_wider": ([Arm("wider", widen=2.0)],
+                               {**share, "grow_from": "stable", "teacher_share": 0.125}),
     }
 
 
