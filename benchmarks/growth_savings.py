@@ -108,8 +108,8 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
-           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper", "stable_0.125_wider",
-           "stable_0.25_fresh_split_rot")
+           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper",
+           "stable_0.125_wider", "stable_0.25_fresh_split_rot")
 
 
 def define_flags():
@@ -156,6 +156,9 @@ def _recipes(profile):
     teacher = profile["teacher_steps"]
     share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
              "teacher_share": 0.25}
+    # Growth from the teacher's stable phase (before its decay), fresh Adam.
+    stable = {**share, "grow_from": "stable"}
+    eighth = {**stable, "teacher_share": 0.125}
     return {
         "arms": ([Arm("both", widen=2.0, deepen=identity), Arm("wider", widen=2.0),
                   Arm("deeper", deepen=identity),
@@ -171,11 +174,8 @@ def _recipes(profile):
         "noise_0.5_fresh": (both, {**base, "noise": 0.5, "carry_optimizer": False,
                                    "rewarm_steps": 0}),
         # Growth time scaled with the budget (T = B/4 in compute).
-        "share_0.25": (both, {**base, "noise": 0.5, "carry_optimizer": False,
-                              "rewarm_steps": 0, "teacher_share": 0.25}),
-        "share_0.25_lr3": (both, {**base, "noise": 0.5, "carry_optimizer": False,
-                                  "rewarm_steps": 0, "teacher_share": 0.25,
-                                  "lr_scales": [0.5, 1.0, 2.0]}),
+        "share_0.25": (both, share),
+        "share_0.25_lr3": (both, {**share, "lr_scales": [0.5, 1.0, 2.0]}),
         # Width initialisation (issue 23): the copies of Net2WiderNet against
         # fresh new units, LEMON-like unequal splits, more noise.
         "share_0.25_fresh": (both, {**share, "growth_options": {"new_units": "fresh"}}),
@@ -186,54 +186,40 @@ def _recipes(profile):
         # Growth from the teacher's stable phase (before its decay): growth
         # inside one run. With a fresh Adam, or the teacher's state carried
         # (its schedule continued, no re-warmup; or 20 steps from 0.1 x).
-        "stable_0.25": (both, {**share, "grow_from": "stable"}),
+        "stable_0.25": (both, stable),
         # Growth earlier: an eighth of each budget to the teacher (at 2,880 that
         # is 2,430 teacher steps, where staged training's rule grows).
-        "stable_0.125": (both, {**share, "grow_from": "stable", "teacher_share": 0.125}),
+        "stable_0.125": (both, eighth),
         # Earlier still (a sixteenth: 152 to 1,215 teacher steps), past staged
         # training's rule at every budget: does the trend from 0.25 to 0.125 go on?
-        "stable_0.0625": (both, {**share, "grow_from": "stable", "teacher_share": 0.0625}),
-        "stable_0.25_carry": (both, {**share, "grow_from": "stable",
-                                     "carry_optimizer": True}),
-        "stable_0.25_carry_rewarm": (both, {**share, "grow_from": "stable",
-                                            "carry_optimizer": True,
+        "stable_0.0625": (both, {**stable, "teacher_share": 0.0625}),
+        "stable_0.25_carry": (both, {**stable, "carry_optimizer": True}),
+        "stable_0.25_carry_rewarm": (both, {**stable, "carry_optimizer": True,
                                             "rewarm_steps": 20}),
         # Shrink and perturb after growth (Ash & Adams 2020; not exact).
-        "stable_0.25_sp": (both, {**share, "grow_from": "stable",
-                                  "shrink_perturb": (0.9, 0.1)}),
+        "stable_0.25_sp": (both, {**stable, "shrink_perturb": (0.9, 0.1)}),
         # A longer warmup of the grown arm: right after growth each copy
         # takes a full Adam step and the copies move together.
-        "stable_0.25_warm150": (both, {**share, "grow_from": "stable",
-                                       "student_warmup_steps": 150}),
-        "stable_0.25_carry_rewarm150": (both, {**share, "grow_from": "stable",
-                                               "carry_optimizer": True,
-                                               "rewarm_steps": 150,
-                                               "rewarm_from": 0.25}),
+        "stable_0.25_warm150": (both, {**stable, "student_warmup_steps": 150}),
+        "stable_0.25_carry_rewarm150": (both, {**stable, "carry_optimizer": True,
+                                               "rewarm_steps": 150, "rewarm_from": 0.25}),
         # Less balanced noise: less hidden error to surface as copies part.
-        "stable_0.25_noise_0.1": (both, {**share, "grow_from": "stable", "noise": 0.1}),
-        "stable_0.25_fresh_split": (both, {**share, "grow_from": "stable",
-                                           "growth_options": {"new_units": "fresh",
-                                                              "split": "random"}}),
+        "stable_0.25_noise_0.1": (both, {**stable, "noise": 0.1}),
+        "stable_0.25_fresh_split": (both, {**stable, "growth_options": {
+            "new_units": "fresh", "split": "random"}}),
         # The residual stream rotated after growth (exact): its copy pairs
         # stop being coordinate pairs, so Adam moves them apart with no
         # hidden error. Angle 1 radian, or a thorough mix (pi).
-        "stable_0.25_rot": (both, {**share, "grow_from": "stable", "rotate_stream": 1.0}),
-        "stable_0.25_rot_pi": (both, {**share, "grow_from": "stable",
-                                      "rotate_stream": math.pi}),
-        "stable_0.25_fresh_split_rot": (both, {**share, "grow_from": "stable",
-                                               "rotate_stream": 1.0,
-                                               "growth_options": {"new_units": "fresh",
-                                                                  "split": "random"}}),
+        "stable_0.25_rot": (both, {**stable, "rotate_stream": 1.0}),
+        "stable_0.25_rot_pi": (both, {**stable, "rotate_stream": math.pi}),
+        "stable_0.25_fresh_split_rot": (both, {**stable, "rotate_stream": 1.0, "growth_options": {
+            "new_units": "fresh", "split": "random"}}),
         # Width or depth alone, each against its own scratch.
-        "stable_0.25_wider": ([Arm("wider", widen=2.0)],
-                              {**share, "grow_from": "stable"}),
-        "stable_0.25_deeper": ([Arm("deeper", deepen=identity)],
-                               {**share, "grow_from": "stable"}),
-        # Depth alone at the share that did best at 1,440 (its own scratch).
-        "stable_0.125_deeper": ([Arm("deeper", deepen=identity)],
-                                {**share, "grow_from": "stable", "teacher_share": 0.125}),
-        "stable_0.125_wider": ([Arm("wider", widen=2.0)],
-                               {**share, "grow_from": "stable", "teacher_share": 0.125}),
+        "stable_0.25_wider": ([Arm("wider", widen=2.0)], stable),
+        "stable_0.25_deeper": ([Arm("deeper", deepen=identity)], stable),
+        # The same at the share that did best at 1,440.
+        "stable_0.125_wider": ([Arm("wider", widen=2.0)], eighth),
+        "stable_0.125_deeper": ([Arm("deeper", deepen=identity)], eighth),
     }
 
 
