@@ -109,7 +109,8 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
            "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper",
-           "stable_0.125_wider", "stable_0.25_fresh_split_rot")
+           "stable_0.125_wider", "stable_0.25_fresh_split_rot",
+           "stable_0.125_deeper_stack")
 
 
 def define_flags():
@@ -220,6 +221,9 @@ def _recipes(profile):
         # The same at the share that did best at 1,440.
         "stable_0.125_wider": ([Arm("wider", widen=2.0)], eighth),
         "stable_0.125_deeper": ([Arm("deeper", deepen=identity)], eighth),
+        # Depth alone with trained blocks stacked (G_stack; not exact), against
+        # the same scratch as the identity blocks (same arm name, same cache key).
+        "stable_0.125_deeper_stack": ([Arm("deeper", deepen=stacked)], eighth),
     }
 
 
