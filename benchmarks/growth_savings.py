@@ -41,7 +41,13 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   (width or depth alone, each against its own scratch);
 - the residual stream rotated after growth (exact; `training.stream_rotation`):
   `stable_0.25_rot` (angle 1 radian), `stable_0.25_rot_pi` (pi),
-  `stable_0.25_fresh_split_rot` (with fresh units and random splits).
+  `stable_0.25_fresh_split_rot` (with fresh units and random splits);
+- an eighth of each budget to the teacher: `stable_0.125`, and depth or
+  width alone `stable_0.125_deeper` / `_wider`; `stable_0.125_deeper_stack`
+  (depth alone, trained blocks stacked: G_stack, not exact),
+  `stable_0.125_deeper4` (x4 deep alone, three identity copies per block);
+- `stable_0.25_sp_0.5`: shrink 0.5 and perturb 0.1 after growth (Ash &
+  Adams' shrink; not exact).
 
 `--scratch_cache=FILE` keeps scratch's runs in a file (pickle) across
 processes: a later study with the same profile, seeds and rate sweep reads
@@ -110,7 +116,7 @@ RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
            "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
            "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper",
            "stable_0.125_wider", "stable_0.25_fresh_split_rot",
-           "stable_0.125_deeper_stack")
+           "stable_0.125_deeper_stack", "stable_0.125_deeper4", "stable_0.25_sp_0.5")
 
 
 def define_flags():
@@ -199,6 +205,9 @@ def _recipes(profile):
                                             "rewarm_steps": 20}),
         # Shrink and perturb after growth (Ash & Adams 2020; not exact).
         "stable_0.25_sp": (both, {**stable, "shrink_perturb": (0.9, 0.1)}),
+        # Ash & Adams' own shrink (0.5): more of the trained weights given up
+        # for plasticity (the warm-starting gap is their finding).
+        "stable_0.25_sp_0.5": (both, {**stable, "shrink_perturb": (0.5, 0.1)}),
         # A longer warmup of the grown arm: right after growth each copy
         # takes a full Adam step and the copies move together.
         "stable_0.25_warm150": (both, {**stable, "student_warmup_steps": 150}),
@@ -224,6 +233,9 @@ def _recipes(profile):
         # Depth alone with trained blocks stacked (G_stack; not exact), against
         # the same scratch as the identity blocks (same arm name, same cache key).
         "stable_0.125_deeper_stack": ([Arm("deeper", deepen=stacked)], eighth),
+        # Depth alone x4 (three identity copies per block): the teacher costs
+        # ~a quarter of a student step, so its head start is cheaper.
+        "stable_0.125_deeper4": ([Arm("deeper4", deepen=_deepen(FLAGS.depth, 3))], eighth),
     }
 
 
@@ -394,7 +406,7 @@ def main(argv):
                       + ", ".join("never (on the measured curve)" if r["grow_at"] is None
                                   else f"{r['grow_at']['teacher_steps']} teacher steps "
                                   f"(loss {r['grow_at']['loss']:.3f})" for r in rows)
-                      + f"; T = B/4 is {report['arms'][arm_name]['teacher_steps']}")
+                      + f"; this recipe grows at {report['arms'][arm_name]['teacher_steps']}")
             report["slopes_at_equal_loss"] = slopes_at_equal_loss(report)
             for arm_name, per_seed in report["slopes_at_equal_loss"].items():
                 print(f"{name} {arm_name}: loss change per student step at equal loss "
