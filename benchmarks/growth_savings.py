@@ -45,7 +45,9 @@ on the byte-level GPT of `make demo`, for a set of recipes:
 - an eighth of each budget to the teacher: `stable_0.125`, and depth or
   width alone `stable_0.125_deeper` / `_wider`; `stable_0.125_deeper_stack`
   (depth alone, trained blocks stacked: G_stack, not exact),
-  `stable_0.125_deeper4` (x4 deep alone, three identity copies per block);
+  `stable_0.125_deeper4` (x4 deep alone, three identity copies per block),
+  and the same at a quarter and a sixteenth: `stable_0.25_deeper4`,
+  `stable_0.0625_deeper4`;
 - `stable_0.25_sp_0.5`: shrink 0.5 and perturb 0.1 after growth (Ash &
   Adams' shrink; not exact).
 
@@ -107,21 +109,26 @@ PROFILES = {
     "full": dict(budgets=(360, 720, 1440, 2880), teacher_steps=400, seeds=3,
                  eval_examples=2048, lr_sweep=(0.5, 1.0, 2.0)),
 }
-RECIPES = ("arms", "noise_0.5", "fresh_optimizer", "no_rewarm", "teacher_half",
-           "teacher_double", "both", "noise_0.5_fresh", "share_0.25", "share_0.25_lr3",
-           "share_0.25_fresh", "share_0.25_split", "share_0.25_fresh_split",
-           "share_0.25_noise_1.0", "stable_0.25", "stable_0.25_carry",
-           "stable_0.25_carry_rewarm", "stable_0.25_wider", "stable_0.25_deeper",
-           "stable_0.25_sp", "stable_0.25_warm150", "stable_0.25_carry_rewarm150",
-           "stable_0.25_noise_0.1", "stable_0.25_fresh_split", "stable_0.25_rot",
-           "stable_0.25_rot_pi", "stable_0.125", "stable_0.0625", "stable_0.125_deeper",
-           "stable_0.125_wider", "stable_0.25_fresh_split_rot",
-           "stable_0.125_deeper_stack", "stable_0.125_deeper4", "stable_0.25_sp_0.5")
+
+
+def define_recipes_flag(flag_values=FLAGS):
+    names = list(recipes(teacher_steps=1, depth=1))
+    flags.DEFINE_list("recipes", names, f"Recipes to run: {', '.join(names)}.",
+                      flag_values=flag_values)
+
+    def known(value):
+        unknown = [name for name in value if name not in names]
+        if unknown:
+            raise flags.ValidationError(
+                f"no recipe is called {', '.join(unknown)}; pick from {', '.join(names)}.")
+        return True
+
+    flags.register_validator("recipes", known, flag_values=flag_values)
 
 
 def define_flags():
     flags.DEFINE_enum("profile", "quick", list(PROFILES), "Study size.")
-    flags.DEFINE_list("recipes", list(RECIPES), f"Recipes to run: {', '.join(RECIPES)}.")
+    define_recipes_flag()
     flags.DEFINE_string("data_dir", "runs/tensorflow_datasets", "TFDS data directory "
                         "(the byte data set is built offline into it).")
     flags.DEFINE_string("out", "runs/growth_savings", "Where the reports go.")
@@ -151,16 +158,18 @@ def _deepen(depth, how):
     return {(f"block{i}_ln1", f"block{i}_res2"): how for i in range(1, depth + 1)}
 
 
-def _recipes(profile):
-    """{name: (arms, run_comparison keyword arguments)}."""
+def recipes(teacher_steps, depth):
+    """{name: (arms, run_comparison keyword arguments)} for a teacher of `depth`
+    blocks and a profile of `teacher_steps`. Reads no flags: the flag list of
+    recipe names is built from it before flags are parsed."""
     from keras_net2net.training import comparison
 
     Arm = comparison.Arm
-    identity, stacked = _deepen(FLAGS.depth, 1), _deepen(FLAGS.depth, "stack")
+    identity, stacked = _deepen(depth, 1), _deepen(depth, "stack")
     both = [Arm("both", widen=2.0, deepen=identity)]
-    base = dict(teacher_steps=profile["teacher_steps"], carry_optimizer=True,
+    base = dict(teacher_steps=teacher_steps, carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
-    teacher = profile["teacher_steps"]
+    teacher = teacher_steps
     share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
              "teacher_share": 0.25}
     # Growth from the teacher's stable phase (before its decay), fresh Adam.
@@ -235,7 +244,13 @@ def _recipes(profile):
         "stable_0.125_deeper_stack": ([Arm("deeper", deepen=stacked)], eighth),
         # Depth alone x4 (three identity copies per block): the teacher costs
         # ~a quarter of a student step, so its head start is cheaper.
-        "stable_0.125_deeper4": ([Arm("deeper4", deepen=_deepen(FLAGS.depth, 3))], eighth),
+        "stable_0.125_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))], eighth),
+        # The same at a quarter and a sixteenth of each budget to the teacher:
+        # a teacher step costs ~a quarter of a student step here, so is its
+        # head start worth more teacher steps, or the student more steps?
+        "stable_0.25_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))], stable),
+        "stable_0.0625_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))],
+                                  {**stable, "teacher_share": 0.0625}),
     }
 
 
@@ -249,7 +264,7 @@ def _line(name, arm_name, arm):
                                          if ci else "")
     gains = ", ".join(f"{g['compute']:g}: {g['mean']:+.3f}" for g in
                       arm["quality_gain_equal_compute"] if g.get("mean") is not None)
-    text = (f"{name:<16}{arm_name:<12} saved at best {percent(arm['compute_saved']):<22}"
+    text = (f"{name + ' ' + arm_name:<28} saved at best {percent(arm['compute_saved']):<22}"
             f" at half {percent(arm['compute_saved_at_half']):<22} gain in nats at equal "
             f"compute (+ = grown better) {gains}")
     if arm.get("compute_saved_wall"):
@@ -380,11 +395,11 @@ def main(argv):
     teacher_fn = lambda info: models.build_model(
         "gpt", info.input_shape, info.num_classes, width=FLAGS.width, depth=FLAGS.depth)
     os.makedirs(FLAGS.out, exist_ok=True)
-    recipes = _recipes(profile)
+    table = recipes(profile["teacher_steps"], FLAGS.depth)
     lines, began = [], time.perf_counter()
     scratch_cache = _load_cache(FLAGS.scratch_cache)
     for name in FLAGS.recipes:
-        arms, options = recipes[name]
+        arms, options = table[name]
         options = dict(options)
         lr_scales = options.pop("lr_scales", [float(x) for x in FLAGS.lr_sweep]
                                 if FLAGS.lr_sweep else list(profile["lr_sweep"]))
