@@ -119,6 +119,9 @@ def test_demo_defaults_are_compare_flags():
     assert compare.metric_from_flags(lm) == "loss"
     assert flag_values.arms == ["wider", "both"] and len(flag_values.budgets) >= 3
     assert lm.budgets == demo.LM_SETTINGS["budgets"] and lm.lr_sweep == ["1", "2"]
+    # The LM grows x4 deep: three identity copies after each of the two blocks.
+    assert compare.arms_from_flags(lm) == [comparison.Arm("deeper", deepen={
+        ("block1_ln1", "block1_res2"): 3, ("block2_ln1", "block2_res2"): 3})]
     with pytest.raises(flags.Error, match="--parts"):
         flag_values(["demo", "--parts=image,video"])
 
