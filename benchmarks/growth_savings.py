@@ -142,6 +142,10 @@ def define_flags():
     flags.DEFINE_float("learning_rate", 2e-3, "Base peak rate (swept x the profile's "
                        "multiples for both arms).")
     flags.DEFINE_integer("seeds", None, "Override the profile's seed count.")
+    flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 1: "
+                         "more seeds for a recipe run before, in another process "
+                         "(per-seed figures combine; the rates are chosen per seed).",
+                         lower_bound=0)
     flags.DEFINE_list("lr_sweep", None, "Override the profile's peak-rate sweep "
                       "(multiples of --learning_rate, for both arms), e.g. 1,2,4.")
     flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
@@ -169,7 +173,6 @@ def recipes(teacher_steps, depth):
     both = [Arm("both", widen=2.0, deepen=identity)]
     base = dict(teacher_steps=teacher_steps, carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
-    teacher = teacher_steps
     share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
              "teacher_share": 0.25}
     # Growth from the teacher's stable phase (before its decay), fresh Adam.
@@ -182,8 +185,8 @@ def recipes(teacher_steps, depth):
         "noise_0.5": (both, {**base, "noise": 0.5}),
         "fresh_optimizer": (both, {**base, "carry_optimizer": False, "rewarm_steps": 0}),
         "no_rewarm": (both, {**base, "rewarm_steps": 0}),
-        "teacher_half": (both, {**base, "teacher_steps": teacher // 2}),
-        "teacher_double": (both, {**base, "teacher_steps": teacher * 2}),
+        "teacher_half": (both, {**base, "teacher_steps": teacher_steps // 2}),
+        "teacher_double": (both, {**base, "teacher_steps": teacher_steps * 2}),
         # The baseline's `both` arm alone, and the two best single changes of
         # the quick profile together.
         "both": (both, base),
@@ -408,7 +411,8 @@ def main(argv):
         recipe_began = time.perf_counter()
         report = comparison.run_comparison(
             dataclasses.replace(config), strategy, teacher_fn, arms,
-            seeds=list(range(seeds)), budgets=list(profile["budgets"]),
+            seeds=list(range(FLAGS.first_seed, FLAGS.first_seed + seeds)),
+            budgets=list(profile["budgets"]),
             lr_scales=lr_scales, metric="loss", progress=print,
             scratch_cache=scratch_cache, **options)
         report["recipe"] = {"name": name, "lr_scales": lr_scales,

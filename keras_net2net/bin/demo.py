@@ -85,21 +85,22 @@ LM_SETTINGS = {
     # savings study's best shape (BUILD_NOTES.md, "Depth x4 alone"), no
     # reversal on any seed up to 2,880 steps. On these settings it saved 47%
     # [29, 66] at scratch's best loss against 32% [21, 44] for x2 wide and x2
-    # deep, and 47% against 13% by the wall clock (its teacher costs 0.28 of
-    # a student step in time as in FLOPs; x2 wide's cost 0.32 for 0.15).
+    # deep, and 49% against 13% by the wall clock (its teacher step costs
+    # ~0.25 of a student step in time, 0.276 in FLOPs; x2 wide's cost 0.32
+    # for 0.148).
     "arms": ["deeper"],
     "deepen": "block1_ln1..block1_res2:3,block2_ln1..block2_res2:3",
     # Growth time scaled with the budget: each budget's teacher trains a
-    # quarter of its compute (152/304/608 teacher steps at FLOPs ratio 0.148),
+    # quarter of its compute (82/163/326 teacher steps at FLOPs ratio 0.276),
     # its cooldown branched off one teacher run. Measured against one
-    # 100-step teacher on the demo's own settings (BUILD_NOTES.md, "The
+    # 100-step teacher on the demo's own settings, x2 wide x2 deep (BUILD_NOTES.md, "The
     # frontier in the binaries"): saved at scratch's best loss 31% [17, 45]
     # against 16% [7, 25], 3 seeds.
     "teacher_share": 0.25,
     # Each student grows from its teacher's stable phase (no teacher cooldown
     # for the student to undo): 32% [21, 44] saved (seeds 33/28/37%) against
     # 31% [17, 45] (31/25/36%) grown from cooled-down teachers, on these
-    # settings; medium profile of benchmarks/growth_savings.py alike.
+    # settings (x2 wide x2 deep); medium profile of benchmarks/growth_savings.py alike.
     "grow_from": "stable",
     "budgets": ["90", "180", "360"],
     # Evaluations on the way for lm_slope.png (the slope against the loss).

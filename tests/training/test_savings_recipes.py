@@ -45,5 +45,6 @@ def test_recipes_flag_rejects_a_name_that_is_not_a_recipe(study):
     study.define_recipes_flag(values)
     values(["prog", "--recipes=stable_0.125,stable_0.125_deeper4"])
     assert values.recipes == ["stable_0.125", "stable_0.125_deeper4"]
-    with pytest.raises(flags.IllegalFlagValueError, match=r"--recipes.*no recipe is called deeper8; pick from arms"):
+    with pytest.raises(flags.IllegalFlagValueError,
+                       match=r"--recipes.*no recipe is called deeper8; pick from arms"):
         values(["prog", "--recipes=stable_0.125,deeper8"])
