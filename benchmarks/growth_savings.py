@@ -94,6 +94,8 @@ from absl import app
 from absl import flags
 
 from keras_net2net import choices
+from keras_net2net.bin import flags as shared_flags
+from keras_net2net.training import comparison_options
 from keras_net2net.training import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -115,15 +117,15 @@ def define_recipes_flag(flag_values=FLAGS):
     names = list(recipes(teacher_steps=1, depth=1))
     flags.DEFINE_list("recipes", names, f"Recipes to run: {', '.join(names)}.",
                       flag_values=flag_values)
+    flags.register_validator(
+        "recipes", lambda value: shared_flags.raise_problem(_recipes_problem(value, names)),
+        flag_values=flag_values)
 
-    def known(value):
-        unknown = [name for name in value if name not in names]
-        if unknown:
-            raise flags.ValidationError(
-                f"no recipe is called {', '.join(unknown)}; pick from {', '.join(names)}.")
-        return True
 
-    flags.register_validator("recipes", known, flag_values=flag_values)
+def _recipes_problem(value, names):
+    unknown = [name for name in value if name not in names]
+    return unknown and (f"no recipe is called {', '.join(unknown)}; "
+                        f"pick from {', '.join(names)}.")
 
 
 def define_flags():
@@ -166,11 +168,11 @@ def recipes(teacher_steps, depth):
     """{name: (arms, run_comparison keyword arguments)} for a teacher of `depth`
     blocks and a profile of `teacher_steps`. Reads no flags: the flag list of
     recipe names is built from it before flags are parsed."""
-    from keras_net2net.training import comparison
-
-    Arm = comparison.Arm
+    Arm = comparison_options.Arm
     identity, stacked = _deepen(depth, 1), _deepen(depth, "stack")
     both = [Arm("both", widen=2.0, deepen=identity)]
+    # x4 deep alone: three identity copies after each block.
+    deeper4 = [Arm("deeper4", deepen=_deepen(depth, 3))]
     base = dict(teacher_steps=teacher_steps, carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
     share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
@@ -178,6 +180,7 @@ def recipes(teacher_steps, depth):
     # Growth from the teacher's stable phase (before its decay), fresh Adam.
     stable = {**share, "grow_from": "stable"}
     eighth = {**stable, "teacher_share": 0.125}
+    sixteenth = {**stable, "teacher_share": 0.0625}
     return {
         "arms": ([Arm("both", widen=2.0, deepen=identity), Arm("wider", widen=2.0),
                   Arm("deeper", deepen=identity),
@@ -211,7 +214,7 @@ def recipes(teacher_steps, depth):
         "stable_0.125": (both, eighth),
         # Earlier still (a sixteenth: 152 to 1,215 teacher steps), past staged
         # training's rule at every budget: does the trend from 0.25 to 0.125 go on?
-        "stable_0.0625": (both, {**stable, "teacher_share": 0.0625}),
+        "stable_0.0625": (both, sixteenth),
         "stable_0.25_carry": (both, {**stable, "carry_optimizer": True}),
         "stable_0.25_carry_rewarm": (both, {**stable, "carry_optimizer": True,
                                             "rewarm_steps": 20}),
@@ -247,13 +250,12 @@ def recipes(teacher_steps, depth):
         "stable_0.125_deeper_stack": ([Arm("deeper", deepen=stacked)], eighth),
         # Depth alone x4 (three identity copies per block): the teacher costs
         # ~a quarter of a student step, so its head start is cheaper.
-        "stable_0.125_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))], eighth),
+        "stable_0.125_deeper4": (deeper4, eighth),
         # The same at a quarter and a sixteenth of each budget to the teacher:
         # a teacher step costs ~a quarter of a student step here, so is its
         # head start worth more teacher steps, or the student more steps?
-        "stable_0.25_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))], stable),
-        "stable_0.0625_deeper4": ([Arm("deeper4", deepen=_deepen(depth, 3))],
-                                  {**stable, "teacher_share": 0.0625}),
+        "stable_0.25_deeper4": (deeper4, stable),
+        "stable_0.0625_deeper4": (deeper4, sixteenth),
     }
 
 

@@ -70,18 +70,7 @@ WINDOW = 3  # consecutive evaluations whose mean must reach the target
 METRICS = comparison_options.METRICS
 
 
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One way to grow the teacher.
-
-    Attributes:
-        name: a label such as "wider".
-        widen: as for `keras_net2net.expand_model`.
-        deepen: as for `keras_net2net.expand_model`.
-    """
-    name: str
-    widen: object = None
-    deepen: object = None
+Arm = comparison_options.Arm
 
 
 def converged(values, last=LAST):

@@ -11,11 +11,27 @@ True
 True
 """
 
+import dataclasses
 import math
 
 DEFAULT_BUDGETS = (90, 180, 360)
 MIN_BUDGETS = 3  # a frontier of fewer points says little; tests may pass fewer
 METRICS = ("accuracy", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One way to grow the teacher (`keras_net2net.training.comparison.Arm`;
+    defined here so that an arm can be named before TensorFlow loads).
+
+    Attributes:
+        name: a label such as "wider".
+        widen: as for `keras_net2net.expand_model`.
+        deepen: as for `keras_net2net.expand_model`.
+    """
+    name: str
+    widen: object = None
+    deepen: object = None
 
 
 def budgets_problem(budgets, *, min_budgets=1):

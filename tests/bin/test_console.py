@@ -98,7 +98,9 @@ def test_quiet_unless_verbose_keeps_loud_runs_loud():
 
 
 def test_importing_the_package_loads_neither_keras_nor_tensorflow():
-    code = ("import sys, keras_net2net, keras_net2net.bin.flags, keras_net2net.training.config;"
+    # comparison_options holds `Arm`, so a study can name its arms before TF.
+    code = ("import sys, keras_net2net, keras_net2net.bin.flags, keras_net2net.training.config,"
+            " keras_net2net.training.comparison_options;"
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
