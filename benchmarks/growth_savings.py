@@ -47,7 +47,8 @@ on the byte-level GPT of `make demo`, for a set of recipes:
   (depth alone, trained blocks stacked: G_stack, not exact),
   `stable_0.125_deeper4` (x4 deep alone, three identity copies per block),
   and the same at a quarter and a sixteenth: `stable_0.25_deeper4`,
-  `stable_0.0625_deeper4`;
+  `stable_0.0625_deeper4`; `stable_0.125_deeper8` (x8 deep alone, seven
+  identity copies per block);
 - `stable_0.25_sp_0.5`: shrink 0.5 and perturb 0.1 after growth (Ash &
   Adams' shrink; not exact).
 
@@ -173,6 +174,9 @@ def recipes(teacher_steps, depth):
     both = [Arm("both", widen=2.0, deepen=identity)]
     # x4 deep alone: three identity copies after each block.
     deeper4 = [Arm("deeper4", deepen=_deepen(depth, 3))]
+    # x8 deep: seven identity copies after each block (the teacher ~1/8 of a
+    # student step).
+    deeper8 = [Arm("deeper8", deepen=_deepen(depth, 7))]
     base = dict(teacher_steps=teacher_steps, carry_optimizer=True,
                 rewarm_steps=10, noise=0.05)
     share = {**base, "noise": 0.5, "carry_optimizer": False, "rewarm_steps": 0,
@@ -256,6 +260,9 @@ def recipes(teacher_steps, depth):
         # head start worth more teacher steps, or the student more steps?
         "stable_0.25_deeper4": (deeper4, stable),
         "stable_0.0625_deeper4": (deeper4, sixteenth),
+        # x8 deep at the share that kept x4 closest to scratch at 2,880: does
+        # a cheaper teacher step buy more head start for the same share?
+        "stable_0.125_deeper8": (deeper8, eighth),
     }
 
 
