@@ -11,8 +11,9 @@ TEST_STAMP := $(VENV)/.installed-test
 # anything, so every process (each test worker, subprocess and notebook kernel)
 # compiled TensorFlow, Keras and JAX again: `import tensorflow` took 20 s, 7 s
 # with the compiled files (both with the other core busy). pip's own
-# compilation is serial, hence --no-compile and compileall -j 0.
-COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib keras_net2net
+# compilation is serial, hence --no-compile and compileall -j 0; the
+# packages' own test folders, never imported here, are left out.
+COMPILE := $(PY) -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib keras_net2net
 PYTEST_ARGS ?=
 PYTEST := TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n 2 --dist=worksteal -q
 # The core growth tests, for iteration (`make test-fast`, ~3 minutes on 2

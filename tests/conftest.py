@@ -88,6 +88,26 @@ def run_main(capfd, monkeypatch):
     return run
 
 
+# The modules with the longest tests (notebooks, binaries in several
+# processes, the JAX worker) run first, each kept whole so that its module
+# fixtures are set up once. xdist's worksteal hands each worker a contiguous
+# half of the collection and steals from the tails: with these at the end the
+# run finished on one worker alone inside a multi-process test.
+HEAVY_FIRST = ("test_tutorials.py", "training/test_grow_in_run.py", "test_backends.py",
+               "test_fuzz.py", "bin/test_train.py", "hub/test_t5.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+
+    def order(item):
+        name = os.path.relpath(str(item.path), tests_dir).replace(os.sep, "/")
+        return rank.get(name, len(HEAVY_FIRST))
+
+    items.sort(key=order)  # stable: every other test keeps pytest's order
+
+
 # Files a run may leave in the source tree only if git ignores them: a test or
 # tutorial that writes a model, report or plot beside the code is a bug.
 _ARTIFACTS = (".keras", ".h5", ".json", ".png", ".npz", ".npy", ".csv", ".txt", ".tfrecord",
