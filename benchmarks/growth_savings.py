@@ -378,7 +378,8 @@ def slopes_at_equal_loss(report):
     for arm_name, rows in report["staged_rule"].items():
         per_seed = []
         for row in rows:
-            s_loss, s_slope = np.asarray(row["scratch"]["loss"]), np.asarray(row["scratch"]["slope"])
+            s_loss = np.asarray(row["scratch"]["loss"])
+            s_slope = np.asarray(row["scratch"]["slope"])
             order = np.argsort(s_loss)
             pairs = []
             for k, (loss, slope) in enumerate(zip(row["grown"]["loss"], row["grown"]["slope"])):
