@@ -124,9 +124,12 @@ def define_recipes_flag(flag_values=FLAGS):
 
 
 def _recipes_problem(value, names):
+    """What is wrong with a --recipes value, or None (as the binaries'
+    `*_problem` checks)."""
     unknown = [name for name in value if name not in names]
-    return unknown and (f"no recipe is called {', '.join(unknown)}; "
-                        f"pick from {', '.join(names)}.")
+    if not unknown:
+        return None
+    return f"no recipe is called {', '.join(unknown)}; pick from {', '.join(names)}."
 
 
 def define_flags():
