@@ -81,10 +81,11 @@ LM_SETTINGS = {
     "teacher_model": "gpt",
     "teacher_width": 32,
     "teacher_depth": 2,
-    # x4 deep (three identity copies after each block, width kept): the
-    # savings study's best shape (BUILD_NOTES.md, "Depth x4 alone"): ahead
-    # of scratch on the mean at every budget up to 2,880 steps (six seeds, one
-    # 0.012 nats behind at 2,880). On these settings it saved 47%
+    # x4 deep (three identity copies after each block, width kept): ahead
+    # of scratch on the mean at every budget up to 2,880 steps in the savings
+    # study (BUILD_NOTES.md, "Depth x4 alone"; six seeds, one 0.012 nats
+    # behind at 2,880). x8 did better there ("Depth x8") but runs a 16-block
+    # scratch twin, not timed in the demo yet. On these settings x4 saved 47%
     # [29, 66] at scratch's best loss against 32% [21, 44] for x2 wide and x2
     # deep, and 49% against 13% by the wall clock (its teacher step costs
     # ~0.25 of a student step in time, 0.276 in FLOPs; x2 wide's cost 0.32
