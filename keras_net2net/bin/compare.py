@@ -140,6 +140,12 @@ def define_flags(flag_values=FLAGS):
         "Exact; its copies stop being coordinate pairs, so Adam moves them apart "
         "(training/stream_rotation.py). Needs --nocarry_optimizer. Default: off.",
         **fv)
+    flags.DEFINE_bool(
+        "small_alone", False, "Also train the teacher's architecture alone, from "
+        "fresh weights, to each budget's compute (budget / the teacher's FLOPs "
+        "ratio steps, the same rate sweep): is the grown model better than the "
+        "small one trained on for the same compute? Reported per arm under "
+        "\"small_alone\" and drawn on the frontier.", **fv)
     flags.DEFINE_integer("seeds", 3, "Repeat with seeds --seed, --seed+1, "
                          "...; curves are averaged.", lower_bound=1, **fv)
     flag_values.set_default("eval_every", 20)
@@ -282,6 +288,7 @@ def run_from_flags(config, strategy, output_dir, curves_filename=CURVES_FILENAME
         metric=metric_from_flags(flag_values), noise=flag_values.noise,
         teacher_share=flag_values.teacher_share, grow_from=flag_values.grow_from,
         rotate_stream=flag_values.rotate_stream,
+        small_alone=flag_values.small_alone,
         min_budgets=comparison_options.MIN_BUDGETS,
         output_dir=os.path.join(output_dir, "models") if is_chief else None,
         progress=progress)
@@ -348,6 +355,8 @@ def format_table(report):
         half = arm["compute_saved_at_half"]
         lines.append(f"  saved at scratch's half-compute {metric} (teacher "
                      f"counted): {_value_ci(half, '.0%')}")
+        if arm.get("small_alone"):
+            lines.extend(_small_alone_lines(arm["small_alone"], metric))
         if arm.get("compute_saved_wall"):
             timing = arm["seconds_per_step"]
             gains = ", ".join(f"{g['compute']:g}: " + _value_ci(g, '+.4f')
@@ -367,6 +376,20 @@ def format_table(report):
         "1 - grown compute / scratch compute to reach the quality, interpolated, "
         "never extrapolated.")
     return "\n".join(lines)
+
+
+def _small_alone_lines(small, metric):
+    """The small model alone (--small_alone): its frontier and the grown arm's
+    and scratch's gains over it at equal compute."""
+    points = ", ".join(f"{c:g}: {_mean_se(small, j)}"
+                       for j, c in enumerate(small["compute"]))
+    gains = lambda key: ", ".join(f"{g['compute']:g}: " + _value_ci(g, '+.4f')
+                                  for g in small[key])
+    return [f"  small model alone (the teacher's architecture, "
+            f"{'/'.join(map(str, small['steps']))} steps): final {metric} {points}",
+            f"    grown minus small at equal compute: {gains('grown_gain_equal_compute')}",
+            f"    scratch minus small at equal compute: "
+            f"{gains('scratch_gain_equal_compute')}"]
 
 
 def _teacher_cost(arm):

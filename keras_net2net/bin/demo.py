@@ -3,7 +3,8 @@ r"""What `make demo` runs: net2net-compare on an image task and a language model
 1. Image: a small CNN teacher (4/8/16 channels) on `distorted_digits` (20,118
    training and 2,160 test images of distorted 16x16 digits, built offline
    from scikit-learn's bundled digits), where it clearly underfits; grown
-   wider and both (wider and deeper); 3 seeds.
+   deeper (three identity convs after each of conv2 and conv3, three identity
+   Dense layers after fc1) and both (that, and x2 wide); 3 seeds.
 2. Language model: a 2-block GPT of width 32 on `stdlib_bytes` (byte windows
    of this Python's standard library sources), grown x4 deep (each
    transformer block followed by three copies of itself whose output
@@ -15,7 +16,10 @@ r"""What `make demo` runs: net2net-compare on an image task and a language model
 Both parts measure the frontier of net2net-compare: scratch and the grown
 arm at three compute budgets each, every run ending in its own cooldown, the
 grown arm grown with balanced noise 0.5 and trained by a fresh Adam with
-warmup (the best recipe of benchmarks/growth_savings.py).
+warmup (the best recipe of benchmarks/growth_savings.py). Both also train the
+small model alone (`--small_alone`: the teacher's architecture given each
+budget's compute), the baseline that says whether the grown model was worth
+its size.
 
 Writes `<model_dir>/report.json` with a "headline" object (per arm the
 frontier, "compute_saved" and "compute_saved_sunk" at scratch's best quality
@@ -25,8 +29,8 @@ teacher counted at its seconds per step measured beside the student's) and both
 parts' reports; `frontier.png`, `curves.png` and `slope.png` (image arms:
 the loss slope per student-step equivalent against the loss, from the
 evaluations every --eval_every steps), `lm_frontier.png`, `lm_curves.png` and
-`lm_slope.png`. Needs no network. `--teacher_share` and `--grow_from` apply
-to both parts.
+`lm_slope.png`. Needs no network. `--teacher_share`, `--grow_from` and
+`--[no]small_alone` apply to both parts.
 
     python -m keras_net2net.bin.demo --model_dir=runs/demo
     python -m keras_net2net.bin.demo --model_dir=runs/demo --parts=lm
@@ -57,7 +61,7 @@ FLAGS = flags.FLAGS
 # three share one stable phase (cooldowns branched off it). The grown arm
 # takes the best recipe of benchmarks/growth_savings.py (BUILD_NOTES.md):
 # balanced noise 0.5 (still exact) and a fresh Adam with 10 warmup steps, as
-# scratch has. Peak rates: 1x and 2x tried for both arms on the first seed.
+# scratch has. Peak rates: the sweep tried for every arm alike on the first seed.
 DEMO_DEFAULTS = {
     "model_dir": "runs/demo",
     "data_dir": "runs/tensorflow_datasets",
@@ -65,7 +69,13 @@ DEMO_DEFAULTS = {
     "teacher_widths": ["4", "8", "16"],
     "teacher_steps": 150,
     "budgets": ["150", "300", "600"],
-    "arms": ["wider", "both"],
+    # x4 deep: the shape that paid on the LM. x2 wide alone never reached
+    # scratch's quality here (BUILD_NOTES.md, "The image task"); deep plain
+    # CNNs train slowly from random weights, which the identity start avoids,
+    # so the small model alone is the baseline to read beside scratch.
+    "arms": ["deeper", "both"],
+    "deepen": "conv2:3,conv3:3,fc1:3",
+    "small_alone": True,
     "eval_every": 50,
     "global_batch_size": 64,
     "learning_rate": 2e-3,
@@ -73,7 +83,9 @@ DEMO_DEFAULTS = {
     "warmup_steps": 10,
     "carry_optimizer": False,
     "noise": 0.5,
-    "lr_sweep": ["1", "2"],
+    # Bracketed on these settings: no arm chose an end of it but scratch of
+    # "both" (0.5x at 150 and 300, level with 1x).
+    "lr_sweep": ["0.5", "1", "2", "4"],
     "seeds": 3,
 }
 LM_SETTINGS = {
@@ -117,6 +129,7 @@ LM_SETTINGS = {
     "carry_optimizer": False,
     "lr_sweep": ["1", "2"],
     "noise": 0.5,
+    "small_alone": True,
     "seeds": 3,
 }
 # Flags of the command line the language model part keeps.
@@ -145,8 +158,8 @@ def lm_flag_values(flag_values=FLAGS):
     compare.define_flags(lm)
     settings = {**LM_SETTINGS, **{n: flag_values[n].value for n in _CARRIED},
                 "model_dir": os.path.join(flag_values.model_dir, "lm")}
-    # --teacher_share and --grow_from given to the demo apply to both parts.
-    for name in ("teacher_share", "grow_from"):
+    # These, given to the demo, apply to both parts.
+    for name in ("teacher_share", "grow_from", "small_alone"):
         if flag_values[name].present:
             settings[name] = flag_values[name].value
     if settings.get("teacher_share") is not None:
@@ -170,7 +183,8 @@ HEADLINE_KEYS = ("frontier", "compute_saved", "compute_saved_sunk",
                  "compute_saved_at_half", "quality_gain_equal_compute",
                  "teacher_flops_ratio", "teacher_steps",
                  "teacher_cost_in_student_steps", "compute_saved_wall",
-                 "quality_gain_equal_wall", "teacher_wall_ratio", "seconds_per_step")
+                 "quality_gain_equal_wall", "teacher_wall_ratio", "seconds_per_step",
+                 "small_alone")
 
 
 def headline(image, lm):
@@ -181,12 +195,19 @@ def headline(image, lm):
     out = {}
     for part, report in (("image", image), ("lm", lm)):
         if report:
-            out[part] = {name: {key: arm.get(key) for key in HEADLINE_KEYS}
+            out[part] = {name: {key: _brief(key, arm.get(key)) for key in HEADLINE_KEYS}
                          for name, arm in report["arms"].items()}
             out[part]["metric"] = report["metric"]
             out[part]["eval_examples"] = report["eval_examples"]
             out[part]["seeds"] = len(report["seeds"])
     return out
+
+
+def _brief(key, value):
+    """The small model's figures without its curves and sweep (in the report)."""
+    if key == "small_alone" and value:
+        return {k: v for k, v in value.items() if k not in ("curves", "lr_sweep")}
+    return value
 
 
 def main(argv):

@@ -175,7 +175,7 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                    min_budgets=1, teacher_share=None, time_steps=True,
                    scratch_cache=None, growth_options=None, grow_from="cooldown",
                    shrink_perturb=None, student_warmup_steps=None,
-                   rotate_stream=None):
+                   rotate_stream=None, small_alone=False):
     """Grown arms against scratch as compute-to-quality frontiers.
 
     Args:
@@ -219,6 +219,12 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
             exact, and it makes the stream's copy pairs no longer coordinate
             pairs, so Adam moves them apart. Needs a fresh optimizer (carried
             Adam moments are per coordinate of the old basis).
+        small_alone: also train the teacher's architecture alone, from fresh
+            weights, to each budget's compute (`round(budget /
+            teacher_flops_ratio)` steps; its own WSD per budget, branched off
+            one stable run; the same rate sweep): is the grown model better
+            than the small model trained on for the same compute? Reported
+            per arm under "small_alone".
         output_dir: where to keep each seed's teacher and its largest-budget
             students and scratch models (`seed_<s>/<name>.keras`); None keeps
             none.
@@ -312,7 +318,8 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
                  tuple(float(x) for x in shrink_perturb),
                  config.warmup_steps if student_warmup_steps is None
                  else student_warmup_steps,
-                 None if rotate_stream is None else float(rotate_stream))
+                 None if rotate_stream is None else float(rotate_stream),
+                 bool(small_alone))
     facts = {arm.name: _arm_facts(config, teacher_fn, arm, fns.info, plan)
              for arm in arms}
     state = {"trainers": {}, "runners": {}, "chosen": {}, "sweeps": {},
@@ -344,6 +351,7 @@ class _Plan:
     shrink_perturb: object = None
     student_warmup_steps: int = 0
     rotate_stream: object = None
+    small_alone: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,8 +422,11 @@ def _arm_facts(config, teacher_fn, arm, info, plan):
                 f"warmup and cooldown ({need} steps). Received: budgets="
                 f"{','.join(map(str, plan.budgets))} ({budget} leaves {steps}). "
                 f"Fix: raise --budgets or lower --teacher_steps.")
+    # The small model alone: the teacher's architecture given each budget.
+    small_steps = [max(1, int(round(b / ratio))) for b in plan.budgets]
     return {"flops": flops, "ratio": ratio, "cost": cost,
             "teacher_steps": teacher_steps, "student_steps": student_steps,
+            "small_steps": small_steps,
             "params": {"teacher": teacher.count_params(),
                        "student": student.count_params()}}
 
@@ -624,6 +635,8 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                             schedule=_fresh_schedule(config.warmup_steps)),
             "grown": dict(budgets=tuple(fact["student_steps"]), **grown),
         }
+        if plan.small_alone:
+            roles["small"] = _small_spec(config, strategy, teacher_fn, fns, state, fact)
         results = {"max_relative_error": max([r.max_relative_error for r in reports]
                                              + rotation_errors),
                    "exact": plan.shrink_perturb is None and all(r.exact for r in reports)}
@@ -647,17 +660,18 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                     cache[cache_key])
                 log(f"seed {config.seed}: {arm.name} scratch, the cached runs")
                 continue
+            role_runner = spec.get("runner", runner)
             if key not in state["chosen"]:
-                results[role] = _sweep(runner, spec, config, plan, log, arm, role,
+                results[role] = _sweep(role_runner, spec, config, plan, log, arm, role,
                                        state, key, on_branch)
             else:
-                results[role] = _chosen_runs(runner, spec, config, plan, log, arm,
+                results[role] = _chosen_runs(role_runner, spec, config, plan, log, arm,
                                              role, state["chosen"][key], on_branch)
             if cache is not None:
                 cache[cache_key] = (results[role], state["chosen"][key],
                                     state["sweeps"][key])
             last_scale = results[role]["scales"][-1]
-            if last_scale in keep:
+            if last_scale in keep and role != "small":
                 models[f"{arm.name}_{'student' if role == 'grown' else role}"] = (
                     keep[last_scale])
         run["arms"][arm.name] = results
@@ -666,6 +680,20 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
         for name, model in models.items():
             model.save(os.path.join(output_dir, f"{name}.keras"))
     return run
+
+
+def _small_spec(config, strategy, teacher_fn, fns, state, fact):
+    """The small model alone: the teacher's architecture from fresh weights,
+    trained to each budget's compute; evaluated as often in compute as the
+    others (every `eval_every / ratio` of its steps)."""
+    runner = _teacher_runner(config, strategy, teacher_fn, fns, state)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = teacher_fn(fns.info)
+    return dict(runner=runner, state=runner.fresh_state(model, strategy),
+                budgets=tuple(fact["small_steps"]), data_offset=0,
+                schedule=_fresh_schedule(config.warmup_steps),
+                eval_every=int(round(config.eval_every / fact["ratio"])))
 
 
 def _fresh_schedule(warmup_steps):
@@ -702,7 +730,8 @@ def _run_role(runner, spec, config, plan, log, arm, role, scale, indices, on_bra
             + ("" if parts is None else f", after {data_offset} teacher steps"))
         part, curve = runner.run(
             state, budgets=budgets, peak=config.learning_rate * scale,
-            data_offset=data_offset, eval_every=config.eval_every,
+            data_offset=data_offset,
+            eval_every=spec.get("eval_every", config.eval_every),
             on_branch=lambda i, model, group=group: on_branch(group[i], model, scale),
             **schedule)
         results.extend(part)
@@ -924,6 +953,10 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
                          "on the first half of the held-out examples; every "
                          "quality reported is on the second half",
             "data": "the student continues the teacher's data stream",
+            "small_alone": "the teacher's architecture alone, from fresh weights, "
+                           "trained to each budget's compute (budget / teacher "
+                           "FLOPs ratio steps), the same rate sweep"
+            if plan.small_alone else None,
             "grow_from": "one teacher of its own schedule"
                          if plan.teacher_share is None else
                          "each budget's teacher: a point of one warmup-stable "
@@ -1002,4 +1035,32 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
             "train_seconds": {role: [s[role]["train_seconds"] for s in per_seed]
                               for role in ("scratch", "grown")},
         }
+        if plan.small_alone:
+            report["arms"][arm.name]["small_alone"] = _small_alone(
+                per_seed, fact, plan, state, arm.name, quality, higher)
     return report
+
+
+def _small_alone(per_seed, fact, plan, state, name, quality, higher):
+    """The small model alone against the grown arm and scratch, at equal
+    compute (the grown arm's teacher counted)."""
+    small = [[res["report"][plan.metric] for res in s["small"]["results"]]
+             for s in per_seed]
+    compute = [t * fact["ratio"] for t in fact["small_steps"]]
+    grown_compute = frontier_lib.student_step_equivalents(
+        fact["student_steps"], fact["teacher_steps"], fact["ratio"])
+    grown = frontier_lib.frontier(compute, small, grown_compute, quality["grown"],
+                                  higher_is_better=higher)
+    scratch = frontier_lib.frontier(compute, small, list(plan.budgets),
+                                    quality["scratch"], higher_is_better=higher)
+    return {
+        "steps": list(fact["small_steps"]), "compute": compute, **_describe(small),
+        # Positive: the grown model (or scratch) is better than the small one.
+        "grown_gain_equal_compute": _gains(grown),
+        "scratch_gain_equal_compute": _gains(scratch),
+        "grown_compute_saved": _summary(grown["at_best"]),
+        "lr_sweep": state["sweeps"][(name, "small")],
+        "chosen_scales_per_seed": [s["small"]["scales"] for s in per_seed],
+        "curves": [s["small"]["curve"] for s in per_seed],
+        "train_seconds": [s["small"]["train_seconds"] for s in per_seed],
+    }

@@ -79,7 +79,9 @@ def plot_frontier(report, path):
     Each point is a run that ended in its own cooldown at that budget, the
     mean over seeds with its standard error. Scratch is dashed with open
     squares; the grown arm solid with the teacher's compute counted, dotted
-    with it left out (already paid for). The legend gives the compute saved
+    with it left out (already paid for); the small model alone (the
+    teacher's architecture given the same compute, `small_alone`) dash-dotted
+    with open triangles. The legend gives the compute saved
     at scratch's best quality (teacher counted), mean over seeds.
 
     Args:
@@ -106,6 +108,13 @@ def plot_frontier(report, path):
                           linestyle=style, marker=marker, capsize=3,
                           markerfacecolor="white" if role == "scratch" else color,
                           alpha=0.6 if style == ":" else 1.0, label=label)
+        small = arm.get("small_alone")
+        if small:
+            values += small["mean"]
+            axes.errorbar(small["compute"], small["mean"], yerr=small["se"],
+                          color=color, linestyle="-.", marker="^", capsize=3,
+                          markerfacecolor="white", alpha=0.8,
+                          label=f"{name}: the small model alone, same compute")
     seeds = len(report["seeds"])
     axes.set(xlabel="compute (student-step equivalents)", ylabel=_ylabel(metric),
              title=f"Quality against compute, each run ending in its own decay\n"

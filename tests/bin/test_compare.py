@@ -106,6 +106,13 @@ def test_arms_follow_the_flags():
                     comparison.Arm("wider", widen=1.5)]
 
 
+def _demo_flags(*argv):
+    flag_values = flags.FlagValues()
+    demo.define_flags(flag_values)
+    flag_values(["demo", *argv])
+    return flag_values
+
+
 def test_demo_defaults_are_compare_flags():
     flag_values = flags.FlagValues()
     demo.define_flags(flag_values)
@@ -117,7 +124,12 @@ def test_demo_defaults_are_compare_flags():
     assert lm.seed == flag_values.seed and lm.carry_optimizer == demo.LM_SETTINGS[
         "carry_optimizer"] and lm.noise == demo.LM_SETTINGS["noise"]
     assert compare.metric_from_flags(lm) == "loss"
-    assert flag_values.arms == ["wider", "both"] and len(flag_values.budgets) >= 3
+    assert flag_values.arms == ["deeper", "both"] and len(flag_values.budgets) >= 3
+    # Image: x4 deep (three identity layers after conv2, conv3 and fc1).
+    assert compare.arms_from_flags(flag_values)[0] == comparison.Arm(
+        "deeper", deepen={"conv2": 3, "conv3": 3, "fc1": 3})
+    assert flag_values.small_alone and lm.small_alone
+    assert not demo.lm_flag_values(_demo_flags("--nosmall_alone")).small_alone
     assert lm.budgets == demo.LM_SETTINGS["budgets"] and lm.lr_sweep == ["1", "2"]
     # The LM grows x4 deep: three identity copies after each of the two blocks.
     assert compare.arms_from_flags(lm) == [comparison.Arm("deeper", deepen={

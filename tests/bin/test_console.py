@@ -60,6 +60,9 @@ def test_demo_console_has_progress_and_no_library_chatter(digits_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "seed 0: teacher, 6 steps" in result.stdout
     assert "demo finished in" in result.stdout
+    # The small model alone is on by default, its figures in the headline.
+    assert "small model alone" in result.stdout and '"grown_gain_equal_compute"' in (
+        result.stdout)
     console_text = result.stdout + result.stderr
     assert not LOG_LINE.search(console_text), console_text[-3000:]
     for chatter in ("did not fully read the dataset being cached", "absl::InitializeLog",

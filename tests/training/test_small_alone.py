@@ -1,0 +1,101 @@
+"""The small model alone (`small_alone`): the teacher's architecture trained
+to each budget's compute, against the grown arm and scratch."""
+
+import numpy as np
+import pytest
+
+from keras_net2net import models
+from keras_net2net.bin import compare
+from keras_net2net.training import comparison
+from keras_net2net.training import experiment
+from keras_net2net.training import frontier
+from keras_net2net.training import strategy as strategy_lib
+
+BUDGETS = [20, 30, 40]
+
+
+def _mlp(info):
+    return models.build_model("mlp", info.input_shape, info.num_classes, width=8)
+
+
+def _record_stream_starts(monkeypatch):
+    from keras_net2net.data import inputs
+
+    make_input_fns = inputs.make_input_fns
+    starts = []
+
+    def recording_inputs(*args, **kwargs):
+        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
+
+        def train_fn_recorded(input_context, start_step=0):
+            starts.append(start_step)
+            return train_fn(input_context, start_step=start_step)
+        return train_fn_recorded, eval_fn, info
+
+    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
+    return starts
+
+
+@pytest.fixture(scope="module")
+def reports(digits_dir):
+    config = experiment.RunConfig(
+        data_dir=digits_dir, global_batch_size=32, log_every=1000,
+        learning_rate=0.01, lr_schedule="wsd", warmup_steps=2, eval_every=0)
+    run = lambda **kw: comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0, 1], teacher_steps=5,
+        budgets=BUDGETS, lr_scales=[1.0, 2.0], metric="loss", time_steps=False, **kw)
+    return run(small_alone=True), run()
+
+
+def test_small_model_trains_to_each_budgets_compute(reports):
+    with_small, without = reports
+    assert "small_alone" not in without["arms"]["wider"]
+    assert without["protocol"]["small_alone"] is None
+    arm = with_small["arms"]["wider"]
+    # Scratch and the grown arm are the runs they are without the option.
+    for role in ("scratch", "grown"):
+        assert arm["frontier"][role]["per_seed"] == (
+            without["arms"]["wider"]["frontier"][role]["per_seed"])
+    small, ratio = arm["small_alone"], arm["teacher_flops_ratio"]
+    assert 0 < ratio < 1
+    assert small["steps"] == [round(b / ratio) for b in BUDGETS]
+    np.testing.assert_allclose(small["compute"], BUDGETS, atol=ratio / 2)
+    assert len(small["per_seed"]) == 2 and small["lr_sweep"]["scales"] == [1.0, 2.0]
+    assert all(len(s) == 3 for s in small["chosen_scales_per_seed"])
+    # Trained: a loss well below the untrained model's ln(10) at every budget.
+    assert max(max(s) for s in small["per_seed"]) < np.log(10) - 0.3
+
+
+def test_gains_over_the_small_model_are_at_equal_compute(reports):
+    arm = reports[0]["arms"]["wider"]
+    small, front = arm["small_alone"], arm["frontier"]
+    for key, compute, quality in (
+            ("grown_gain_equal_compute", front["grown"]["compute"],
+             front["grown"]["per_seed"]),
+            ("scratch_gain_equal_compute", front["scratch"]["compute"],
+             front["scratch"]["per_seed"])):
+        for j, gain in enumerate(small[key]):
+            expected = []
+            for seed, small_loss in enumerate(small["per_seed"]):
+                other = frontier.quality_at(compute, quality[seed], small["compute"][j])
+                # A loss: positive when the other run's is lower.
+                expected.append(None if other is None else small_loss[j] - other)
+            assert gain["per_seed"] == pytest.approx(expected, nan_ok=True)
+    assert "small model alone" in compare.format_table(reports[0])
+
+
+def test_small_model_reads_the_stream_from_the_start(digits_dir, monkeypatch):
+    starts = _record_stream_starts(monkeypatch)
+    config = experiment.RunConfig(
+        data_dir=digits_dir, global_batch_size=32, log_every=1000,
+        learning_rate=0.01, lr_schedule="wsd", warmup_steps=2, eval_every=0)
+    report = comparison.run_comparison(
+        config, strategy_lib.get_strategy("default"), _mlp,
+        [comparison.Arm("wider", widen=2.0)], seeds=[0], teacher_steps=5,
+        budgets=BUDGETS, metric="loss", time_steps=False, small_alone=True)
+    steps = report["arms"]["wider"]["small_alone"]["steps"]
+    cooldown = lambda b: max(1, round(0.2 * b))
+    # The small model's runs come last: its stable phase from the stream's
+    # start, then each budget's cooldown from its branch point.
+    assert starts[-4:] == [0, *[s - cooldown(s) for s in steps]]
