@@ -157,6 +157,9 @@ def define_flags():
     flags.DEFINE_integer("eval_every", 0, "Evaluate the stable phases every this "
                          "many steps (0: only the runs' ends); needed for the "
                          "staged-training rule and the slope curves.")
+    flags.DEFINE_bool("small_alone", False, "Also train the teacher's architecture "
+                      "alone to each budget's compute (net2net-compare --small_alone): "
+                      "is the grown model better than the small one trained on?")
     flags.DEFINE_string("scratch_cache", None, "A file (pickle) holding scratch's "
                         "runs across processes: read at the start if it exists, "
                         "written after every recipe. Only for the same profile, "
@@ -277,13 +280,21 @@ def _line(name, arm_name, arm):
         ci = stat.get("ci")
         return f"{100 * mean:+.0f}%" + (f" [{100 * ci[0]:+.0f}, {100 * ci[1]:+.0f}]"
                                          if ci else "")
-    gains = ", ".join(f"{g['compute']:g}: {g['mean']:+.3f}" for g in
+    gains = ", ".join(f"{g['compute']:.0f}: {g['mean']:+.3f}" for g in
                       arm["quality_gain_equal_compute"] if g.get("mean") is not None)
     text = (f"{name + ' ' + arm_name:<28} saved at best {percent(arm['compute_saved']):<22}"
             f" at half {percent(arm['compute_saved_at_half']):<22} gain in nats at equal "
             f"compute (+ = grown better) {gains}")
+    small = arm.get("small_alone")
+    if small:
+        text += (f"\n{'':<28} small model alone ({'/'.join(map(str, small['steps']))} "
+                 "steps) loss " + ", ".join(f"{c:.0f}: {m:.3f}" for c, m in
+                                            zip(small["compute"], small["mean"]))
+                 + "; grown minus small (+ = grown better) " + ", ".join(
+                     f"{g['compute']:.0f}: {g['mean']:+.3f}" for g in
+                     small["grown_gain_equal_compute"] if g.get("mean") is not None))
     if arm.get("compute_saved_wall"):
-        wall_gains = ", ".join(f"{g['compute']:g}: {g['mean']:+.3f}" for g in
+        wall_gains = ", ".join(f"{g['compute']:.0f}: {g['mean']:+.3f}" for g in
                                arm["quality_gain_equal_wall"] if g.get("mean") is not None)
         text += (f"\n{'':<28} wall clock (teacher step = {arm['teacher_wall_ratio']:.3f} "
                  f"student steps of time, FLOPs say {arm['teacher_flops_ratio']:.3f}): "
@@ -427,7 +438,7 @@ def main(argv):
             seeds=list(range(FLAGS.first_seed, FLAGS.first_seed + seeds)),
             budgets=list(profile["budgets"]),
             lr_scales=lr_scales, metric="loss", progress=print,
-            scratch_cache=scratch_cache, **options)
+            scratch_cache=scratch_cache, small_alone=FLAGS.small_alone, **options)
         report["recipe"] = {"name": name, "lr_scales": lr_scales,
                             "seconds": time.perf_counter() - recipe_began,
                             **{k: v for k, v in options.items()}}

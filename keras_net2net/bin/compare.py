@@ -381,9 +381,10 @@ def format_table(report):
 def _small_alone_lines(small, metric):
     """The small model alone (--small_alone): its frontier and the grown arm's
     and scratch's gains over it at equal compute."""
-    points = ", ".join(f"{c:g}: {_mean_se(small, j)}"
+    # Compute is whole teacher steps x the FLOPs ratio: the budgets, to a step.
+    points = ", ".join(f"{c:.0f}: {_mean_se(small, j)}"
                        for j, c in enumerate(small["compute"]))
-    gains = lambda key: ", ".join(f"{g['compute']:g}: " + _value_ci(g, '+.4f')
+    gains = lambda key: ", ".join(f"{g['compute']:.0f}: " + _value_ci(g, '+.4f')
                                   for g in small[key])
     return [f"  small model alone (the teacher's architecture, "
             f"{'/'.join(map(str, small['steps']))} steps): final {metric} {points}",

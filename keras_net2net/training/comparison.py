@@ -422,13 +422,26 @@ def _arm_facts(config, teacher_fn, arm, info, plan):
                 f"warmup and cooldown ({need} steps). Received: budgets="
                 f"{','.join(map(str, plan.budgets))} ({budget} leaves {steps}). "
                 f"Fix: raise --budgets or lower --teacher_steps.")
-    # The small model alone: the teacher's architecture given each budget.
-    small_steps = [max(1, int(round(b / ratio))) for b in plan.budgets]
+    small_steps = [_small_steps(b, ratio, i, last) for i, b in enumerate(plan.budgets)]
     return {"flops": flops, "ratio": ratio, "cost": cost,
             "teacher_steps": teacher_steps, "student_steps": student_steps,
             "small_steps": small_steps,
             "params": {"teacher": teacher.count_params(),
                        "student": student.count_params()}}
+
+
+def _small_steps(budget, ratio, index, last):
+    """The small model alone's steps for a budget: its compute (steps x ratio)
+    at or above the smallest budget and at or below the largest, so that its
+    curve lies inside the others' (gains at equal compute never extrapolate)."""
+    steps = max(1, int(round(budget / ratio)))
+    if index == 0:
+        while steps * ratio < budget:
+            steps += 1
+    if index == last:
+        while steps > 1 and steps * ratio > budget:
+            steps -= 1
+    return steps
 
 
 class _BranchRunner:
