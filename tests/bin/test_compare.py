@@ -124,7 +124,7 @@ def test_demo_defaults_are_compare_flags():
     assert lm.seed == flag_values.seed and lm.carry_optimizer == demo.LM_SETTINGS[
         "carry_optimizer"] and lm.noise == demo.LM_SETTINGS["noise"]
     assert compare.metric_from_flags(lm) == "loss"
-    assert flag_values.arms == ["deeper", "both"] and len(flag_values.budgets) >= 3
+    assert flag_values.arms == ["deeper"] and len(flag_values.budgets) >= 3
     # Image: x4 deep (three identity layers after conv2, conv3 and fc1).
     assert compare.arms_from_flags(flag_values)[0] == comparison.Arm(
         "deeper", deepen={"conv2": 3, "conv3": 3, "fc1": 3})

@@ -424,6 +424,14 @@ else:
 # each at one budget; `make demo` measures an image task and a language model
 # at larger budgets.
 #
+# Scratch answers "was growing cheaper than training the big model from
+# scratch?", not "was the big model worth its compute?". For that, train the
+# teacher's architecture alone to each budget's compute (budget / its FLOPs
+# ratio steps): `net2net-compare --small_alone` does, and draws it on the
+# frontier. In `make demo` the grown models beat scratch at every budget, and
+# the small model trained on beats them both at every budget but the image's
+# largest: a larger model pays only once the budget outgrows the small one.
+#
 # ## The same experiment, one command
 #
 # `net2net-compare` runs this protocol for its built-in models and data sets:
@@ -546,6 +554,8 @@ for arm, entry in compare_report["arms"].items():
 # * Count time, not FLOPs: on a CPU the teacher's small steps cost more
 #   seconds than their FLOPs suggest. Wrap each `train` in
 #   `time.perf_counter()`.
+# * Add `--small_alone` to the command above: is the grown model better than
+#   the teacher's architecture trained on for the same compute?
 # * Run `net2net-compare --help`, and try `--dataset=distorted_digits` (a
 #   harder image task built offline) or the byte-level language model:
 #   `--teacher_model=gpt --dataset=stdlib_bytes --arms=both`.
