@@ -9,8 +9,9 @@ scratch's quality. Here, on `make demo`'s image task (the 4/8/16 CNN on
 - scratch trains --budget steps of the student's architecture, and also
   --fractions of it (each run ending in its own WSD cooldown, branched off
   one stable run per learning rate);
-- each grown arm (wider: x2 channels; both: x2 channels and identity convs
-  after conv2 and fc1) gets the same compute budgets with the teacher
+- each grown arm (wider: x2 channels; deeper: identity layers after the
+  --deepen layers, by default one after conv2 and one after fc1; both: the
+  two) gets the same compute budgets with the teacher
   counted: a student given fraction f of scratch's budget trains
   `f x budget - teacher cost` steps after growth (the teacher's steps at
   its training FLOPs per step relative to the student's), a fresh Adam with
@@ -32,6 +33,8 @@ machine). Writes the report, the frontier, the curves and the slope plot to
     python benchmarks/image_savings.py                          # minutes, 2 cores
     python benchmarks/image_savings.py --budget=2400 --teacher_steps=300
     python benchmarks/image_savings.py --teacher_share=0.25     # T = B/4 per budget
+    python benchmarks/image_savings.py --arms=deeper --deepen=conv2:3,conv3:3,fc1:3 \
+        --small_alone                                  # make demo's x4 deep
 """
 
 import json
@@ -42,6 +45,7 @@ from absl import app
 from absl import flags
 
 from keras_net2net import choices
+from keras_net2net.bin import flags as shared_flags
 from keras_net2net.training import comparison_options
 from keras_net2net.training import config as config_lib
 
@@ -66,6 +70,10 @@ def define_flags():
     flags.DEFINE_bool("carry_optimizer", False, "Carry the teacher's Adam state "
                       "(with --teacher_steps, or --grow_from=stable).")
     flags.DEFINE_list("arms", ["wider", "both"], f"Arms: {', '.join(ARMS)}.")
+    flags.DEFINE_string("deepen", "conv2,fc1", "--deepen of the deeper and both "
+                        "arms (see net2net-expand); make demo's: conv2:3,conv3:3,fc1:3.")
+    flags.DEFINE_bool("small_alone", False, "Also train the teacher's architecture "
+                      "alone to each budget's compute (net2net-compare --small_alone).")
     flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.", lower_bound=1)
     flags.DEFINE_list("lr_sweep", ["1", "2"], "Peak rates as multiples of "
                       "--learning_rate, swept for both arms on seed 0.")
@@ -88,6 +96,10 @@ def define_flags():
         "teacher_share", lambda share: comparison_options.teacher_share_problem(
             share) is None,
         message="Expected --teacher_share in (0, 1), e.g. 0.25")
+    flags.register_validator(
+        "deepen", shared_flags.parses(shared_flags.parse_deepen),
+        message="Expected layer names, or name:count pairs. Fix: e.g. "
+        "--deepen=conv2,fc1 or --deepen=conv2:3,conv3:3,fc1:3")
     flags.register_validator(
         "arms", lambda arms: bool(arms) and set(arms) <= set(ARMS),
         message=f"Expected arms among {', '.join(ARMS)}")
@@ -183,6 +195,9 @@ def table(report, rows):
                              + ", ".join("-" if v is None else f"{100 * v:.0f}%"
                                          for v in arm[key]["per_seed"])
                              + f" ({', '.join(arm[key]['status_per_seed'])})")
+        if arm.get("small_alone"):
+            from keras_net2net.bin import compare
+            lines.extend(compare.small_alone_lines(arm["small_alone"], "accuracy"))
         if arm.get("quality_gain_equal_wall"):
             gains = "; ".join(f"{g['compute']:g}: {_ci(g, '+.4f')}"
                               for g in arm["quality_gain_equal_wall"])
@@ -204,9 +219,10 @@ def main(argv):
     strategy = experiment.prepare_process(config)
     teacher_fn = lambda info: models.build_model(
         "cnn", info.input_shape, info.num_classes, widths=[4, 8, 16])
+    deepen = shared_flags.parse_deepen(FLAGS.deepen)
     by_name = {"wider": comparison.Arm("wider", widen=2.0),
-               "deeper": comparison.Arm("deeper", deepen=["conv2", "fc1"]),
-               "both": comparison.Arm("both", widen=2.0, deepen=["conv2", "fc1"])}
+               "deeper": comparison.Arm("deeper", deepen=deepen),
+               "both": comparison.Arm("both", widen=2.0, deepen=deepen)}
     began = time.perf_counter()
     report = comparison.run_comparison(
         config, strategy, teacher_fn, [by_name[a] for a in FLAGS.arms],
@@ -214,7 +230,7 @@ def main(argv):
         teacher_share=FLAGS.teacher_share, budgets=budgets(),
         lr_scales=[float(s) for s in FLAGS.lr_sweep], noise=FLAGS.noise,
         grow_from=FLAGS.grow_from, carry_optimizer=FLAGS.carry_optimizer,
-        metric="accuracy", progress=print)
+        small_alone=FLAGS.small_alone, metric="accuracy", progress=print)
     seconds = time.perf_counter() - began
     rows = lemon_rows(report)
     report["lemon"] = rows

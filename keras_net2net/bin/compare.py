@@ -356,7 +356,7 @@ def format_table(report):
         lines.append(f"  saved at scratch's half-compute {metric} (teacher "
                      f"counted): {_value_ci(half, '.0%')}")
         if arm.get("small_alone"):
-            lines.extend(_small_alone_lines(arm["small_alone"], metric))
+            lines.extend(small_alone_lines(arm["small_alone"], metric))
         if arm.get("compute_saved_wall"):
             timing = arm["seconds_per_step"]
             gains = ", ".join(f"{g['compute']:g}: " + _value_ci(g, '+.4f')
@@ -378,7 +378,7 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def _small_alone_lines(small, metric):
+def small_alone_lines(small, metric):
     """The small model alone (--small_alone): its frontier and the grown arm's
     and scratch's gains over it at equal compute."""
     # Compute is whole teacher steps x the FLOPs ratio: the budgets, to a step.
