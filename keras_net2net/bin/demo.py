@@ -69,8 +69,8 @@ DEMO_DEFAULTS = {
     "teacher_widths": ["4", "8", "16"],
     "teacher_steps": 150,
     "budgets": ["150", "300", "600"],
-    # x4 deep: the shape that paid on the LM. x2 wide alone never reached
-    # scratch's quality here; x2 wide and x4 deep ("both") saved 15% [-6, 36],
+    # x4 deep: the shape that paid on the LM. x2 wide alone ended level with
+    # scratch or below it here; x2 wide and x4 deep ("both") saved 15% [-6, 36],
     # but its small model alone (13,568 steps at 600) took the demo past 10
     # minutes (BUILD_NOTES.md, "The small model alone"). A deep plain CNN
     # trains slowly from random weights, which the identity start avoids, so

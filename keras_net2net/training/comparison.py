@@ -220,11 +220,13 @@ def run_comparison(config, strategy, teacher_fn, arms, *, seeds, teacher_steps,
             pairs, so Adam moves them apart. Needs a fresh optimizer (carried
             Adam moments are per coordinate of the old basis).
         small_alone: also train the teacher's architecture alone, from fresh
-            weights, to each budget's compute (`round(budget /
-            teacher_flops_ratio)` steps; its own WSD per budget, branched off
-            one stable run; the same rate sweep): is the grown model better
-            than the small model trained on for the same compute? Reported
-            per arm under "small_alone".
+            weights, to each budget's compute (`budget / teacher_flops_ratio`
+            steps, rounded so that its compute stays within the budgets; its
+            own WSD per budget, branched off one stable run; the same rate
+            sweep): is the grown model better than the small model trained on
+            for the same compute? Reported per arm under "small_alone"; with
+            `output_dir`, its largest-budget model is kept as
+            `<arm>_small.keras`.
         output_dir: where to keep each seed's teacher and its largest-budget
             students and scratch models (`seed_<s>/<name>.keras`); None keeps
             none.
@@ -684,7 +686,7 @@ def _run_seed(config, strategy, teacher_fn, arms, fns, plan, facts, state, log,
                 cache[cache_key] = (results[role], state["chosen"][key],
                                     state["sweeps"][key])
             last_scale = results[role]["scales"][-1]
-            if last_scale in keep and role != "small":
+            if last_scale in keep:
                 models[f"{arm.name}_{'student' if role == 'grown' else role}"] = (
                     keep[last_scale])
         run["arms"][arm.name] = results

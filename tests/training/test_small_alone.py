@@ -1,6 +1,7 @@
 """The small model alone (`small_alone`): the teacher's architecture trained
 to each budget's compute, against the grown arm and scratch."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -38,9 +39,10 @@ def _record_stream_starts(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def reports(digits_dir):
-    """(with small_alone, the stream starts of its last seed; without), on
-    seeds 0 and 1 and on seed 0."""
+def reports(digits_dir, tmp_path_factory):
+    """(with small_alone, the stream starts, its models' directory; without),
+    on seeds 0 and 1 and on seed 0."""
+    models_dir = tmp_path_factory.mktemp("models")
     config = experiment.RunConfig(
         data_dir=digits_dir, global_batch_size=32, log_every=1000,
         learning_rate=0.01, lr_schedule="wsd", warmup_steps=2, eval_every=0)
@@ -50,12 +52,12 @@ def reports(digits_dir):
         budgets=BUDGETS, lr_scales=[1.0, 2.0], metric="loss", time_steps=False, **kw)
     with pytest.MonkeyPatch.context() as monkeypatch:
         starts = _record_stream_starts(monkeypatch)
-        with_small = run([0, 1], small_alone=True)
-    return with_small, starts, run([0])
+        with_small = run([0, 1], small_alone=True, output_dir=str(models_dir))
+    return with_small, starts, models_dir, run([0])
 
 
 def test_small_model_trains_to_each_budgets_compute(reports):
-    with_small, _, without = reports
+    with_small, _, models_dir, without = reports
     assert "small_alone" not in without["arms"]["wider"]
     assert without["protocol"]["small_alone"] is None
     arm = with_small["arms"]["wider"]
@@ -74,6 +76,9 @@ def test_small_model_trains_to_each_budgets_compute(reports):
     assert all(len(s) == 3 for s in small["chosen_scales_per_seed"])
     # Trained: a loss well below the untrained model's ln(10) at every budget.
     assert max(max(s) for s in small["per_seed"]) < np.log(10) - 0.3
+    # Its largest-budget model is kept beside the others: the teacher's size.
+    kept = keras.saving.load_model(models_dir / "seed_1" / "wider_small.keras")
+    assert kept.count_params() == arm["params"]["teacher"]
 
 
 def test_gains_over_the_small_model_are_at_equal_compute(reports):
@@ -95,7 +100,7 @@ def test_gains_over_the_small_model_are_at_equal_compute(reports):
 
 
 def test_small_model_reads_the_stream_from_the_start(reports):
-    with_small, starts, _ = reports
+    with_small, starts, _, _ = reports
     small = with_small["arms"]["wider"]["small_alone"]
     steps, chosen = small["steps"], small["chosen_scales_per_seed"][-1]
     cooldown = lambda b: max(1, round(0.2 * b))
