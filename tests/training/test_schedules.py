@@ -20,6 +20,7 @@ from keras_net2net.training import growth as growth_lib
 from keras_net2net.training import schedule_options
 from keras_net2net.training import schedules
 from keras_net2net.training import strategy as strategy_lib
+from tests.training import streams
 
 PEAK = 0.01
 
@@ -360,25 +361,6 @@ def test_comparison_student_continues_the_teachers_stream(digits_dir, monkeypatc
     assert arm["frontier"]["scratch"]["steps"] == [15, 20, 30]
 
 
-def _record_stream_starts(monkeypatch):
-    """The `start_step` of every training stream the comparison opens, in order."""
-    from keras_net2net.data import inputs
-
-    make_input_fns = inputs.make_input_fns
-    starts = []
-
-    def recording_inputs(*args, **kwargs):
-        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
-
-        def train_fn_recorded(input_context, start_step=0):
-            starts.append(start_step)
-            return train_fn(input_context, start_step=start_step)
-        return train_fn_recorded, eval_fn, info
-
-    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
-    return starts
-
-
 def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
     """teacher_share: each budget's teacher trains its share of the budget
     (cooldowns branched off one teacher run), each student grows from its own
@@ -386,7 +368,7 @@ def test_comparison_scales_growth_time_with_the_budget(digits_dir, monkeypatch):
     counts each budget's own teacher; the wall-clock view is measured."""
     from keras_net2net.training import comparison
 
-    starts = _record_stream_starts(monkeypatch)
+    starts = streams.record_stream_starts(monkeypatch)
     config = _config(digits_dir, eval_every=0, warmup_steps=2)
     budgets = [20, 30, 40]
     with pytest.raises(ValueError, match="teacher_share"):
@@ -433,7 +415,7 @@ def test_comparison_grows_from_the_teachers_stable_phase(digits_dir, monkeypatch
     run's own state at that point (its step count continues)."""
     from keras_net2net.training import comparison
 
-    starts = _record_stream_starts(monkeypatch)
+    starts = streams.record_stream_starts(monkeypatch)
     expand_optimizer = n2n.expand_optimizer
     carried = []
 

@@ -11,31 +11,13 @@ from keras_net2net.training import comparison
 from keras_net2net.training import experiment
 from keras_net2net.training import frontier
 from keras_net2net.training import strategy as strategy_lib
+from tests.training import streams
 
 BUDGETS = [20, 30, 40]
 
 
 def _mlp(info):
     return models.build_model("mlp", info.input_shape, info.num_classes, width=8)
-
-
-def _record_stream_starts(monkeypatch):
-    """The `start_step` of every training stream opened, in order."""
-    from keras_net2net.data import inputs
-
-    make_input_fns = inputs.make_input_fns
-    starts = []
-
-    def recording_inputs(*args, **kwargs):
-        train_fn, eval_fn, info = make_input_fns(*args, **kwargs)
-
-        def train_fn_recorded(input_context, start_step=0):
-            starts.append(start_step)
-            return train_fn(input_context, start_step=start_step)
-        return train_fn_recorded, eval_fn, info
-
-    monkeypatch.setattr(inputs, "make_input_fns", recording_inputs)
-    return starts
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +33,7 @@ def reports(digits_dir, tmp_path_factory):
         [comparison.Arm("wider", widen=2.0)], seeds=seeds, teacher_steps=5,
         budgets=BUDGETS, lr_scales=[1.0, 2.0], metric="loss", time_steps=False, **kw)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        starts = _record_stream_starts(monkeypatch)
+        starts = streams.record_stream_starts(monkeypatch)
         with_small = run([0, 1], small_alone=True, output_dir=str(models_dir))
     return with_small, starts, models_dir, run([0])
 
