@@ -29,6 +29,10 @@ see DESIGN.md "Measuring whether growth pays"), meant not to flatter growth:
   reached" said as such), and the quality gain at equal compute per scratch
   budget; teacher counted and teacher already paid for; mean, standard
   error and 95% interval over seeds, with per-seed values. No window rule.
+- With `small_alone`, the teacher's architecture is also trained alone to
+  each budget's compute: scratch asks whether growing was cheaper than
+  training the large model, the small model whether the large model was
+  worth its compute at all (`report["arms"][name]["small_alone"]`).
 
 ```python
 arms = [Arm("wider", widen=2.0), Arm("both", widen=2.0, deepen=["conv2"])]
