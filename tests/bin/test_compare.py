@@ -114,9 +114,7 @@ def _demo_flags(*argv):
 
 
 def test_demo_defaults_are_compare_flags():
-    flag_values = flags.FlagValues()
-    demo.define_flags(flag_values)
-    flag_values(["demo", "--seeds=2"])
+    flag_values = _demo_flags("--seeds=2")
     assert flag_values.dataset == demo.DEMO_DEFAULTS["dataset"]
     assert flag_values.seeds == 2
     lm = demo.lm_flag_values(flag_values)
