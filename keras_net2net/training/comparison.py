@@ -995,8 +995,9 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
     for arm in arms:
         fact = facts[arm.name]
         per_seed = [r["arms"][arm.name] for r in runs]
+        roles = ("scratch", "grown") + (("small",) if plan.small_alone else ())
         quality = {role: [[res["report"][metric] for res in s[role]["results"]]
-                          for s in per_seed] for role in ("scratch", "grown")}
+                          for s in per_seed] for role in roles}
         views = frontier_lib.both_views(
             list(plan.budgets), quality["scratch"], fact["student_steps"],
             quality["grown"], teacher_steps=fact["teacher_steps"],
@@ -1056,18 +1057,16 @@ def _summarise(runs, arms, seeds, config, plan, facts, state, fns):
         }
         if plan.small_alone:
             report["arms"][arm.name]["small_alone"] = _small_alone(
-                per_seed, fact, plan, state, arm.name, quality, higher)
+                per_seed, fact, plan, state, arm.name, quality,
+                counted["grown"]["compute"], higher)
     return report
 
 
-def _small_alone(per_seed, fact, plan, state, name, quality, higher):
-    """The small model alone against the grown arm and scratch, at equal
-    compute (the grown arm's teacher counted)."""
-    small = [[res["report"][plan.metric] for res in s["small"]["results"]]
-             for s in per_seed]
+def _small_alone(per_seed, fact, plan, state, name, quality, grown_compute, higher):
+    """The small model alone against the grown arm (at `grown_compute`, its
+    teacher counted) and scratch, at equal compute."""
+    small = quality["small"]
     compute = [t * fact["ratio"] for t in fact["small_steps"]]
-    grown_compute = frontier_lib.student_step_equivalents(
-        fact["student_steps"], fact["teacher_steps"], fact["ratio"])
     grown = frontier_lib.frontier(compute, small, grown_compute, quality["grown"],
                                   higher_is_better=higher)
     scratch = frontier_lib.frontier(compute, small, list(plan.budgets),
