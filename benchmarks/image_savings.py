@@ -9,7 +9,7 @@ scratch's quality. Here, on `make demo`'s image task (the 4/8/16 CNN on
 - scratch trains --budget steps of the student's architecture, and also
   --fractions of it (each run ending in its own WSD cooldown, branched off
   one stable run per learning rate);
-- each grown arm (wider: x2 channels; deeper: identity layers after the
+- each grown arm (wider: x2 channels, --widen; deeper: identity layers after the
   --deepen layers, by default one after conv2 and one after fc1; both: the
   two) gets the same compute budgets with the teacher
   counted: a student given fraction f of scratch's budget trains
@@ -45,6 +45,7 @@ from absl import app
 from absl import flags
 
 from keras_net2net import choices
+from keras_net2net.bin import compare
 from keras_net2net.bin import flags as shared_flags
 from keras_net2net.training import comparison_options
 from keras_net2net.training import config as config_lib
@@ -70,6 +71,8 @@ def define_flags():
     flags.DEFINE_bool("carry_optimizer", False, "Carry the teacher's Adam state "
                       "(with --teacher_steps, or --grow_from=stable).")
     flags.DEFINE_list("arms", ["wider", "both"], f"Arms: {', '.join(ARMS)}.")
+    flags.DEFINE_string("widen", "2.0", "--widen of the wider and both arms (see "
+                        "net2net-expand).")
     flags.DEFINE_string("deepen", "conv2,fc1", "--deepen of the deeper and both "
                         "arms (see net2net-expand); make demo's: conv2:3,conv3:3,fc1:3.")
     flags.DEFINE_bool("small_alone", False, "Also train the teacher's architecture "
@@ -96,6 +99,9 @@ def define_flags():
         "teacher_share", lambda share: comparison_options.teacher_share_problem(
             share) is None,
         message="Expected --teacher_share in (0, 1), e.g. 0.25")
+    flags.register_validator(
+        "widen", shared_flags.parses(shared_flags.parse_widen),
+        message="Expected a factor or name=width pairs. Fix: e.g. --widen=2.0")
     flags.register_validator(
         "deepen", shared_flags.parses(shared_flags.parse_deepen),
         message="Expected layer names, or name:count pairs. Fix: e.g. "
@@ -196,7 +202,6 @@ def table(report, rows):
                                          for v in arm[key]["per_seed"])
                              + f" ({', '.join(arm[key]['status_per_seed'])})")
         if arm.get("small_alone"):
-            from keras_net2net.bin import compare
             lines.extend(compare.small_alone_lines(arm["small_alone"], "accuracy"))
         if arm.get("quality_gain_equal_wall"):
             gains = "; ".join(f"{g['compute']:g}: {_ci(g, '+.4f')}"
@@ -219,13 +224,9 @@ def main(argv):
     strategy = experiment.prepare_process(config)
     teacher_fn = lambda info: models.build_model(
         "cnn", info.input_shape, info.num_classes, widths=[4, 8, 16])
-    deepen = shared_flags.parse_deepen(FLAGS.deepen)
-    by_name = {"wider": comparison.Arm("wider", widen=2.0),
-               "deeper": comparison.Arm("deeper", deepen=deepen),
-               "both": comparison.Arm("both", widen=2.0, deepen=deepen)}
     began = time.perf_counter()
     report = comparison.run_comparison(
-        config, strategy, teacher_fn, [by_name[a] for a in FLAGS.arms],
+        config, strategy, teacher_fn, compare.arms_from_flags(FLAGS),
         seeds=list(range(FLAGS.seeds)), teacher_steps=FLAGS.teacher_steps,
         teacher_share=FLAGS.teacher_share, budgets=budgets(),
         lr_scales=[float(s) for s in FLAGS.lr_sweep], noise=FLAGS.noise,
